@@ -1,0 +1,319 @@
+"""Accounts: registration, sign-in with throttling, token refresh and revocation.
+
+This is the one place that decides who a caller is; the interceptor asks
+``authenticate`` on every File and Sync call, the Auth servicer and the admin
+CLI call the rest.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..db import Database
+from ..db.models import LoginFailure, RefreshToken, User
+from ..errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+)
+from .passwords import PasswordHasher
+from .rules import check_password, username_key, valid_username
+from .tokens import AccessTokens, TokenPair, hash_refresh_token, new_refresh_token
+
+log = logging.getLogger(__name__)
+
+INVALID_CREDENTIALS = "invalid credentials"
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a call acts as."""
+
+    user_id: int
+    username: str
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    id: int
+    username: str
+    disabled: bool
+    created_at: int
+
+
+@dataclass(frozen=True)
+class LoginPolicy:
+    max_failures: int = 5
+    window_seconds: int = 15 * 60
+
+
+class Accounts:
+    """Users, passwords and tokens over the metadata database."""
+
+    def __init__(self, db: Database, hasher: PasswordHasher, access_tokens: AccessTokens, *,
+                 registration_key: str | None = None,
+                 refresh_ttl: int = 30 * 86400, login_policy: LoginPolicy = LoginPolicy(),
+                 anonymous_user: str | None = None, clock: Clock = time.time) -> None:
+        self._db = db
+        self._hasher = hasher
+        self._access = access_tokens
+        # None: registration is closed (accounts come from `musicsync user add`).
+        self._registration_key = registration_key.encode("utf-8") if registration_key else None
+        self._refresh_ttl = refresh_ttl
+        self._policy = login_policy
+        self._anonymous_key = username_key(anonymous_user) if anonymous_user else None
+        self._clock = clock
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    # -- Registration and sign-in -------------------------------------------------
+
+    async def register(self, username: str, password: str, security_key: str) -> TokenPair:
+        if self._registration_key is None:
+            raise FailedPrecondition(
+                "registration is closed on this server: ask its operator to create your "
+                "account (`musicsync user add`) or to restart it with --registration open")
+        if not hmac.compare_digest(security_key.encode("utf-8"), self._registration_key):
+            raise PermissionDenied(
+                "wrong security key: use the registration key shown in the server's log")
+        user = await self.create_user(username, password)
+        return await self._issue_pair(user.id, family_id=None)
+
+    async def create_user(self, username: str, password: str) -> UserInfo:
+        """A new enabled user; InvalidArgument or AlreadyExists otherwise."""
+        name = valid_username(username)
+        check_password(password)
+        key = username_key(name)
+        async with self._db.read() as session:
+            if await session.scalar(select(User.id).where(User.username_key == key)):
+                raise AlreadyExists(f"username {name!r} is taken")
+        password_hash = await self._hasher.hash(password)
+        now = self._now()
+        try:
+            async with self._db.write() as session:
+                user = User(username=name, username_key=key, password_hash=password_hash,
+                            disabled=False, tokens_valid_after=0, created_at=now)
+                session.add(user)
+                await session.flush()
+        except IntegrityError:
+            raise AlreadyExists(f"username {name!r} is taken") from None
+        log.info("created user %d", user.id)
+        return UserInfo(user.id, user.username, False, now)
+
+    async def login(self, username: str, password: str) -> TokenPair:
+        key = username_key(username)
+        now = self._now()
+        await self._refuse_if_locked_out(key, now)
+        async with self._db.read() as session:
+            user = await session.scalar(select(User).where(User.username_key == key))
+        ok, upgraded_hash = await self._hasher.verify(
+            user.password_hash if user else None, password)
+        if not ok:
+            await self._record_failure(key, now)
+            raise Unauthenticated(INVALID_CREDENTIALS)
+        if user.disabled:
+            raise Unauthenticated("this account is disabled; ask the server's operator")
+        async with self._db.write() as session:
+            await session.execute(delete(LoginFailure).where(LoginFailure.username_key == key))
+            if upgraded_hash:
+                await session.execute(
+                    update(User).where(User.id == user.id).values(password_hash=upgraded_hash))
+        return await self._issue_pair(user.id, family_id=None)
+
+    async def _refuse_if_locked_out(self, key: str, now: int) -> None:
+        since = now - self._policy.window_seconds
+        async with self._db.read() as session:
+            recent = (await session.scalars(
+                select(LoginFailure.failed_at)
+                .where(LoginFailure.username_key == key, LoginFailure.failed_at > since)
+                .order_by(LoginFailure.failed_at.desc())
+                .limit(self._policy.max_failures))).all()
+        if len(recent) >= self._policy.max_failures:
+            retry_at = recent[-1] + self._policy.window_seconds
+            when = datetime.fromtimestamp(retry_at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+            raise ResourceExhausted(
+                f"too many failed sign-ins for this username; try again in "
+                f"{max(retry_at - now, 1)} seconds (after {when})")
+
+    async def _record_failure(self, key: str, now: int) -> None:
+        async with self._db.write() as session:
+            session.add(LoginFailure(username_key=key, failed_at=now))
+            await session.execute(delete(LoginFailure).where(
+                LoginFailure.failed_at <= now - self._policy.window_seconds))
+
+    # -- Tokens -------------------------------------------------------------------
+
+    async def _issue_pair(self, user_id: int, family_id: str | None) -> TokenPair:
+        async with self._db.write() as session:
+            return await self._issue_pair_in(session, user_id, family_id)
+
+    async def _issue_pair_in(self, session, user_id: int, family_id: str | None) -> TokenPair:
+        now = self._now()
+        refresh, refresh_hash = new_refresh_token()
+        refresh_expires = now + self._refresh_ttl
+        session.add(RefreshToken(
+            user_id=user_id, family_id=family_id or secrets.token_hex(16),
+            token_hash=refresh_hash, issued_at=now, expires_at=refresh_expires))
+        access, access_expires = self._access.issue(user_id, now)
+        return TokenPair(access, access_expires, refresh, refresh_expires)
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        """A new pair for a valid refresh token, which stops working.
+
+        Presenting a token that was already exchanged means two parties hold
+        it: the whole family (every token of that sign-in) is revoked.
+        """
+        now = self._now()
+        reused = False
+        async with self._db.write() as session:
+            token = await session.scalar(select(RefreshToken).where(
+                RefreshToken.token_hash == hash_refresh_token(refresh_token)))
+            if token is None or token.revoked_at is not None:
+                raise Unauthenticated("refresh token is not valid; sign in again")
+            if token.rotated_at is not None:
+                reused = True
+                await session.execute(
+                    update(RefreshToken)
+                    .where(RefreshToken.family_id == token.family_id,
+                           RefreshToken.revoked_at.is_(None))
+                    .values(revoked_at=now))
+            elif token.expires_at <= now:
+                raise Unauthenticated("refresh token expired; sign in again")
+            else:
+                user = await session.get(User, token.user_id)
+                if user is None or user.disabled:
+                    raise Unauthenticated("this account is disabled or no longer exists")
+                token.rotated_at = now
+                return await self._issue_pair_in(session, token.user_id, token.family_id)
+        if reused:
+            log.warning("refresh token reuse for user %d: revoked its sign-in", token.user_id)
+        raise Unauthenticated(
+            "refresh token was already used, so it may have been stolen: this sign-in is "
+            "revoked everywhere; sign in again")
+
+    async def logout(self, refresh_token: str) -> None:
+        """Ends the sign-in the refresh token belongs to; unknown tokens are ignored."""
+        now = self._now()
+        async with self._db.write() as session:
+            family = await session.scalar(select(RefreshToken.family_id).where(
+                RefreshToken.token_hash == hash_refresh_token(refresh_token)))
+            if family is not None:
+                await session.execute(
+                    update(RefreshToken)
+                    .where(RefreshToken.family_id == family, RefreshToken.revoked_at.is_(None))
+                    .values(revoked_at=now))
+
+    async def change_password(self, user_id: int, current: str, new: str) -> TokenPair:
+        """Sets a new password, ends every other sign-in, and returns a fresh pair."""
+        async with self._db.read() as session:
+            user = await session.get(User, user_id)
+        if user is None:
+            raise Unauthenticated("this account no longer exists")
+        now = self._now()
+        await self._refuse_if_locked_out(user.username_key, now)
+        ok, _ = await self._hasher.verify(user.password_hash, current)
+        if not ok:
+            await self._record_failure(user.username_key, now)
+            raise PermissionDenied("current password is wrong")
+        check_password(new)
+        await self._set_password(user_id, await self._hasher.hash(new))
+        return await self._issue_pair(user_id, family_id=None)
+
+    async def _set_password(self, user_id: int, password_hash: str) -> None:
+        now = self._now()
+        async with self._db.write() as session:
+            await session.execute(update(User).where(User.id == user_id).values(
+                password_hash=password_hash, tokens_valid_after=now))
+            await session.execute(
+                update(RefreshToken)
+                .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+                .values(revoked_at=now))
+
+    # -- Who is calling -----------------------------------------------------------
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        """The caller of a File or Sync call, from its authorization metadata."""
+        if authorization is None:
+            return await self._anonymous_principal()
+        scheme, _, token = authorization.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthenticated("authorization metadata must be `Bearer <access token>`")
+        now = self._now()
+        claims = self._access.verify(token, now)
+        async with self._db.read() as session:
+            user = await session.get(User, claims.user_id)
+        if user is None:
+            raise Unauthenticated("the account of this token no longer exists")
+        if user.disabled:
+            raise Unauthenticated("this account is disabled; ask the server's operator")
+        if claims.issued_at < user.tokens_valid_after:
+            raise Unauthenticated("the password changed since this token was issued; sign in again")
+        return Principal(user.id, user.username)
+
+    async def _anonymous_principal(self) -> Principal:
+        if self._anonymous_key is None:
+            raise Unauthenticated(
+                "missing `authorization: Bearer <access token>` metadata; get a token from "
+                "auth.AuthService/Login")
+        async with self._db.read() as session:
+            user = await session.scalar(select(User).where(User.username_key == self._anonymous_key))
+        if user is None or user.disabled:
+            raise Unauthenticated(
+                "anonymous access is on, but its user does not exist or is disabled; the "
+                "operator must create it with `musicsync user add`")
+        return Principal(user.id, user.username)
+
+    # -- Administration (the `musicsync user` CLI) ----------------------------------
+
+    async def list_users(self) -> list[UserInfo]:
+        async with self._db.read() as session:
+            users = (await session.scalars(select(User).order_by(User.id))).all()
+        return [UserInfo(u.id, u.username, bool(u.disabled), u.created_at) for u in users]
+
+    async def find_user(self, username: str) -> UserInfo:
+        async with self._db.read() as session:
+            user = await session.scalar(select(User).where(User.username_key == username_key(username)))
+        if user is None:
+            raise NotFound(f"no user named {username!r}")
+        return UserInfo(user.id, user.username, bool(user.disabled), user.created_at)
+
+    async def reset_password(self, username: str, password: str) -> None:
+        user = await self.find_user(username)
+        check_password(password)
+        await self._set_password(user.id, await self._hasher.hash(password))
+
+    async def set_disabled(self, username: str, disabled: bool) -> None:
+        user = await self.find_user(username)
+        now = self._now()
+        async with self._db.write() as session:
+            await session.execute(update(User).where(User.id == user.id).values(disabled=disabled))
+            if disabled:
+                await session.execute(
+                    update(RefreshToken)
+                    .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+                    .values(revoked_at=now))
+
+    async def delete_user(self, username: str) -> None:
+        """Removes the user with their library, tokens and devices (blobs: `musicsync gc`)."""
+        user = await self.find_user(username)
+        async with self._db.write() as session:
+            await session.execute(delete(User).where(User.id == user.id))
+
+    async def count_users(self) -> int:
+        async with self._db.read() as session:
+            return await session.scalar(select(func.count()).select_from(User))

@@ -1,0 +1,52 @@
+"""argon2id password hashing, off the event loop and bounded in memory."""
+
+from __future__ import annotations
+
+import asyncio
+
+import argon2
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+# Each hash holds memory_cost KiB (64 MiB by default) while it runs: on a Pi,
+# a burst of sign-ins must not turn into a burst of RSS.
+MAX_CONCURRENT_HASHES = 2
+
+
+class PasswordHasher:
+    """Hashes and verifies passwords with argon2id in worker threads."""
+
+    def __init__(self, *, time_cost: int, memory_kib: int, parallelism: int) -> None:
+        self._argon2 = argon2.PasswordHasher(
+            time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism,
+            type=argon2.Type.ID)
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT_HASHES)
+        self._decoy: str | None = None
+
+    async def hash(self, password: str) -> str:
+        async with self._slots:
+            return await asyncio.to_thread(self._argon2.hash, password)
+
+    async def verify(self, stored: str | None, password: str) -> tuple[bool, str | None]:
+        """Whether ``password`` matches ``stored``, and a new hash if it should be upgraded.
+
+        With ``stored`` None (no such user) it verifies against a decoy hash
+        made with the same parameters, so an unknown user costs the same time
+        as a wrong password.
+        """
+        if stored is None:
+            if self._decoy is None:
+                self._decoy = await self.hash("decoy password, never matches")
+            await self._check(self._decoy, password + "\0")
+            return False, None
+        if not await self._check(stored, password):
+            return False, None
+        if self._argon2.check_needs_rehash(stored):
+            return True, await self.hash(password)
+        return True, None
+
+    async def _check(self, stored: str, password: str) -> bool:
+        async with self._slots:
+            try:
+                return await asyncio.to_thread(self._argon2.verify, stored, password)
+            except (VerifyMismatchError, VerificationError, InvalidHashError):
+                return False

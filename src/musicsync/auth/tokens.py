@@ -1,0 +1,73 @@
+"""Access tokens (JWT, HS256) and refresh tokens (opaque, stored as hashes)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+import jwt
+
+from ..errors import Unauthenticated
+
+ACCESS = "access"
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: int
+    issued_at: int
+    token_id: str
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    """What Register, Login, Refresh and ChangePassword hand back."""
+
+    access_token: str
+    access_expires_at: int
+    refresh_token: str
+    refresh_expires_at: int
+
+
+class AccessTokens:
+    """Signs and checks access tokens with the server's secret key."""
+
+    def __init__(self, secret_key: str, ttl_seconds: int) -> None:
+        self._key = secret_key
+        self.ttl = ttl_seconds
+
+    def issue(self, user_id: int, now: int) -> tuple[str, int]:
+        expires = now + self.ttl
+        claims = {"sub": str(user_id), "iat": now, "exp": expires,
+                  "jti": secrets.token_hex(16), "typ": ACCESS}
+        return jwt.encode(claims, self._key, algorithm="HS256"), expires
+
+    def verify(self, token: str, now: int) -> AccessClaims:
+        """The claims of a valid token; Unauthenticated saying why otherwise."""
+        try:
+            claims = jwt.decode(
+                token, self._key, algorithms=["HS256"],
+                options={"require": ["sub", "iat", "exp", "jti"], "verify_iat": False,
+                         "verify_exp": False})
+        except jwt.InvalidTokenError:
+            raise Unauthenticated("access token is invalid; sign in again") from None
+        if claims.get("typ") != ACCESS:
+            raise Unauthenticated("this is not an access token")
+        try:
+            user_id, issued_at, expires = int(claims["sub"]), int(claims["iat"]), int(claims["exp"])
+        except (TypeError, ValueError):
+            raise Unauthenticated("access token is invalid; sign in again") from None
+        if expires <= now:
+            raise Unauthenticated("access token expired; use Refresh or sign in again")
+        return AccessClaims(user_id=user_id, issued_at=issued_at, token_id=str(claims["jti"]))
+
+
+def new_refresh_token() -> tuple[str, bytes]:
+    """A fresh refresh token and the hash to store for it."""
+    token = secrets.token_urlsafe(32)
+    return token, hash_refresh_token(token)
+
+
+def hash_refresh_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8")).digest()

@@ -1,0 +1,224 @@
+"""The `musicsync` command: argument parsing only; the work happens elsewhere."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import signal
+import sys
+from datetime import datetime, timezone
+
+from . import __version__
+from .admin import open_accounts
+from .config import OPTIONS, SERVICES, Settings
+from .db.migrations import SchemaTooNew
+from .errors import ConfigError, MusicsyncError
+
+log = logging.getLogger("musicsync")
+
+SERVE_EPILOG = """\
+Every option can also be set by the environment variable shown in brackets;
+a flag wins over the environment. Without SECRET_KEY and SECURITY_KEY the
+server generates both once and keeps them in DATA_DIR with mode 0600; the
+registration key is printed in the start-up log.
+
+Without a SERVICE, all services run in one process, and each of the three
+ports serves all of them. With one, only that service runs, on PORT (or its
+default port): for a container or process per service sharing one DATA_DIR
+or DATABASE_URL.
+"""
+
+
+def _add_options(parser: argparse.ArgumentParser, fields: set[str] | None = None) -> None:
+    for option in OPTIONS:
+        if fields is not None and option.field not in fields:
+            continue
+        flag = "--" + option.field.replace("_", "-")
+        parser.add_argument(flag, dest=option.field, type=option.parse, metavar=option.metavar,
+                            help=f"{option.help} [{option.env}]")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="musicsync", description="Self-hosted music library sync over gRPC.")
+    parser.add_argument("--version", action="version", version=f"musicsync {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve", help="run the gRPC server", description="Run the musicsync gRPC server.",
+        epilog=SERVE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve.add_argument("service", nargs="?", choices=SERVICES,
+                       help="run only this service (default: all, in one process)")
+    _add_options(serve)
+    serve.set_defaults(func=_serve)
+
+    user = commands.add_parser("user", help="manage accounts",
+                               description="Manage accounts in the server's database; works "
+                                           "while the server runs.")
+    user_commands = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    db_fields = {"data_dir", "database_url", "argon2_time_cost", "argon2_memory_kib",
+                 "argon2_parallelism", "log_level"}
+    for name, help_text, func in (
+        ("add", "create an account", _user_add),
+        ("list", "list accounts", _user_list),
+        ("passwd", "set a new password (signs the user out everywhere)", _user_passwd),
+        ("disable", "block an account and sign it out everywhere", _user_disable),
+        ("enable", "unblock an account", _user_enable),
+        ("delete", "delete an account with its library", _user_delete),
+    ):
+        sub = user_commands.add_parser(name, help=help_text, description=help_text.capitalize())
+        if name != "list":
+            sub.add_argument("username")
+        if name in ("add", "passwd"):
+            sub.add_argument("--password-stdin", action="store_true",
+                             help="read the password from the first line of standard input")
+        if name == "delete":
+            sub.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        _add_options(sub, db_fields)
+        sub.set_defaults(func=func)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    flags = {option.field: getattr(args, option.field, None) for option in OPTIONS}
+    try:
+        settings = Settings.load(os.environ, flags)
+    except ConfigError as exc:
+        print(f"musicsync: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args, settings)
+    except (ConfigError, SchemaTooNew) as exc:
+        print(f"musicsync: {exc}", file=sys.stderr)
+        return 2
+    except MusicsyncError as exc:
+        print(f"musicsync: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+# -- serve ------------------------------------------------------------------------
+
+def _serve(args, settings: Settings) -> int:
+    services = (args.service,) if args.service else SERVICES
+    asyncio.run(_run_server(settings, services))
+    return 0
+
+
+async def _run_server(settings: Settings, services) -> None:
+    from .server import App  # keeps `musicsync user ...` from importing grpc servers
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            log.info("%s: finishing running calls (up to %ds), then stopping; send it again "
+                     "to stop at once", signal.Signals(signum).name, settings.shutdown_grace)
+            stop.set()
+        else:
+            log.warning("second signal: stopping now")
+            os._exit(1)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    async with App(settings, services):
+        await stop.wait()
+    log.info("stopped")
+
+
+# -- user -------------------------------------------------------------------------
+
+def _read_password(args, prompt: str) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise ConfigError("no terminal to ask for a password on; use --password-stdin")
+    first = getpass.getpass(prompt)
+    if getpass.getpass("again: ") != first:
+        raise ConfigError("the passwords did not match")
+    return first
+
+
+def _user_add(args, settings: Settings) -> int:
+    password = _read_password(args, f"password for {args.username}: ")
+
+    async def run() -> None:
+        async with open_accounts(settings) as accounts:
+            user = await accounts.create_user(args.username, password)
+        print(f"created user {user.username} (id {user.id})")
+    asyncio.run(run())
+    return 0
+
+
+def _user_list(args, settings: Settings) -> int:
+    async def run() -> None:
+        async with open_accounts(settings) as accounts:
+            users = await accounts.list_users()
+        print(f"{'ID':>5}  {'USERNAME':<32} {'STATE':<9} CREATED")
+        for user in users:
+            created = datetime.fromtimestamp(user.created_at, timezone.utc).strftime("%Y-%m-%d")
+            state = "disabled" if user.disabled else "active"
+            print(f"{user.id:>5}  {user.username:<32} {state:<9} {created}")
+    asyncio.run(run())
+    return 0
+
+
+def _user_passwd(args, settings: Settings) -> int:
+    password = _read_password(args, f"new password for {args.username}: ")
+
+    async def run() -> None:
+        async with open_accounts(settings) as accounts:
+            await accounts.reset_password(args.username, password)
+        print(f"password of {args.username} changed; the user is signed out everywhere")
+    asyncio.run(run())
+    return 0
+
+
+def _set_disabled(args, settings: Settings, disabled: bool) -> int:
+    async def run() -> None:
+        async with open_accounts(settings) as accounts:
+            await accounts.set_disabled(args.username, disabled)
+    asyncio.run(run())
+    print(f"{args.username} {'disabled' if disabled else 'enabled'}")
+    return 0
+
+
+def _user_disable(args, settings: Settings) -> int:
+    return _set_disabled(args, settings, True)
+
+
+def _user_enable(args, settings: Settings) -> int:
+    return _set_disabled(args, settings, False)
+
+
+def _user_delete(args, settings: Settings) -> int:
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise ConfigError("refusing to delete without a terminal to confirm on; add --yes")
+        answer = input(f"delete {args.username} and their whole library? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
+
+    async def run() -> None:
+        async with open_accounts(settings) as accounts:
+            await accounts.delete_user(args.username)
+    asyncio.run(run())
+    print(f"deleted {args.username}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""ORM models of the metadata database.
+
+The schema itself is created and upgraded by ``migrations``; these classes
+describe it for queries, and a test checks that both agree.
+
+Hashes are stored as 32 raw bytes (half the size of hex, and what Diff
+compares); times are Unix seconds.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String, nullable=False)
+    # NFC-normalised and case-folded: what uniqueness and sign-in compare.
+    username_key: Mapped[str] = mapped_column(String, nullable=False, unique=True)
+    password_hash: Mapped[str] = mapped_column(String, nullable=False)
+    disabled: Mapped[bool] = mapped_column(Integer, nullable=False, default=0)
+    # Access tokens issued before this second are refused (password changes).
+    tokens_valid_after: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    # Per-user change sequence: the seq of the newest change event.
+    last_seq: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # Change events up to this seq were pruned; older cursors are expired.
+    pruned_seq: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # Bytes this user may store; NULL falls back to the server-wide quota.
+    quota_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class RefreshToken(Base):
+    __tablename__ = "refresh_tokens"
+    __table_args__ = (
+        Index("ix_refresh_tokens_family", "family_id"),
+        Index("ix_refresh_tokens_user", "user_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    # All tokens descending from one sign-in share a family.
+    family_id: Mapped[str] = mapped_column(String, nullable=False)
+    # SHA-256 of the token; the token itself is never stored.
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, unique=True)
+    issued_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    expires_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    # Set when the token was exchanged by Refresh; using it again is theft.
+    rotated_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    revoked_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class LoginFailure(Base):
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key", "username_key", "failed_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username_key: Mapped[str] = mapped_column(String, nullable=False)
+    failed_at: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class Blob(Base):
+    """One stored content, shared by every library entry with its hash."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    # Set by `musicsync fsck --repair` when the content no longer matches.
+    corrupt: Mapped[bool] = mapped_column(Integer, nullable=False, default=0)
+
+
+class LibraryEntry(Base):
+    """A song in one user's library."""
+
+    __tablename__ = "library"
+    __table_args__ = (
+        UniqueConstraint("user_id", "sha256", name="uq_library_user_sha256"),
+        Index("ix_library_sha256", "sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    sha256: Mapped[bytes] = mapped_column(
+        LargeBinary, ForeignKey("blobs.sha256"), nullable=False)
+    filename: Mapped[str] = mapped_column(String, nullable=False)
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    title: Mapped[str] = mapped_column(String, nullable=False, default="")
+    artist: Mapped[str] = mapped_column(String, nullable=False, default="")
+    album: Mapped[str] = mapped_column(String, nullable=False, default="")
+    album_artist: Mapped[str] = mapped_column(String, nullable=False, default="")
+    genre: Mapped[str] = mapped_column(String, nullable=False, default="")
+    track: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    disc: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    year: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    duration_ms: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    bitrate: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    sample_rate: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    channels: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    codec: Mapped[str] = mapped_column(String, nullable=False, default="")
+    created_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    updated_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    # seq of the change event that last touched this entry.
+    seq: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class Change(Base):
+    """One event of a user's change feed; deleted events are the tombstones."""
+
+    __tablename__ = "changes"
+
+    user_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # 1 added, 2 updated, 3 deleted (the values of sync.ChangeKind).
+    kind: Mapped[int] = mapped_column(Integer, nullable=False)
+    sha256: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    at: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class Device(Base):
+    """A device that syncs, with the cursor it has acknowledged."""
+
+    __tablename__ = "devices"
+
+    user_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String, primary_key=True)
+    name: Mapped[str] = mapped_column(String, nullable=False, default="")
+    cursor: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_seen: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class UploadSession(Base):
+    """A resumable upload: partial data kept in the blob store under ``id``."""
+
+    __tablename__ = "upload_sessions"
+    __table_args__ = (
+        UniqueConstraint("user_id", "sha256", name="uq_upload_sessions_user_sha256"),
+        Index("ix_upload_sessions_expires", "expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    sha256: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    # Bytes durably stored so far: where the next Upload stream continues.
+    committed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    expires_at: Mapped[int] = mapped_column(Integer, nullable=False)

@@ -1,0 +1,1 @@
+"""Generated gRPC code for protos/ (make protos); do not edit."""

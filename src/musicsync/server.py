@@ -1,0 +1,193 @@
+"""Wiring and lifetimes of one musicsync server process.
+
+``App`` is an async context manager: entering it opens the database (upgrading
+its schema), loads or generates the keys, builds the services and starts the
+gRPC server; leaving it stops the server with a grace period and then closes
+everything in reverse order.
+
+``musicsync serve`` runs every service in one process and listens on the
+auth, file and sync ports, each serving every service, so a client may point
+any stub at any port. ``musicsync serve auth|file|sync`` runs one service on
+one port, for layouts with a container per service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .auth.accounts import Accounts, LoginPolicy
+from .auth.passwords import PasswordHasher
+from .auth.tokens import AccessTokens
+from .config import SERVICES, Settings
+from .db import Database
+from .db.migrations import migrate
+from .errors import ConfigError
+from .interceptors import ServerInterceptor
+from .keys import load_or_create_key
+from .proto import auth_pb2, auth_pb2_grpc, file_pb2, file_pb2_grpc, sync_pb2, sync_pb2_grpc
+from .services.auth_service import AuthServicer
+from .services.file_service import FileServicer
+from .services.sync_service import SyncServicer
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = {
+    "auth": auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
+    "file": file_pb2.DESCRIPTOR.services_by_name["FileService"].full_name,
+    "sync": sync_pb2.DESCRIPTOR.services_by_name["SyncService"].full_name,
+}
+# Upload chunks may be 4 MiB; leave room for the message framing around them.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024
+GRPC_OPTIONS = (
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # A second server on a busy port must fail rather than share it silently.
+    ("grpc.so_reuseport", 0),
+    # Find dead phones behind NAT on long Watch streams; let clients ping too.
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+)
+
+
+class App:
+    """A running musicsync server; use ``async with App(settings) as app``."""
+
+    def __init__(self, settings: Settings, services: Sequence[str] = SERVICES, *,
+                 clock=time.time) -> None:
+        unknown = set(services) - set(SERVICES)
+        if unknown or not services:
+            raise ConfigError(f"services must be among {', '.join(SERVICES)}")
+        self.settings = settings
+        self.services = tuple(s for s in SERVICES if s in services)
+        self.clock = clock
+        self.ports: dict[str, int] = {}
+        self.closing = asyncio.Event()
+        self._stack = AsyncExitStack()
+        self._server: grpc.aio.Server | None = None
+        self._health: health.aio.HealthServicer | None = None
+        self._key_note = ""
+
+    async def __aenter__(self) -> App:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.stop()
+
+    async def _start(self) -> None:
+        settings = self.settings
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.db = Database(settings.database_path_or_url())
+        self._stack.push_async_callback(self.db.close)
+        await migrate(self.db.writer_engine())
+
+        self.accounts = self._build_accounts()
+        servicers = {
+            "auth": lambda: auth_pb2_grpc.add_AuthServiceServicer_to_server(
+                AuthServicer(self.accounts), self._server),
+            "file": lambda: file_pb2_grpc.add_FileServiceServicer_to_server(
+                FileServicer(), self._server),
+            "sync": lambda: sync_pb2_grpc.add_SyncServiceServicer_to_server(
+                SyncServicer(self.db), self._server),
+        }
+        self._server = grpc.aio.server(
+            interceptors=[ServerInterceptor(self.accounts)], options=GRPC_OPTIONS)
+        for service in self.services:
+            servicers[service]()
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        names = [SERVICE_NAMES[s] for s in self.services]
+        reflection.enable_server_reflection(
+            [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server)
+        self._bind()
+        await self._server.start()
+        self._stack.push_async_callback(self._stop_server)
+        for name in ("", *names):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        where = ", ".join(f"{s} {settings.host}:{p}" for s, p in self.ports.items())
+        log.info("musicsync serving %s on %s", "+".join(self.services), where)
+        if self._key_note:
+            log.info(self._key_note.replace("{port}", str(self.ports.get("auth"))))
+
+    def _build_accounts(self) -> Accounts:
+        settings = self.settings
+        secret_key = settings.secret_key
+        if secret_key is None:
+            secret_key, created = load_or_create_key(settings.data_dir / "secret_key", nbytes=32)
+            if created:
+                log.info("generated a token signing key in %s", settings.data_dir / "secret_key")
+        elif len(secret_key.encode()) < 32:
+            log.warning("SECRET_KEY is shorter than 32 bytes; a longer random key is safer")
+        registration_key = None
+        if "auth" in self.services and settings.registration == "open":
+            registration_key = self._registration_key()
+        if settings.anonymous_user:
+            log.warning("anonymous mode is on: File/Sync calls without a token act as user %r",
+                        settings.anonymous_user)
+        hasher = PasswordHasher(time_cost=settings.argon2_time_cost,
+                                memory_kib=settings.argon2_memory_kib,
+                                parallelism=settings.argon2_parallelism)
+        return Accounts(
+            self.db, hasher, AccessTokens(secret_key, settings.access_token_ttl),
+            registration_key=registration_key, refresh_ttl=settings.refresh_token_ttl,
+            login_policy=LoginPolicy(settings.login_max_failures, settings.login_window),
+            anonymous_user=settings.anonymous_user, clock=self.clock)
+
+    def _registration_key(self) -> str:
+        if self.settings.security_key is not None:
+            return self.settings.security_key
+        path = self.settings.data_dir / "security_key"
+        key, _ = load_or_create_key(path, nbytes=12)
+        self._key_note = (
+            f"registration key: {key} (kept in {path}; set SECURITY_KEY to choose your own). "
+            "To register a phone, enter it with a username and password in the app, which "
+            "calls auth.AuthService/Register on port {port}")
+        return key
+
+    def _bind(self) -> None:
+        settings = self.settings
+        if len(self.services) == 1:
+            service = self.services[0]
+            wanted = {service: settings.port if settings.port is not None
+                      else settings.port_of(service)}
+        else:
+            wanted = {service: settings.port_of(service) for service in SERVICES}
+        bound: dict[int, int] = {}
+        for service, port in wanted.items():
+            if port != 0 and port in bound:  # two services configured on one port
+                self.ports[service] = bound[port]
+                continue
+            address = f"{settings.host}:{port}"
+            try:
+                actual = self._server.add_insecure_port(address)
+            except RuntimeError as exc:
+                raise ConfigError(f"cannot listen on {address}: {exc}; is the port in use?") from None
+            bound[port] = actual
+            self.ports[service] = actual
+
+    async def _stop_server(self) -> None:
+        self.closing.set()
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        await self._server.stop(self.settings.shutdown_grace)
+
+    async def stop(self) -> None:
+        """Stops accepting calls, lets running ones finish within the grace period, closes all."""
+        await self._stack.aclose()
+
+    async def wait_for_termination(self) -> None:
+        await self._server.wait_for_termination()

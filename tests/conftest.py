@@ -1,0 +1,61 @@
+"""Shared fixtures: real servers on loopback ports, real SQLite files in tmp_path."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from musicsync.config import Settings
+from musicsync.proto import auth_pb2, auth_pb2_grpc
+from musicsync.server import App
+
+from .helpers import FakeClock, Client
+
+REGISTRATION_KEY = "test-registration-key"
+PASSWORD = "correct horse battery"
+
+
+def make_settings(data_dir: Path, **overrides) -> Settings:
+    """Settings for a test server: loopback, ephemeral ports, cheap argon2."""
+    values = dict(
+        data_dir=data_dir, host="127.0.0.1", auth_port=0, file_port=0, sync_port=0,
+        security_key=REGISTRATION_KEY, secret_key=secrets.token_urlsafe(32),
+        argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1, shutdown_grace=1,
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "data")
+
+
+@pytest.fixture
+async def app(settings: Settings, clock: FakeClock) -> AsyncIterator[App]:
+    async with App(settings, clock=clock) as running:
+        yield running
+
+
+@pytest.fixture
+async def client(app: App) -> AsyncIterator[Client]:
+    async with Client(app) as connected:
+        yield connected
+
+
+@pytest.fixture
+async def alice(client: Client) -> auth_pb2.RegisterResponse:
+    """A registered user; client calls carry her token by default."""
+    response = await client.auth.Register(auth_pb2.RegisterRequest(
+        username="alice", password=PASSWORD, security_key=REGISTRATION_KEY))
+    client.token = response.token
+    return response
