@@ -32,6 +32,7 @@ from .db.migrations import migrate
 from .errors import ConfigError
 from .interceptors import ServerInterceptor
 from .keys import load_or_create_key
+from .library import ChangeNotifier
 from .proto import auth_pb2, auth_pb2_grpc, file_pb2, file_pb2_grpc, sync_pb2, sync_pb2_grpc
 from .services.auth_service import AuthServicer
 from .services.file_service import FileServicer
@@ -96,13 +97,14 @@ class App:
         await migrate(self.db.writer_engine())
 
         self.accounts = self._build_accounts()
+        self.notifier = ChangeNotifier()
         servicers = {
             "auth": lambda: auth_pb2_grpc.add_AuthServiceServicer_to_server(
                 AuthServicer(self.accounts), self._server),
             "file": lambda: file_pb2_grpc.add_FileServiceServicer_to_server(
-                FileServicer(), self._server),
+                self._file_servicer(), self._server),
             "sync": lambda: sync_pb2_grpc.add_SyncServiceServicer_to_server(
-                SyncServicer(self.db), self._server),
+                self._sync_servicer(), self._server),
         }
         self._server = grpc.aio.server(
             interceptors=[ServerInterceptor(self.accounts)], options=GRPC_OPTIONS)
@@ -122,6 +124,12 @@ class App:
         log.info("musicsync serving %s on %s", "+".join(self.services), where)
         if self._key_note:
             log.info(self._key_note.replace("{port}", str(self.ports.get("auth"))))
+
+    def _file_servicer(self) -> FileServicer:
+        return FileServicer()
+
+    def _sync_servicer(self) -> SyncServicer:
+        return SyncServicer(self.db)
 
     def _build_accounts(self) -> Accounts:
         settings = self.settings
