@@ -20,7 +20,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
-	$(BIN)/musicsync serve --data-dir ./data
+	$(BIN)/musicsync serve
 
 test: $(VENV)/.installed-dev protos-check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -61,3 +61,62 @@ async def status_of(call) -> tuple[grpc.StatusCode, str]:
     except grpc.aio.AioRpcError as error:
         return error.code(), error.details() or ""
     return grpc.StatusCode.OK, ""
+
+
+class ServerProcess:
+    """`musicsync serve ...` in a subprocess, its log in a file; for process-level tests."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path, command=None) -> None:
+        import os
+        import subprocess
+        import sys
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        base = command or [sys.executable, "-m", "musicsync.cli"]
+        full_env = {k: v for k, v in os.environ.items() if k not in _SERVER_ENV}
+        full_env.update(env)
+        self.process = subprocess.Popen([*base, *args], stdout=self._log, stderr=subprocess.STDOUT,
+                                        env=full_env)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    async def wait_serving(self, port: int, service: str = "", timeout: float = 30) -> None:
+        """Waits until the health service on ``port`` answers SERVING."""
+        import asyncio
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                    response = await health_pb2_grpc.HealthStub(channel).Check(
+                        health_pb2.HealthCheckRequest(service=service), timeout=1)
+                if response.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"server did not become healthy:\n{self.log()}")
+            await asyncio.sleep(0.1)
+
+    def stop(self, sig=None, timeout: float = 30) -> int:
+        import signal
+        if self.process.poll() is None:
+            self.process.send_signal(sig or signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+# Variables a developer's shell might have set that would change a test server.
+_SERVER_ENV = {"DATA_DIR", "DATABASE_URL", "SECURITY_KEY", "SECRET_KEY", "ANONYMOUS_USER", "PORT",
+               "AUTH_PORT", "FILE_PORT", "SYNC_PORT", "REGISTRATION", "S3_ENDPOINT", "HOST"}

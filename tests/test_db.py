@@ -1,0 +1,117 @@
+"""The metadata database: schema migrations, pragmas, restarts."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from sqlalchemy import inspect, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from musicsync.db import Database
+from musicsync.db.migrations import LATEST_VERSION, SchemaTooNew, migrate
+from musicsync.db.models import Base
+from musicsync.proto import auth_pb2
+from musicsync.server import App
+
+from .conftest import PASSWORD, REGISTRATION_KEY, make_settings
+from .helpers import Client
+
+
+def describe_schema(connection) -> dict:
+    """Tables with their columns (affinity, nullability), keys and indexes."""
+    inspector = inspect(connection)
+    schema = {}
+    for table in inspector.get_table_names():
+        primary_key = tuple(inspector.get_pk_constraint(table)["constrained_columns"])
+        schema[table] = {
+            # An INTEGER PRIMARY KEY is the rowid, never NULL, whatever the DDL says.
+            "columns": {c["name"]: (c["type"]._type_affinity.__name__,
+                                    c["nullable"] and c["name"] not in primary_key)
+                        for c in inspector.get_columns(table)},
+            "primary_key": primary_key,
+            # SQLAlchemy's reflection misses ON DELETE of inline REFERENCES: ask SQLite.
+            "foreign_keys": sorted(
+                (row[3], row[2], row[4], row[6]) for row in connection.exec_driver_sql(
+                    f"PRAGMA foreign_key_list({table})")),
+            "indexes": sorted((tuple(ix["column_names"]), bool(ix["unique"]))
+                              for ix in inspector.get_indexes(table)),
+            "unique": sorted(tuple(uc["column_names"])
+                             for uc in inspector.get_unique_constraints(table)),
+        }
+    return schema
+
+
+async def test_migrations_build_exactly_the_schema_the_models_describe(tmp_path):
+    migrated = Database(str(tmp_path / "migrated.db"))
+    await migrate(migrated.writer_engine())
+    declared = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'declared.db'}")
+    async with declared.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    async with migrated.engine.connect() as a, declared.connect() as b:
+        assert await a.run_sync(describe_schema) == await b.run_sync(describe_schema)
+    await migrated.close()
+    await declared.dispose()
+
+
+async def test_server_upgrades_an_older_database_without_losing_accounts(tmp_path):
+    settings = make_settings(tmp_path)
+    async with App(settings) as app, Client(app) as client:
+        await client.auth.Register(auth_pb2.RegisterRequest(
+            username="alice", password=PASSWORD, security_key=REGISTRATION_KEY))
+    # Rebuild the database as version 1 would have left it, with Alice in it.
+    path = settings.data_dir / "musicsync.db"
+    with sqlite3.connect(path) as db:
+        alice = db.execute("SELECT username, username_key, password_hash, created_at FROM users").fetchone()
+    path.unlink()
+    old = Database(str(path))
+    await migrate(old.writer_engine(), target=1)
+    await old.close()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO users (username, username_key, password_hash, created_at) "
+                   "VALUES (?, ?, ?, ?)", alice)
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    async with App(settings) as app, Client(app) as client:
+        login = await client.auth.Login(auth_pb2.LoginRequest(username="alice", password=PASSWORD))
+        assert login.token
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
+        assert db.execute("SELECT last_seq FROM users").fetchone() == (0,)
+
+
+async def test_server_refuses_a_database_from_a_newer_version(tmp_path):
+    settings = make_settings(tmp_path / "data")
+    settings.data_dir.mkdir()
+    with sqlite3.connect(settings.data_dir / "musicsync.db") as db:
+        db.execute(f"PRAGMA user_version = {LATEST_VERSION + 1}")
+    with pytest.raises(SchemaTooNew, match="upgrade musicsync"):
+        async with App(settings):
+            pass
+
+
+async def test_connections_use_wal_foreign_keys_and_a_busy_timeout(app):
+    async with app.db.read() as session:
+        assert (await session.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+        assert (await session.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+        assert (await session.execute(text("PRAGMA busy_timeout"))).scalar() > 0
+
+
+async def test_generated_keys_persist_so_tokens_survive_a_restart(tmp_path):
+    settings = make_settings(tmp_path, secret_key=None, security_key=None)
+    async with App(settings) as app, Client(app) as client:
+        key = (settings.data_dir / "security_key").read_text().strip()
+        token = (await client.auth.Register(auth_pb2.RegisterRequest(
+            username="alice", password=PASSWORD, security_key=key))).token
+    for name in ("secret_key", "security_key"):
+        assert (settings.data_dir / name).stat().st_mode & 0o777 == 0o600
+    async with App(settings) as app, Client(app) as client:
+        from google.protobuf import empty_pb2
+        await client.sync.GetSync(empty_pb2.Empty(), metadata=client.meta(token))
+        assert (settings.data_dir / "security_key").read_text().strip() == key
+
+
+async def test_database_url_accepts_a_path_or_a_sqlite_url(tmp_path):
+    for url in (str(tmp_path / "a.db"), f"sqlite:///{tmp_path / 'b.db'}"):
+        async with App(make_settings(tmp_path / "data", database_url=url)):
+            pass
+    assert (tmp_path / "a.db").exists() and (tmp_path / "b.db").exists()
