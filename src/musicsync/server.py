@@ -97,6 +97,8 @@ class App:
         await migrate(self.db.writer_engine())
 
         self.accounts = self._build_accounts()
+        if "auth" in self.services:
+            await self.accounts.warm_up()
         self.notifier = ChangeNotifier()
         servicers = {
             "auth": lambda: auth_pb2_grpc.add_AuthServiceServicer_to_server(

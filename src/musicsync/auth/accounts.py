@@ -77,6 +77,9 @@ class Accounts:
         self._anonymous_key = username_key(anonymous_user) if anonymous_user else None
         self._clock = clock
 
+    async def warm_up(self) -> None:
+        await self._hasher.warm_up()
+
     def _now(self) -> int:
         return int(self._clock())
 

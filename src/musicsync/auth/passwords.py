@@ -22,6 +22,11 @@ class PasswordHasher:
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_HASHES)
         self._decoy: str | None = None
 
+    async def warm_up(self) -> None:
+        """Makes the decoy hash now, so the first unknown-user sign-in is not slower."""
+        if self._decoy is None:
+            self._decoy = await self.hash("decoy password, never matches")
+
     async def hash(self, password: str) -> str:
         async with self._slots:
             return await asyncio.to_thread(self._argon2.hash, password)
@@ -34,8 +39,7 @@ class PasswordHasher:
         as a wrong password.
         """
         if stored is None:
-            if self._decoy is None:
-                self._decoy = await self.hash("decoy password, never matches")
+            await self.warm_up()
             await self._check(self._decoy, password + "\0")
             return False, None
         if not await self._check(stored, password):
