@@ -62,7 +62,9 @@ async def fill_library(app: App, uid: int, count: int) -> None:
 
 def read_copy(path: Path) -> dict:
     with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as connection:
-        one = lambda sql: connection.execute(sql).fetchone()[0]  # noqa: E731
+        def one(sql: str):
+            return connection.execute(sql).fetchone()[0]
+
         return {
             "check": one("PRAGMA integrity_check"),
             "version": one("PRAGMA user_version"),

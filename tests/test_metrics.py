@@ -138,7 +138,7 @@ async def test_endpoint_refuses_other_requests(metered, request_line, expected):
 
 
 async def test_a_silent_connection_does_not_block_scrapes(metered):
-    reader, writer = await asyncio.open_connection("127.0.0.1", metered.metrics_port)
+    _, writer = await asyncio.open_connection("127.0.0.1", metered.metrics_port)
     try:
         status, _, _ = await http(metered.metrics_port)
         assert status == 200

@@ -100,7 +100,8 @@ def _publish(temporary: Path, target: Path, force: bool) -> None:
     try:
         os.link(temporary, target)  # atomic, and fails rather than replace a file
     except FileExistsError:
-        raise FailedPrecondition(f"{target} appeared meanwhile; add --force to replace it")
+        raise FailedPrecondition(
+            f"{target} appeared meanwhile; add --force to replace it") from None
     except OSError:  # a file system without hard links
         if target.exists():
             raise FailedPrecondition(f"{target} exists; add --force to replace it") from None
