@@ -10,12 +10,15 @@ import os
 import signal
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 from . import __version__
-from .admin import open_accounts
-from .config import OPTIONS, SERVICES, Settings
-from .db.migrations import SchemaTooNew
+from .config import OPTIONS, SERVICES, Settings, parse_port
 from .errors import ConfigError, MusicsyncError
+
+# The database layer (SQLAlchemy) is imported by the commands that use it, so
+# that `musicsync health`, run by container health checks every few seconds,
+# starts in a quarter of the time and memory.
 
 log = logging.getLogger("musicsync")
 
@@ -79,6 +82,34 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         _add_options(sub, db_fields)
         sub.set_defaults(func=func)
+
+    backup = commands.add_parser(
+        "backup", help="write a consistent copy of the database (works while the server runs)",
+        description="Write a consistent copy of the SQLite database to FILE while the server "
+                    "runs. The copy appears complete or not at all; it holds password "
+                    "hashes, so it is readable by its owner only. To restore, stop the "
+                    "server and put the copy in place of the database file. Blobs are not "
+                    "included: back up DATA_DIR/blobs (or the S3 bucket) as well.")
+    backup.add_argument("file", type=Path, metavar="FILE", help="where to write the copy")
+    backup.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    _add_options(backup, {"data_dir", "database_url", "log_level"})
+    backup.set_defaults(func=_backup)
+
+    health = commands.add_parser(
+        "health", help="ask a running server whether it serves (exit 0) or not (exit 1)",
+        description="Call grpc.health.v1.Health/Check on a running server and exit 0 if it "
+                    "answers SERVING, 1 otherwise: for container health checks.")
+    health.add_argument("--service", default="", metavar="NAME",
+                        help="the service to ask about, e.g. file.FileService (default: the "
+                             "whole server)")
+    health.add_argument("--host", dest="host", metavar="ADDR",
+                        help="address of the server (default HOST unless that is a wildcard "
+                             "address, else 127.0.0.1) [HOST]")
+    health.add_argument("--port", dest="port", type=parse_port, metavar="N",
+                        help="port to ask (default PORT, else AUTH_PORT, else 50051) [PORT]")
+    health.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+                        help="give up after this long (default 5)")
+    health.set_defaults(func=_health)
     return parser
 
 
@@ -95,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args, settings)
-    except (ConfigError, SchemaTooNew) as exc:
+    except ConfigError as exc:
         print(f"musicsync: {exc}", file=sys.stderr)
         return 2
     except MusicsyncError as exc:
@@ -103,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        from .db.migrations import SchemaTooNew
+        if isinstance(exc, SchemaTooNew):
+            print(f"musicsync: {exc}", file=sys.stderr)
+            return 2
+        raise
 
 
 # -- serve ------------------------------------------------------------------------
@@ -138,7 +175,36 @@ async def _run_server(settings: Settings, services) -> None:
     log.info("stopped")
 
 
+# -- backup, health ---------------------------------------------------------------
+
+def _backup(args, settings: Settings) -> int:
+    from .backup import backup_database
+    from .db.engine import database_file, sqlalchemy_url
+
+    source = database_file(sqlalchemy_url(settings.database_path_or_url()))
+    if source is None:
+        raise ConfigError("an in-memory database cannot be backed up")
+    result = backup_database(source, args.file.expanduser(), force=args.force)
+    print(f"backed up {source} to {result.path}: {result.size} bytes, "
+          f"schema version {result.schema_version}, {result.users} users")
+    return 0
+
+
+def _health(args, settings: Settings) -> int:
+    from .probe import check, probe_address
+
+    address = probe_address(settings)
+    serving, status = check(address, args.service, args.timeout)
+    print(f"{address} {args.service or '(server)'}: {status}")
+    return 0 if serving else 1
+
+
 # -- user -------------------------------------------------------------------------
+
+def _open_accounts(settings: Settings):
+    from .admin import open_accounts
+    return open_accounts(settings)
+
 
 def _read_password(args, prompt: str) -> str:
     if args.password_stdin:
@@ -155,7 +221,7 @@ def _user_add(args, settings: Settings) -> int:
     password = _read_password(args, f"password for {args.username}: ")
 
     async def run() -> None:
-        async with open_accounts(settings) as accounts:
+        async with _open_accounts(settings) as accounts:
             user = await accounts.create_user(args.username, password)
         print(f"created user {user.username} (id {user.id})")
     asyncio.run(run())
@@ -164,7 +230,7 @@ def _user_add(args, settings: Settings) -> int:
 
 def _user_list(args, settings: Settings) -> int:
     async def run() -> None:
-        async with open_accounts(settings) as accounts:
+        async with _open_accounts(settings) as accounts:
             users = await accounts.list_users()
         print(f"{'ID':>5}  {'USERNAME':<32} {'STATE':<9} CREATED")
         for user in users:
@@ -179,7 +245,7 @@ def _user_passwd(args, settings: Settings) -> int:
     password = _read_password(args, f"new password for {args.username}: ")
 
     async def run() -> None:
-        async with open_accounts(settings) as accounts:
+        async with _open_accounts(settings) as accounts:
             await accounts.reset_password(args.username, password)
         print(f"password of {args.username} changed; the user is signed out everywhere")
     asyncio.run(run())
@@ -188,7 +254,7 @@ def _user_passwd(args, settings: Settings) -> int:
 
 def _set_disabled(args, settings: Settings, disabled: bool) -> int:
     async def run() -> None:
-        async with open_accounts(settings) as accounts:
+        async with _open_accounts(settings) as accounts:
             await accounts.set_disabled(args.username, disabled)
     asyncio.run(run())
     print(f"{args.username} {'disabled' if disabled else 'enabled'}")
@@ -213,7 +279,7 @@ def _user_delete(args, settings: Settings) -> int:
             return 1
 
     async def run() -> None:
-        async with open_accounts(settings) as accounts:
+        async with _open_accounts(settings) as accounts:
             await accounts.delete_user(args.username)
     asyncio.run(run())
     print(f"deleted {args.username}")

@@ -33,6 +33,7 @@ from .errors import ConfigError
 from .interceptors import ServerInterceptor
 from .keys import load_or_create_key
 from .library import ChangeNotifier
+from .metrics import Metrics, MetricsEndpoint, NullMetrics
 from .proto import auth_pb2, auth_pb2_grpc, file_pb2, file_pb2_grpc, sync_pb2, sync_pb2_grpc
 from .services.auth_service import AuthServicer
 from .services.file_service import FileServicer
@@ -73,6 +74,9 @@ class App:
         self.clock = clock
         self.ports: dict[str, int] = {}
         self.closing = asyncio.Event()
+        # Metrics: App.metrics takes reports (a no-op unless METRICS_PORT is set).
+        self.metrics: Metrics | NullMetrics = NullMetrics()
+        self.metrics_port: int | None = None
         self._stack = AsyncExitStack()
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
@@ -108,8 +112,13 @@ class App:
             "sync": lambda: sync_pb2_grpc.add_SyncServiceServicer_to_server(
                 self._sync_servicer(), self._server),
         }
+        observe = None
+        if settings.metrics_port is not None:
+            self.metrics = Metrics()
+            observe = self.metrics.observe_rpc
         self._server = grpc.aio.server(
-            interceptors=[ServerInterceptor(self.accounts)], options=GRPC_OPTIONS)
+            interceptors=[ServerInterceptor(self.accounts, observe=observe)],
+            options=GRPC_OPTIONS)
         for service in self.services:
             servicers[service]()
         self._health = health.aio.HealthServicer()
@@ -120,6 +129,10 @@ class App:
         self._bind()
         await self._server.start()
         self._stack.push_async_callback(self._stop_server)
+        if isinstance(self.metrics, Metrics):
+            endpoint = MetricsEndpoint(self.metrics, settings.host, settings.metrics_port)
+            self.metrics_port = await endpoint.start()
+            self._stack.push_async_callback(endpoint.close)
         for name in ("", *names):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         where = ", ".join(f"{s} {settings.host}:{p}" for s, p in self.ports.items())

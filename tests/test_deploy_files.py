@@ -1,0 +1,364 @@
+"""Deployment: the health probe containers run, and the deployment files, checked
+without a Docker engine or a cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from musicsync import cli
+from musicsync.config import DEFAULT_PORTS, OPTIONS, SERVICES
+from musicsync.server import SERVICE_NAMES, App
+
+from .conftest import make_settings
+from .helpers import free_port
+
+# -- `musicsync health`, the probe of the compose file and the image ---------------
+
+
+async def health(*args: str) -> int:
+    return await asyncio.to_thread(cli.main, ["health", *args])
+
+
+async def test_health_exits_0_while_the_server_serves(app, capsys):
+    port = app.ports["file"]
+    assert await health("--port", str(port)) == 0
+    assert await health("--port", str(port), "--service", "file.FileService") == 0
+    assert capsys.readouterr().out.strip().endswith("file.FileService: SERVING")
+
+
+async def test_health_exits_1_when_nothing_listens(capsys):
+    assert await health("--port", str(free_port()), "--timeout", "2") == 1
+    assert "UNAVAILABLE" in capsys.readouterr().out
+
+
+async def test_health_exits_1_for_a_service_the_server_does_not_run(tmp_path, capsys):
+    async with App(make_settings(tmp_path, port=0), services=("file",)) as app:
+        port = str(app.ports["file"])
+        assert await health("--port", port, "--service", "file.FileService") == 0
+        assert await health("--port", port, "--service", "auth.AuthService") == 1
+    assert "NOT_FOUND" in capsys.readouterr().out
+
+
+async def test_health_asks_the_port_in_the_environment(app, monkeypatch):
+    monkeypatch.setenv("PORT", str(app.ports["sync"]))
+    monkeypatch.setenv("HOST", "0.0.0.0")  # a wildcard: the probe asks 127.0.0.1
+    assert await health() == 0
+    monkeypatch.setenv("PORT", str(free_port()))
+    assert await health("--timeout", "2") == 1
+
+
+@pytest.mark.parametrize("host, expected", [
+    ("0.0.0.0", "127.0.0.1:50051"), ("::", "127.0.0.1:50051"),
+    ("10.0.0.7", "10.0.0.7:50051"), ("fd00::7", "[fd00::7]:50051"),
+])
+def test_health_probe_address_follows_the_listen_address(host, expected):
+    from musicsync.probe import probe_address
+
+    assert probe_address(make_settings(".", host=host, auth_port=50051)) == expected
+
+
+# -- The deployment files ------------------------------------------------------------
+#
+# No Docker engine or cluster here: the compose file is checked against the
+# compose-spec schema (check-jsonschema, schema vendored in the package), the
+# manifests against the Kubernetes schemas (kubernetes-validate, bundled), both
+# offline; and every variable the files set must be one the server reads.
+
+REPO = Path(__file__).resolve().parent.parent
+COMPOSE = REPO / "docker-compose.yml"
+ENV_EXAMPLE = REPO / ".env.example"
+DOCKERFILE = REPO / "build" / "Dockerfile"
+DOCKERIGNORE = REPO / ".dockerignore"
+K8S = REPO / "k8s"
+SERVER_ENV = frozenset(option.env for option in OPTIONS)
+# Variables of MinIO, set on the MinIO service only.
+MINIO_ENV = re.compile(r"MINIO_[A-Z0-9_]+")
+# Kubernetes releases checked: the first with gRPC probes (GA), and the newest known.
+K8S_VERSIONS = ("1.27.0", kubernetes_validate.utils.latest_version())
+
+
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def k8s_documents(folder: Path = K8S) -> list[tuple[str, dict]]:
+    return [(path.name, document) for path in sorted(folder.glob("*.yaml"))
+            if path.name != "kustomization.yaml"
+            for document in yaml.safe_load_all(path.read_text()) if document]
+
+
+def env_example() -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines()
+             if line.strip() and not line.lstrip().startswith("#"))
+    return {key.strip(): value for key, value in pairs}
+
+
+def is_minio(image: str) -> bool:
+    return image.rsplit("/", 1)[-1].split(":")[0] == "minio"
+
+
+def variable_problem(where: str, key: str, image: str) -> str | None:
+    """Why setting ``key`` in a container of ``image`` is wrong, or None if it is read."""
+    if is_minio(image):
+        return None if MINIO_ENV.fullmatch(key) else f"{where}: MinIO does not read {key}"
+    if MINIO_ENV.fullmatch(key):
+        return f"{where}: {key} is MinIO's, set on a musicsync container"
+    return None if key in SERVER_ENV else f"{where}: the server does not read {key}"
+
+
+def check_compose_schema(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec",
+         str(path)], check=False, capture_output=True, text=True, timeout=60)
+
+
+def test_compose_file_follows_the_compose_spec():
+    result = check_compose_schema(COMPOSE)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_schema_check_catches_a_misspelt_key(tmp_path):
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(COMPOSE.read_text().replace("healthcheck:", "healthchek:", 1))
+    result = check_compose_schema(broken)
+    assert result.returncode != 0
+    assert "healthchek" in result.stdout + result.stderr
+
+
+def k8s_schema_errors(documents: list[tuple[str, dict]]) -> list[str]:
+    errors = []
+    for name, document in documents:
+        for version in K8S_VERSIONS:
+            try:
+                kubernetes_validate.validate(document, version, strict=True)
+            except (kubernetes_validate.ValidationError,
+                    kubernetes_validate.SchemaNotFoundError) as error:
+                errors.append(f"{name} {document.get('kind')} (k8s {version}): {error}")
+    return errors
+
+
+def test_k8s_manifests_follow_the_kubernetes_schemas():
+    documents = k8s_documents()
+    assert {document["kind"] for _, document in documents} >= {
+        "Namespace", "Secret", "PersistentVolumeClaim", "Deployment", "Service"}
+    assert k8s_schema_errors(documents) == []
+
+
+def test_k8s_schema_check_catches_a_misspelt_field_and_an_unknown_kind(tmp_path):
+    text = (K8S / "musicsync.yaml").read_text()
+    (tmp_path / "typo.yaml").write_text(text.replace("readinessProbe:", "readinesProbe:", 1))
+    (tmp_path / "kind.yaml").write_text(text.replace("kind: Service", "kind: Servise", 1))
+    errors = k8s_schema_errors(k8s_documents(tmp_path))
+    assert any("readinesProbe" in error for error in errors)
+    assert any("Servise" in error for error in errors)
+
+
+def test_kustomization_applies_every_manifest_but_the_placeholder_secret():
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    manifests = {path.name for path in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kustomization["resources"]) == manifests - {"secret.yaml"}
+
+
+# Variables ---------------------------------------------------------------------------
+
+def compose_env_problems(data: dict) -> list[str]:
+    """Variables a compose service sets that nothing reads: [] when all is well."""
+    problems = []
+    for name, service in data["services"].items():
+        for key in service.get("environment") or {}:
+            problems.append(variable_problem(name, key, service["image"]))
+        if "env_file" in service:
+            problems.append(f"{name}: env_file passes variables this check cannot see")
+    return [problem for problem in problems if problem]
+
+
+def test_compose_sets_only_variables_the_server_or_minio_reads():
+    assert compose_env_problems(compose()) == []
+
+
+def test_compose_variable_check_catches_strays():
+    data = compose()
+    data["services"]["file"]["environment"]["S3_REGION"] = "eu"
+    data["services"]["sync"]["environment"]["MINIO_ROOT_USER"] = "x"
+    data["services"]["minio"]["environment"]["SECRET_KEY"] = "x"
+    assert len(compose_env_problems(data)) == 3
+
+
+def test_env_example_holds_server_settings_that_compose_uses():
+    example = env_example()
+    used = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", COMPOSE.read_text()))
+    assert set(example) - SERVER_ENV == set(), "only the server's variable names"
+    assert used - set(example) == set(), "every variable compose reads is explained"
+    assert set(example) - used == set(), "every variable offered is passed on"
+
+
+def test_env_example_holds_no_secrets():
+    example = env_example()
+    for key in ("SECRET_KEY", "SECURITY_KEY", "S3_ACCESS_KEY", "S3_SECRET_KEY"):
+        assert example[key] == "", f"{key} must be left for the operator to fill in"
+    # ...and compose refuses to start without them.
+    for key in ("SECRET_KEY", "SECURITY_KEY", "S3_ACCESS_KEY", "S3_SECRET_KEY"):
+        assert f"${{{key}:?" in COMPOSE.read_text()
+
+
+def k8s_env_problems(documents: list[tuple[str, dict]]) -> list[str]:
+    """Variables a container sets that nothing reads, or secret keys that do not exist."""
+    secrets = {document["metadata"]["name"]: set(document.get("stringData", {}))
+               | set(document.get("data", {}))
+               for _, document in documents if document["kind"] == "Secret"}
+    problems = []
+    for file, document in documents:
+        if document["kind"] != "Deployment":
+            continue
+        for container in document["spec"]["template"]["spec"]["containers"]:
+            where = f"{file} {container['name']}"
+            if "envFrom" in container:
+                problems.append(f"{where}: envFrom hides variable names from this check")
+            for variable in container.get("env", []):
+                problems.append(variable_problem(where, variable["name"], container["image"]))
+                ref = variable.get("valueFrom", {}).get("secretKeyRef")
+                if ref and ref["key"] not in secrets.get(ref["name"], ()):
+                    problems.append(f"{where}: secret {ref['name']} has no key {ref['key']}")
+    return [problem for problem in problems if problem]
+
+
+def test_k8s_containers_set_only_variables_the_server_or_minio_reads():
+    assert k8s_env_problems(k8s_documents()) == []
+
+
+def test_k8s_variable_check_catches_strays_and_missing_secret_keys():
+    documents = k8s_documents()
+    deployment = next(d for f, d in documents
+                      if f == "musicsync.yaml" and d["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["env"].append({"name": "SECRETKEY", "value": "x"})
+    container["env"].append({"name": "MINIO_ROOT_USER", "value": "x"})
+    container["env"].append({"name": "SECRET_KEY", "valueFrom": {
+        "secretKeyRef": {"name": "musicsync", "key": "SECRET-KEY"}}})
+    minio = next(d for f, d in documents if f == "minio.yaml" and d["kind"] == "Deployment")
+    minio["spec"]["template"]["spec"]["containers"][0]["env"].append(
+        {"name": "S3_BUCKET", "value": "music"})
+    assert len(k8s_env_problems(documents)) == 4
+
+
+def test_k8s_secret_holds_placeholders_only():
+    secret = next(d for _, d in k8s_documents() if d["kind"] == "Secret")
+    assert "data" not in secret
+    assert all(value.startswith("CHANGE-ME") for value in secret["stringData"].values())
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n(\s*#.*\n)*", " ", DOCKERFILE.read_text())
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1])
+            for line in text.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_dockerfile_sets_only_variables_the_server_or_python_reads():
+    names = set()
+    for instruction, arguments in dockerfile_instructions():
+        if instruction == "ENV":
+            names |= set(re.findall(r"([A-Z_][A-Z0-9_]*)=", arguments))
+    python = {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PIP_NO_CACHE_DIR",
+              "PIP_DISABLE_PIP_VERSION_CHECK"}
+    assert "DATA_DIR" in names
+    assert names - python - SERVER_ENV == set()
+
+
+# The image's build context ------------------------------------------------------------
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    """Whether .dockerignore keeps ``path`` (relative, with /) out of the build context.
+
+    Docker's rules: the last matching pattern wins, ``!`` re-includes, a pattern
+    matching a folder matches everything in it, ``*`` stays within one path
+    segment and ``**`` spans any number.
+    """
+    excluded = False
+    parts = path.split("/")
+    for raw in patterns:
+        negate = raw.startswith("!")
+        pattern = raw[1:] if negate else raw
+        pattern = pattern.strip().strip("/")
+        regex = re.escape(pattern).replace(r"\*\*/", "(?:.*/)?").replace(r"\*\*", ".*")
+        regex = regex.replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+        if any(re.fullmatch(regex, "/".join(parts[:n])) for n in range(1, len(parts) + 1)):
+            excluded = not negate
+    return excluded
+
+
+def dockerignore_patterns() -> list[str]:
+    return [line.strip() for line in DOCKERIGNORE.read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+@pytest.mark.parametrize("path, expected", [
+    (".venv/bin/python", True), ("data/musicsync.db", True), (".env", True), (".git/HEAD", True),
+    ("tests/test_auth.py", True), ("src/musicsync/__pycache__/cli.cpython-312.pyc", True),
+    ("src/musicsync/cli.py", False), ("pyproject.toml", False), ("cmd/file.py", False),
+])
+def test_dockerignore_sends_the_builder_only_what_the_image_needs(path, expected):
+    assert dockerignored(path, dockerignore_patterns()) is expected
+
+
+def test_dockerfile_copies_only_paths_that_exist_in_the_build_context():
+    patterns = dockerignore_patterns()
+    sources = []
+    for instruction, arguments in dockerfile_instructions():
+        if instruction in ("COPY", "ADD") and "--from=" not in arguments:
+            sources += [word for word in arguments.split()[:-1] if not word.startswith("--")]
+    readme = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["readme"]
+    assert {"pyproject.toml", readme, "src/", "cmd/"} <= set(sources)
+    for source in sources:
+        assert (REPO / source).exists(), f"COPY {source}: no such path"
+        files = [source] if (REPO / source).is_file() else [
+            str(p.relative_to(REPO)) for p in (REPO / source).rglob("*.py")]
+        assert files and not any(dockerignored(f, patterns) for f in files), source
+
+
+# Ports and health checks agree with the server ----------------------------------------
+
+def test_compose_services_listen_probe_and_publish_on_the_original_ports():
+    services = compose()["services"]
+    for name in SERVICES:
+        service = services[name]
+        port = str(DEFAULT_PORTS[name])
+        assert service["command"] == ["musicsync", "serve", name]
+        assert service["environment"]["PORT"] == port
+        assert service["ports"] == [f"{port}:{port}"]
+        test = service["healthcheck"]["test"]
+        assert test[:3] == ["CMD", "musicsync", "health"]
+        assert test[test.index("--service") + 1] == SERVICE_NAMES[name]
+    single = services["musicsync"]
+    assert single["command"] == ["musicsync", "serve"] and single["profiles"] == ["single"]
+    assert "S3_ENDPOINT" not in single["environment"]
+    assert {p.split(":")[0] for p in single["ports"]} == {str(p) for p in DEFAULT_PORTS.values()}
+
+
+def test_k8s_containers_listen_and_are_probed_on_their_ports():
+    deployment = next(d for f, d in k8s_documents()
+                      if f == "musicsync.yaml" and d["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    containers = {c["name"]: c for c in deployment["spec"]["template"]["spec"]["containers"]}
+    assert set(containers) == set(SERVICES)
+    for name, container in containers.items():
+        port = DEFAULT_PORTS[name]
+        env = {v["name"]: v.get("value") for v in container["env"]}
+        assert container["command"] == ["musicsync", "serve", name]
+        assert env["PORT"] == str(port)
+        assert [p["containerPort"] for p in container["ports"]] == [port]
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["grpc"]["port"] == port, (name, probe)
+        assert [m["mountPath"] for m in container["volumeMounts"]
+                if m["name"] == "data"] == ["/data"]
