@@ -32,7 +32,10 @@ from .db.migrations import migrate
 from .errors import ConfigError
 from .interceptors import ServerInterceptor
 from .keys import load_or_create_key
+from .files import Files
 from .library import ChangeNotifier
+from .storage import open_blob_store
+from .uploads import Uploads
 from .metrics import Metrics, MetricsEndpoint, NullMetrics
 from .proto import auth_pb2, auth_pb2_grpc, file_pb2, file_pb2_grpc, sync_pb2, sync_pb2_grpc
 from .services.auth_service import AuthServicer
@@ -116,6 +119,8 @@ class App:
         if settings.metrics_port is not None:
             self.metrics = Metrics()
             observe = self.metrics.observe_rpc
+        if "file" in self.services:
+            await self._open_files()
         self._server = grpc.aio.server(
             interceptors=[ServerInterceptor(self.accounts, observe=observe)],
             options=GRPC_OPTIONS)
@@ -140,8 +145,23 @@ class App:
         if self._key_note:
             log.info(self._key_note.replace("{port}", str(self.ports.get("auth"))))
 
+    async def _open_files(self) -> None:
+        """The blob store and the file domain, with the sweeper of stale uploads."""
+        settings = self.settings
+        self.store = open_blob_store(settings, self.metrics)
+        await self.store.open()
+        self._stack.push_async_callback(self.store.close)
+        self.files = Files(self.db, self.store, self.notifier, user_quota=settings.user_quota,
+                           metrics=self.metrics, clock=self.clock)
+        self.uploads = Uploads(self.files, max_file_size=settings.max_file_size,
+                               idle_timeout=settings.upload_idle_timeout,
+                               session_ttl=settings.upload_session_ttl)
+        await self.uploads.sweep()
+        sweeper = asyncio.create_task(self.uploads.sweep_forever(), name="upload-sweeper")
+        self._stack.push_async_callback(_cancel, sweeper)
+
     def _file_servicer(self) -> FileServicer:
-        return FileServicer()
+        return FileServicer(self.files, self.uploads)
 
     def _sync_servicer(self) -> SyncServicer:
         return SyncServicer(self.db)
@@ -214,3 +234,8 @@ class App:
 
     async def wait_for_termination(self) -> None:
         await self._server.wait_for_termination()
+
+
+async def _cancel(task: asyncio.Task) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

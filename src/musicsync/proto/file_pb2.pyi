@@ -55,14 +55,16 @@ class UploadResponse(_message.Message):
     def __init__(self, hash: _Optional[str] = ..., file: _Optional[_Union[FileEntry, _Mapping]] = ...) -> None: ...
 
 class DownloadRequest(_message.Message):
-    __slots__ = ("hash", "offset", "length")
+    __slots__ = ("hash", "offset", "length", "chunk_size")
     HASH_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
     hash: str
     offset: int
     length: int
-    def __init__(self, hash: _Optional[str] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
+    chunk_size: int
+    def __init__(self, hash: _Optional[str] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., chunk_size: _Optional[int] = ...) -> None: ...
 
 class DownloadResponse(_message.Message):
     __slots__ = ("chunk", "total_size")

@@ -1,0 +1,249 @@
+"""The songs of a library and the blobs behind them: publish, read, delete, look up.
+
+One content is stored once, however many libraries hold it. A blob is deleted
+when the last library entry pointing at it goes. Publishing a blob (commit +
+library insert) and retiring it (library delete + blob delete) for the same
+hash run under one per-hash lock in the file service's process, so a delete
+can never remove a blob that a concurrent upload of the same content has just
+re-used. Other processes (`musicsync gc`) only remove blobs that no entry
+references and that are older than a grace period, which an upload finishes
+well within.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+
+from sqlalchemy import delete, func, select
+
+from .db import Database
+from .db.models import Blob, LibraryEntry, User
+from .errors import DataLoss, InvalidArgument, NotFound, ResourceExhausted, StorageUnavailable
+from .library import ChangeNotifier, Tags, blob_is_referenced, ensure_blob, put_entry, remove_entry
+from .metrics import NullMetrics
+from .storage import BlobMissing, BlobStore, StagedBlob, is_sha256_hex
+
+log = logging.getLogger(__name__)
+
+MAX_STAT_HASHES = 10_000
+NOT_IN_LIBRARY = "no file with this hash in your library"
+
+
+def parse_hash(text: str, what: str = "hash") -> bytes:
+    """32 raw bytes from lowercase (or uppercase) hex; InvalidArgument otherwise."""
+    lowered = text.strip().lower()
+    if not is_sha256_hex(lowered):
+        raise InvalidArgument(
+            f"{what} must be the 64 hex characters of a SHA-256 (got {text[:80]!r})")
+    return bytes.fromhex(lowered)
+
+
+class HashLocks:
+    """One asyncio lock per content hash, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[bytes, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, sha256: bytes):
+        lock, users = self._locks.get(sha256, (asyncio.Lock(), 0))
+        self._locks[sha256] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[sha256]
+            if users == 1:
+                del self._locks[sha256]
+            else:
+                self._locks[sha256] = (lock, users - 1)
+
+
+class Files:
+    """A user's songs: the library rows and the blob store, kept consistent."""
+
+    def __init__(self, db: Database, store: BlobStore, notifier: ChangeNotifier, *,
+                 user_quota: int = 0, metrics=None, clock=time.time) -> None:
+        self.db = db
+        self.store = store
+        self.notifier = notifier
+        self.user_quota = user_quota
+        self.metrics = metrics or NullMetrics()
+        self.clock = clock
+        self.locks = HashLocks()
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    # -- Looking up -----------------------------------------------------------------
+
+    async def entry(self, user_id: int, sha256: bytes) -> LibraryEntry | None:
+        async with self.db.read() as session:
+            return await session.scalar(select(LibraryEntry).where(
+                LibraryEntry.user_id == user_id, LibraryEntry.sha256 == sha256))
+
+    async def stat(self, user_id: int, hashes: Iterable[str]) -> tuple[list[LibraryEntry], list[str]]:
+        """The caller's entries among ``hashes``, and the hashes they do not have."""
+        wanted = list(hashes)
+        if len(wanted) > MAX_STAT_HASHES:
+            raise InvalidArgument(f"ask for at most {MAX_STAT_HASHES} hashes per Stat call "
+                                  f"(got {len(wanted)})")
+        parsed = [parse_hash(text, f"hashes[{index}]") for index, text in enumerate(wanted)]
+        found: dict[bytes, LibraryEntry] = {}
+        async with self.db.read() as session:
+            for start in range(0, len(parsed), 500):
+                batch = parsed[start:start + 500]
+                for entry in await session.scalars(select(LibraryEntry).where(
+                        LibraryEntry.user_id == user_id, LibraryEntry.sha256.in_(batch))):
+                    found[entry.sha256] = entry
+        entries, missing, seen = [], [], set()
+        for sha, text in zip(parsed, wanted):
+            if sha in seen:
+                continue
+            seen.add(sha)
+            if sha in found:
+                entries.append(found[sha])
+            else:
+                missing.append(sha.hex())
+        return entries, missing
+
+    async def quota_left(self, user_id: int, session=None) -> int | None:
+        """Bytes the user may still add, or None without a quota."""
+        if session is None:
+            async with self.db.read() as own:
+                return await self.quota_left(user_id, own)
+        user_quota = await session.scalar(select(User.quota_bytes).where(User.id == user_id))
+        quota = user_quota if user_quota is not None else self.user_quota
+        if not quota:
+            return None
+        used = await session.scalar(select(func.coalesce(func.sum(LibraryEntry.size), 0))
+                                    .where(LibraryEntry.user_id == user_id))
+        return quota - used
+
+    # -- Publishing ---------------------------------------------------------------------
+
+    async def publish(self, user_id: int, staged: StagedBlob, filename: str,
+                      tags: Tags) -> LibraryEntry:
+        """Commits a verified staged blob and lists it in the user's library."""
+        sha256 = bytes.fromhex(staged.hexdigest())
+        size = staged.size
+        async with self.locks.hold(sha256):
+            await staged.commit()
+            try:
+                async with self.db.write() as session:
+                    await self._check_quota(session, user_id, sha256, size)
+                    await ensure_blob(session, sha256, size, self.now())
+                    entry, change = await put_entry(session, user_id, sha256, size, filename,
+                                                    tags, self.now())
+            except BaseException:
+                await self._retire_if_unreferenced(sha256)
+                raise
+        if change is not None:
+            await self.notifier.published(user_id, entry.seq)
+        return entry
+
+    async def update_entry(self, user_id: int, entry: LibraryEntry, filename: str,
+                           tags: Tags) -> LibraryEntry:
+        """Renames or re-tags an entry the user already has (no bytes involved)."""
+        async with self.locks.hold(entry.sha256):
+            async with self.db.write() as session:
+                if await session.scalar(select(Blob.sha256).where(Blob.sha256 == entry.sha256)) is None:
+                    raise NotFound(NOT_IN_LIBRARY)
+                updated, change = await put_entry(session, user_id, entry.sha256, entry.size,
+                                                  filename, tags, self.now())
+        if change is not None:
+            await self.notifier.published(user_id, updated.seq)
+        return updated
+
+    async def _check_quota(self, session, user_id: int, sha256: bytes, size: int) -> None:
+        left = await self.quota_left(user_id, session)
+        if left is None:
+            return
+        already = await session.scalar(select(LibraryEntry.size).where(
+            LibraryEntry.user_id == user_id, LibraryEntry.sha256 == sha256))
+        if already is None and size > left:
+            raise ResourceExhausted(
+                f"storage quota exceeded: this file needs {size} bytes and {max(left, 0)} are "
+                "left; delete songs or ask the operator for more space")
+
+    async def _retire_if_unreferenced(self, sha256: bytes) -> None:
+        """Deletes a blob nobody lists (call with the hash's lock held)."""
+        async with self.db.write() as session:
+            if await blob_is_referenced(session, sha256):
+                return
+            await session.execute(delete(Blob).where(Blob.sha256 == sha256))
+        await self._delete_blob(sha256)
+
+    async def _delete_blob(self, sha256: bytes) -> None:
+        try:
+            await self.store.delete(sha256.hex())
+        except StorageUnavailable:
+            # The library no longer lists it; `musicsync gc` removes the orphan later.
+            log.warning("could not delete unreferenced blob %s now; `musicsync gc` will",
+                        sha256.hex())
+
+    # -- Reading ----------------------------------------------------------------------
+
+    async def open_download(self, user_id: int, hash_text: str, offset: int,
+                            length: int) -> tuple[int, AsyncIterator[bytes]]:
+        """The file's total size and its bytes in [offset, offset + length)."""
+        sha256 = parse_hash(hash_text)
+        if offset < 0 or length < 0:
+            raise InvalidArgument("offset and length must not be negative")
+        entry = await self.entry(user_id, sha256)
+        if entry is None:
+            raise NotFound(NOT_IN_LIBRARY)
+        size = await self.store.size(sha256.hex())
+        if size is None:
+            raise self._lost(user_id, sha256)
+        if offset > size:
+            raise InvalidArgument(f"offset {offset} is beyond the end of the file ({size} bytes)")
+        wanted = size - offset if length == 0 else min(length, size - offset)
+        return size, self._read(user_id, sha256, offset, wanted)
+
+    async def _read(self, user_id: int, sha256: bytes, offset: int,
+                    length: int) -> AsyncIterator[bytes]:
+        if length == 0:
+            return
+        try:
+            async for block in self.store.read(sha256.hex(), offset, length):
+                yield block
+        except BlobMissing:
+            raise self._lost(user_id, sha256) from None
+
+    def _lost(self, user_id: int, sha256: bytes) -> DataLoss:
+        log.error("blob %s of a library entry of user %d is missing from %s; run "
+                  "`musicsync fsck`", sha256.hex(), user_id, self.store.description)
+        return DataLoss("the server has lost the contents of this file; upload it again")
+
+    # -- Deleting -----------------------------------------------------------------------
+
+    async def delete(self, user_id: int, hash_text: str) -> bool:
+        """Removes the song from the user's library (with a tombstone); False if absent."""
+        sha256 = parse_hash(hash_text)
+        async with self.locks.hold(sha256):
+            async with self.db.write() as session:
+                if not await remove_entry(session, user_id, sha256, self.now()):
+                    return False
+                seq = await session.scalar(select(User.last_seq).where(User.id == user_id))
+                orphan = not await blob_is_referenced(session, sha256)
+                if orphan:
+                    await session.execute(delete(Blob).where(Blob.sha256 == sha256))
+            if orphan:
+                await self._delete_blob(sha256)
+        await self.notifier.published(user_id, seq)
+        return True
+
+
+def tags_with_overrides(read: Tags, **client: object) -> Tags:
+    """The tags read from the file, with each non-empty value the client sent winning."""
+    values = asdict(read)
+    for key, value in client.items():
+        if value:
+            values[key] = value
+    return Tags(**values)

@@ -1,0 +1,271 @@
+"""Blobs as files: DATA_DIR/blobs/ab/cd/<sha256>.
+
+A new blob is written to a temporary file in ``.tmp`` on the same file system
+while it is hashed; on commit the file is fsynced, renamed into place (atomic)
+and its folder fsynced, so a blob is either absent or complete and durable.
+Temporary files of crashed uploads are removed by ``open``. Partials of
+resumable uploads live in ``.partial/<upload id>`` until committed or dropped.
+
+File I/O runs in worker threads: hashing and writes release the GIL, so the
+event loop keeps serving while a song is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import BinaryIO, TypeVar
+
+from ..errors import ResourceExhausted, StorageUnavailable
+from ..metrics import NullMetrics
+from .base import BlobMissing
+
+log = logging.getLogger(__name__)
+
+READ_BLOCK = 1024 * 1024
+_T = TypeVar("_T")
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class LocalBlobStore:
+    """The default store: a folder on the server's disk."""
+
+    def __init__(self, root: Path, metrics=None) -> None:
+        self.root = Path(root)
+        self.description = f"local folder {self.root}"
+        self._temp = self.root / ".tmp"
+        self._partials = self.root / ".partial"
+        self._metrics = metrics or NullMetrics()
+
+    async def _io(self, operation: str, func: Callable[..., _T], *args) -> _T:
+        """Runs blocking file work in a thread, turning OS errors into client-facing ones."""
+        try:
+            return await asyncio.to_thread(func, *args)
+        except (FileNotFoundError, BlobMissing):
+            raise
+        except OSError as exc:
+            self._metrics.storage_error(operation)
+            log.error("%s: %s failed: %s", self.description, operation, exc)
+            if exc.errno in _FULL:
+                raise ResourceExhausted(
+                    "the server's storage is full; ask its operator to free space") from None
+            raise StorageUnavailable(
+                f"the server's storage ({self.description}) failed to {operation}; "
+                "try again later") from None
+
+    # -- Lifetime -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self._io("open", self._prepare)
+
+    def _prepare(self) -> None:
+        for folder in (self.root, self._temp, self._partials):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        leftovers = list(self._temp.iterdir())
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+        if leftovers:
+            log.info("removed %d temporary files of interrupted uploads", len(leftovers))
+
+    async def close(self) -> None:
+        pass
+
+    async def check(self) -> None:
+        await self._io("check", os.stat, self.root)
+
+    # -- Writing --------------------------------------------------------------------
+
+    async def stage(self, expected_sha256: str | None = None) -> _StagedFile:
+        path = self._temp / secrets.token_hex(16)
+        fd = await self._io("write", os.open, path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        return _StagedFile(self, path, fd, hashlib.sha256(), 0, resumable=False)
+
+    async def resume(self, upload_id: str, committed: int) -> _StagedFile:
+        path = self._partial_path(upload_id)
+        return await self._io("resume", self._reopen, path, committed)
+
+    def _reopen(self, path: Path, committed: int) -> _StagedFile:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            held = os.fstat(fd).st_size
+            if held < committed:
+                raise BlobMissing(f"partial {path.name} holds {held} bytes, expected {committed}")
+            os.ftruncate(fd, committed)  # bytes past the last durable checkpoint are not trusted
+            hasher = hashlib.sha256()
+            position = 0
+            while position < committed:
+                block = os.pread(fd, min(READ_BLOCK, committed - position), position)
+                if not block:
+                    raise BlobMissing(f"partial {path.name} ended early")
+                hasher.update(block)
+                position += len(block)
+            os.lseek(fd, committed, os.SEEK_SET)
+        except BaseException:
+            os.close(fd)
+            raise
+        return _StagedFile(self, path, fd, hasher, committed, resumable=True)
+
+    async def drop_partial(self, upload_id: str) -> None:
+        await self._io("delete", self._partial_path(upload_id).unlink, True)
+
+    async def partials(self) -> AsyncIterator[str]:
+        for name in await self._io("list", os.listdir, self._partials):
+            yield name
+
+    def _partial_path(self, upload_id: str) -> Path:
+        if not upload_id.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"bad upload id {upload_id!r}")
+        return self._partials / upload_id
+
+    def path_of(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def _publish(self, source: Path, sha256: str) -> None:
+        """Moves a complete, fsynced file into place, or drops it if the blob exists."""
+        final = self.path_of(sha256)
+        if final.exists():
+            source.unlink()
+            return
+        for folder in (final.parent.parent, final.parent):
+            if not folder.exists():
+                folder.mkdir(mode=0o700, exist_ok=True)
+                _fsync_dir(folder.parent)
+        os.rename(source, final)
+        _fsync_dir(final.parent)
+
+    # -- Reading and deleting -------------------------------------------------------------
+
+    async def size(self, sha256: str) -> int | None:
+        try:
+            return (await self._io("stat", os.stat, self.path_of(sha256))).st_size
+        except FileNotFoundError:
+            return None
+
+    async def read(self, sha256: str, offset: int = 0,
+                   length: int | None = None) -> AsyncIterator[bytes]:
+        try:
+            handle = await self._io("read", open, self.path_of(sha256), "rb", 0)
+        except FileNotFoundError:
+            raise BlobMissing(sha256) from None
+        remaining = length if length is not None else float("inf")
+        pending: asyncio.Future | None = None
+        try:
+            # Read the next block while the caller sends the current one.
+            pending = asyncio.ensure_future(self._io(
+                "read", os.pread, handle.fileno(), int(min(READ_BLOCK, remaining)), offset))
+            while remaining > 0:
+                block = await pending
+                pending = None
+                if not block:
+                    return
+                offset += len(block)
+                remaining -= len(block)
+                if remaining > 0:
+                    pending = asyncio.ensure_future(self._io(
+                        "read", os.pread, handle.fileno(), int(min(READ_BLOCK, remaining)), offset))
+                yield block
+        finally:
+            if pending is not None:
+                await asyncio.gather(pending, return_exceptions=True)
+            handle.close()
+
+    async def delete(self, sha256: str) -> None:
+        await self._io("delete", self.path_of(sha256).unlink, True)
+
+    async def blobs(self) -> AsyncIterator[tuple[str, int]]:
+        for first in sorted(await self._io("list", _subfolders, self.root)):
+            for second in sorted(await self._io("list", _subfolders, first)):
+                for entry in await self._io("list", _files, second):
+                    yield entry
+
+
+class _StagedFile:
+    """A blob being written to a file of its own."""
+
+    def __init__(self, store: LocalBlobStore, path: Path, fd: int, hasher, size: int, *,
+                 resumable: bool) -> None:
+        self._store = store
+        self._path = path
+        self._fd: int | None = fd
+        self._hasher = hasher
+        self._size = size
+        self._resumable = resumable
+        self._published = False
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def hexdigest(self) -> str:
+        return self._hasher.hexdigest()
+
+    async def write(self, chunks: list[bytes]) -> None:
+        await self._store._io("write", self._write, chunks)
+
+    def _write(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self._hasher.update(chunk)
+        total = sum(len(chunk) for chunk in chunks)
+        written = os.writev(self._fd, chunks)
+        if written < total:  # short write: finish it piece by piece
+            rest = b"".join(chunks)[written:]
+            while rest:
+                rest = rest[os.write(self._fd, rest):]
+        self._size += total
+
+    async def flush(self) -> int:
+        await self._store._io("write", os.fsync, self._fd)
+        return self._size
+
+    def open_reader(self) -> BinaryIO:
+        return open(self._path, "rb")
+
+    async def commit(self) -> str:
+        sha256 = self.hexdigest()
+        await self._store._io("write", self._commit, sha256)
+        return sha256
+
+    def _commit(self, sha256: str) -> None:
+        os.fsync(self._fd)
+        self._close()
+        self._store._publish(self._path, sha256)
+        self._published = True
+
+    async def abort(self) -> None:
+        if self._published:
+            return
+        self._close()
+        await self._store._io("delete", self._path.unlink, True)
+
+    async def suspend(self) -> int:
+        size = await self.flush()
+        self._close()
+        return size
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return [Path(e.path) for e in os.scandir(folder)
+            if e.is_dir() and len(e.name) == 2 and not e.name.startswith(".")]
+
+
+def _files(folder: Path) -> list[tuple[str, int]]:
+    return [(e.name, e.stat().st_size) for e in os.scandir(folder) if e.is_file()]

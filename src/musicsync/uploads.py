@@ -1,0 +1,389 @@
+"""Upload streams and resumable upload sessions.
+
+An Upload stream is an optional FileMetadata message followed by chunks. The
+bytes go straight into a staged blob while they are hashed (in a worker
+thread, a batch at a time, the next batch arriving while the last is
+written), so memory stays flat whatever the file size and nothing is written
+twice. When the stream ends the file is verified (declared size and hash,
+audio format via mutagen), tagged, and only then published.
+
+Without an upload session, an interrupted stream leaves nothing behind. With
+one (StartUpload), the bytes received are kept as a partial: made durable
+every CHECKPOINT_BYTES and when the stream stops for any reason, with the
+durable offset recorded in upload_sessions, so the next stream continues
+from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import grpc
+from sqlalchemy import delete, select, update
+
+from .audio import NOT_AUDIO, SNIFF_BYTES, looks_like_audio, read_audio
+from .db.models import LibraryEntry, UploadSession
+from .errors import (
+    DataLoss,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
+from .filenames import default_filename, sanitize_filename
+from .files import Files, parse_hash, tags_with_overrides
+from .library import Tags
+from .storage import BlobMissing, StagedBlob
+
+log = logging.getLogger(__name__)
+
+MAX_CHUNK_BYTES = 4 * 1024 * 1024
+# Chunks are handed to the writer thread in batches of about this size: fewer
+# thread hops than one per 64 KiB chunk, and big enough for hashing to pay off.
+BATCH_BYTES = 256 * 1024
+CHECKPOINT_BYTES = 16 * 1024 * 1024
+SWEEP_INTERVAL = 3600.0
+
+Reader = Callable[[], Awaitable[object]]
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    upload_id: str
+    offset: int
+    expires_at: int
+    complete: bool
+
+
+class Uploads:
+    """Receives Upload streams and keeps resumable sessions."""
+
+    def __init__(self, files: Files, *, max_file_size: int, idle_timeout: float,
+                 session_ttl: int) -> None:
+        self.files = files
+        self.max_file_size = max_file_size
+        self.idle_timeout = idle_timeout
+        self.session_ttl = session_ttl
+        self._streaming: set[str] = set()  # sessions with a stream in progress
+
+    # -- Upload streams -------------------------------------------------------------
+
+    async def receive(self, user_id: int, read: Reader) -> LibraryEntry:
+        """Takes one Upload stream to its end and returns the library entry."""
+        first = await self._next(read)
+        if first is grpc.aio.EOF:
+            raise InvalidArgument("empty upload: send a FileMetadata message, then the file "
+                                  "in chunks")
+        if first.WhichOneof("data") == "metadata":
+            meta, first_chunk = first.metadata, None
+        else:
+            meta, first_chunk = None, first.chunk
+        declared_sha = parse_hash(meta.sha256, "metadata.sha256") if meta and meta.sha256 else None
+        declared_size = meta.size if meta is not None and meta.HasField("size") else None
+        if declared_size is not None:
+            self._check_size(declared_size)
+        if meta is not None and meta.upload_id:
+            return await self._receive_resumable(user_id, meta, declared_sha, declared_size,
+                                                 first_chunk, read)
+        if meta is not None and meta.offset:
+            raise InvalidArgument("metadata.offset needs metadata.upload_id (see StartUpload)")
+        if declared_sha is not None:
+            existing = await self.files.entry(user_id, declared_sha)
+            if existing is not None:  # the caller's own copy: no need for the bytes
+                if declared_size is not None and declared_size != existing.size:
+                    raise InvalidArgument(f"metadata.size {declared_size} does not match the "
+                                          f"file with this hash ({existing.size} bytes)")
+                return await self._retag(user_id, existing, meta)
+        quota_left = await self.files.quota_left(user_id)
+        if declared_size is not None and quota_left is not None and declared_size > quota_left:
+            raise _quota_error(declared_size, quota_left)
+
+        staged = await self.files.store.stage(declared_sha.hex() if declared_sha else None)
+        try:
+            await self._pump(staged, first_chunk, read, total=declared_size,
+                             quota_left=quota_left)
+            if declared_size is not None and staged.size != declared_size:
+                raise InvalidArgument(f"received {staged.size} bytes but metadata.size "
+                                      f"declared {declared_size}; nothing was stored")
+            if declared_sha is not None and staged.hexdigest() != declared_sha.hex():
+                raise DataLoss(f"the bytes received hash to {staged.hexdigest()}, not to the "
+                               f"declared {declared_sha.hex()}; nothing was stored, send the "
+                               "file again")
+            return await self._publish(user_id, staged, meta)
+        finally:
+            await staged.abort()  # a no-op once published
+
+    async def _publish(self, user_id: int, staged: StagedBlob, meta) -> LibraryEntry:
+        if staged.size == 0:
+            raise InvalidArgument("the upload carried no file data")
+        info = await asyncio.to_thread(_read_staged_audio, staged)
+        if info is None:
+            raise InvalidArgument(NOT_AUDIO)
+        tags = info.tags
+        filename = ""
+        if meta is not None:
+            tags = tags_with_overrides(
+                tags, title=meta.title, artist=meta.artist, album=meta.album,
+                album_artist=meta.album_artist, genre=meta.genre, track=max(meta.track, 0),
+                disc=max(meta.disc, 0), year=max(meta.year, 0),
+                duration_ms=0 if tags.duration_ms else max(meta.duration, 0) * 1000)
+            filename = sanitize_filename(meta.filename)
+        filename = filename or default_filename(tags.artist, tags.title, staged.hexdigest(),
+                                                info.extension)
+        self.files.metrics.bytes_received(staged.size)
+        return await self.files.publish(user_id, staged, filename, tags)
+
+    async def _retag(self, user_id: int, entry: LibraryEntry, meta) -> LibraryEntry:
+        """An upload of a file the caller has: apply the filename and tags it sent."""
+        current = {key: getattr(entry, key) for key in (
+            "title", "artist", "album", "album_artist", "genre", "track", "disc", "year",
+            "duration_ms", "bitrate", "sample_rate", "channels", "codec")}
+        tags = tags_with_overrides(
+            Tags(**current), title=meta.title, artist=meta.artist, album=meta.album,
+            album_artist=meta.album_artist, genre=meta.genre, track=max(meta.track, 0),
+            disc=max(meta.disc, 0), year=max(meta.year, 0))
+        filename = sanitize_filename(meta.filename) or entry.filename
+        return await self.files.update_entry(user_id, entry, filename, tags)
+
+    async def _next(self, read: Reader):
+        try:
+            async with asyncio.timeout(self.idle_timeout):
+                return await read()
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"the upload sent nothing for {self.idle_timeout:g} seconds and was aborted; "
+                "nothing was stored") from None
+
+    def _check_size(self, size: int) -> None:
+        if size < 0:
+            raise InvalidArgument("size must not be negative")
+        if size > self.max_file_size:
+            raise ResourceExhausted(f"the file is larger ({size} bytes) than this server "
+                                    f"accepts ({self.max_file_size} bytes)")
+
+    async def _pump(self, staged: StagedBlob, chunk: bytes | None, read: Reader, *,
+                    total: int | None, quota_left: int | None,
+                    checkpoint: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Moves the stream's chunks into ``staged`` until the stream ends.
+
+        ``total``: the file's declared size (the stream must not go beyond it).
+        ``checkpoint``: called after about every CHECKPOINT_BYTES written.
+        """
+        limit = total if total is not None else self.max_file_size
+        head = b"" if staged.size == 0 else None  # sniff only from the file's first byte
+        batch: list[bytes] = []
+        batch_bytes = 0
+        received = staged.size
+        since_checkpoint = 0
+        writing: asyncio.Future | None = None
+        try:
+            while True:
+                if chunk is None:
+                    message = await self._next(read)
+                    if message is grpc.aio.EOF:
+                        break
+                    if message.WhichOneof("data") == "metadata":
+                        raise InvalidArgument("FileMetadata must come once, before the first "
+                                              "chunk; nothing was stored")
+                    chunk = message.chunk
+                size = len(chunk)
+                if size > MAX_CHUNK_BYTES:
+                    raise InvalidArgument(f"chunks may be at most 4 MiB (got {size} bytes)")
+                received += size
+                if received > limit:
+                    if total is not None:
+                        raise InvalidArgument(f"the stream is longer than the declared size "
+                                              f"of {total} bytes")
+                    raise ResourceExhausted(f"the file is larger than this server accepts "
+                                            f"({self.max_file_size} bytes)")
+                if quota_left is not None and received > quota_left:
+                    raise _quota_error(received, quota_left)
+                if head is not None:
+                    head += chunk[:SNIFF_BYTES - len(head)]
+                    if len(head) >= SNIFF_BYTES:
+                        if not looks_like_audio(head):
+                            raise InvalidArgument(NOT_AUDIO)
+                        head = None
+                if size:
+                    batch.append(chunk)
+                    batch_bytes += size
+                chunk = None
+                if batch_bytes >= BATCH_BYTES:
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.ensure_future(staged.write(batch))
+                    since_checkpoint += batch_bytes
+                    batch, batch_bytes = [], 0
+                    if checkpoint is not None and since_checkpoint >= CHECKPOINT_BYTES:
+                        await writing
+                        writing = None
+                        await checkpoint()
+                        since_checkpoint = 0
+            if head and not looks_like_audio(head):  # a file shorter than SNIFF_BYTES
+                raise InvalidArgument(NOT_AUDIO)
+            if writing is not None:
+                await writing
+                writing = None
+            if batch:
+                await staged.write(batch)
+        finally:
+            if writing is not None:  # never leave a write running under an abort
+                await asyncio.gather(writing, return_exceptions=True)
+
+    # -- Resumable sessions -------------------------------------------------------------
+
+    async def start_session(self, user_id: int, sha256_text: str, size: int) -> SessionInfo:
+        """Starts, or finds again, the resumable upload of (user, hash, size)."""
+        sha256 = parse_hash(sha256_text, "sha256")
+        if size <= 0:
+            raise InvalidArgument("size must be the file's size in bytes (more than 0)")
+        self._check_size(size)
+        existing = await self.files.entry(user_id, sha256)
+        if existing is not None:
+            return SessionInfo("", existing.size, 0, complete=True)
+        quota_left = await self.files.quota_left(user_id)
+        if quota_left is not None and size > quota_left:
+            raise _quota_error(size, quota_left)
+        now = self.files.now()
+        stale = None
+        async with self.files.db.write() as session:
+            row = await session.scalar(select(UploadSession).where(
+                UploadSession.user_id == user_id, UploadSession.sha256 == sha256))
+            if row is not None and row.expires_at > now and row.size == size:
+                row.expires_at = now + self.session_ttl
+                return SessionInfo(row.id, row.committed, row.expires_at, complete=False)
+            if row is not None:  # expired, or the size changed: start over
+                stale = row.id
+                await session.delete(row)
+                await session.flush()
+            row = UploadSession(id=secrets.token_urlsafe(18), user_id=user_id, sha256=sha256,
+                                size=size, committed=0, created_at=now,
+                                expires_at=now + self.session_ttl)
+            session.add(row)
+        if stale is not None:
+            await self.files.store.drop_partial(stale)
+        return SessionInfo(row.id, 0, row.expires_at, complete=False)
+
+    async def _receive_resumable(self, user_id: int, meta, declared_sha: bytes | None,
+                                 declared_size: int | None, first_chunk: bytes | None,
+                                 read: Reader) -> LibraryEntry:
+        upload_id = meta.upload_id
+        async with self.files.db.read() as session:
+            row = await session.scalar(select(UploadSession).where(
+                UploadSession.id == upload_id, UploadSession.user_id == user_id))
+        if row is None or row.expires_at <= self.files.now():
+            raise NotFound("unknown or expired upload session; call StartUpload again")
+        if declared_sha is not None and declared_sha != row.sha256:
+            raise InvalidArgument("metadata.sha256 differs from the upload session's hash")
+        if declared_size is not None and declared_size != row.size:
+            raise InvalidArgument("metadata.size differs from the upload session's size")
+        if meta.offset != row.committed:
+            raise FailedPrecondition(f"this upload continues at byte {row.committed}, not "
+                                     f"{meta.offset}: send the file from byte {row.committed}")
+        if upload_id in self._streaming:
+            raise FailedPrecondition("this upload is already being sent on another stream")
+        self._streaming.add(upload_id)
+        try:
+            try:
+                staged = await self.files.store.resume(upload_id, row.committed)
+            except BlobMissing:
+                await self._end_session(upload_id)
+                raise FailedPrecondition("the server lost this upload's partial data; call "
+                                         "StartUpload and send the file from byte 0") from None
+            return await self._continue(user_id, row, staged, meta, first_chunk, read)
+        finally:
+            self._streaming.discard(upload_id)
+
+    async def _continue(self, user_id: int, row: UploadSession, staged: StagedBlob, meta,
+                        first_chunk: bytes | None, read: Reader) -> LibraryEntry:
+        async def checkpoint() -> None:
+            await self._record_offset(row.id, await staged.flush())
+
+        finished = False
+        try:
+            quota_left = await self.files.quota_left(user_id)
+            await self._pump(staged, first_chunk, read, total=row.size, quota_left=quota_left,
+                             checkpoint=checkpoint)
+            if staged.size < row.size:
+                raise FailedPrecondition(
+                    f"the stream ended after {staged.size} of {row.size} bytes; they are kept: "
+                    f"continue from byte {staged.size}")
+            finished = True
+            if staged.hexdigest() != row.sha256.hex():
+                raise DataLoss(f"the bytes received hash to {staged.hexdigest()}, not to the "
+                               f"session's {row.sha256.hex()}; the upload was discarded, "
+                               "start it again")
+            entry = await self._publish(user_id, staged, meta)
+            await self._end_session(row.id, drop_partial=False)
+            return entry
+        except BaseException:
+            if finished:  # complete but bad: nothing of it is worth keeping
+                await staged.abort()
+                await self._end_session(row.id)
+            raise
+        finally:
+            if not finished:
+                # Keep what arrived, even when the client vanished mid-stream.
+                await asyncio.shield(self._suspend(row.id, staged))
+
+    async def _suspend(self, upload_id: str, staged: StagedBlob) -> None:
+        try:
+            await self._record_offset(upload_id, await staged.suspend())
+        except Exception:  # noqa: BLE001 - the session stays at its last checkpoint
+            log.exception("could not save the progress of upload %s", upload_id)
+
+    async def _record_offset(self, upload_id: str, committed: int) -> None:
+        async with self.files.db.write() as session:
+            await session.execute(update(UploadSession).where(UploadSession.id == upload_id)
+                                  .values(committed=committed,
+                                          expires_at=self.files.now() + self.session_ttl))
+
+    async def _end_session(self, upload_id: str, *, drop_partial: bool = True) -> None:
+        async with self.files.db.write() as session:
+            await session.execute(delete(UploadSession).where(UploadSession.id == upload_id))
+        if drop_partial:
+            await self.files.store.drop_partial(upload_id)
+
+    async def sweep(self) -> int:
+        """Drops expired sessions and partials without a session; returns how many."""
+        now = self.files.now()
+        async with self.files.db.write() as session:
+            expired = (await session.scalars(select(UploadSession.id).where(
+                UploadSession.expires_at <= now))).all()
+            if expired:
+                await session.execute(delete(UploadSession).where(UploadSession.id.in_(expired)))
+            live = set((await session.scalars(select(UploadSession.id))).all())
+        dropped = 0
+        async for upload_id in self.files.store.partials():
+            if upload_id not in live and upload_id not in self._streaming:
+                await self.files.store.drop_partial(upload_id)
+                dropped += 1
+        if expired or dropped:
+            log.info("dropped %d expired upload sessions and %d partial files",
+                     len(expired), dropped)
+        return dropped
+
+    async def sweep_forever(self) -> None:
+        """Sweeps once an hour (a sleeping task, not a busy loop)."""
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            try:
+                await self.sweep()
+            except Exception:  # noqa: BLE001 - try again next hour
+                log.exception("sweeping upload sessions failed")
+
+
+def _read_staged_audio(staged: StagedBlob):
+    with staged.open_reader() as reader:
+        return read_audio(reader)
+
+
+def _quota_error(size: int, left: int) -> ResourceExhausted:
+    return ResourceExhausted(
+        f"storage quota exceeded: the file needs {size} bytes and {max(left, 0)} are left; "
+        "delete songs or ask the operator for more space")
