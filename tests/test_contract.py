@@ -206,3 +206,18 @@ async def test_single_service_mode_serves_only_that_service(tmp_path):
             "sync.SyncService", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
         assert await health_of(app.ports["sync"], "sync.SyncService") == \
             health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_phone_with_table_only_stubs_uploads_downloads_and_deletes(app, legacy_stubs):
+    from .transfer import wav_bytes
+    song = wav_bytes(2, salt=b"phone").hex()
+    [token] = await run_phone(legacy_stubs, app.ports["auth"], [
+        ["register", "phone", PASSWORD, REGISTRATION_KEY]])
+    sha, listing = await run_phone(legacy_stubs, app.ports["file"], [
+        ["upload", token, "Song.wav", song, 64 * 1024], ["get_sync", token]])
+    assert listing == [[sha, "Song.wav"]]
+    data, deleted, again, after = await run_phone(legacy_stubs, app.ports["sync"], [
+        ["download", token, sha], ["delete", token, sha], ["delete", token, sha],
+        ["get_sync", token]])
+    assert data == song
+    assert (deleted, again, after) == (True, False, [])

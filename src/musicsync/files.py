@@ -112,18 +112,18 @@ class Files:
                 missing.append(sha.hex())
         return entries, missing
 
-    async def quota_left(self, user_id: int, session=None) -> int | None:
-        """Bytes the user may still add, or None without a quota."""
+    async def quota(self, user_id: int, session=None) -> tuple[int | None, int]:
+        """The user's quota in bytes (None: unlimited) and the bytes their library holds."""
         if session is None:
             async with self.db.read() as own:
-                return await self.quota_left(user_id, own)
+                return await self.quota(user_id, own)
         user_quota = await session.scalar(select(User.quota_bytes).where(User.id == user_id))
         quota = user_quota if user_quota is not None else self.user_quota
         if not quota:
-            return None
+            return None, 0
         used = await session.scalar(select(func.coalesce(func.sum(LibraryEntry.size), 0))
                                     .where(LibraryEntry.user_id == user_id))
-        return quota - used
+        return quota, used
 
     # -- Publishing ---------------------------------------------------------------------
 
@@ -161,15 +161,13 @@ class Files:
         return updated
 
     async def _check_quota(self, session, user_id: int, sha256: bytes, size: int) -> None:
-        left = await self.quota_left(user_id, session)
-        if left is None:
+        quota, used = await self.quota(user_id, session)
+        if quota is None:
             return
         already = await session.scalar(select(LibraryEntry.size).where(
             LibraryEntry.user_id == user_id, LibraryEntry.sha256 == sha256))
-        if already is None and size > left:
-            raise ResourceExhausted(
-                f"storage quota exceeded: this file needs {size} bytes and {max(left, 0)} are "
-                "left; delete songs or ask the operator for more space")
+        if already is None and used + size > quota:
+            raise quota_exceeded(size, quota - used)
 
     async def _retire_if_unreferenced(self, sha256: bytes) -> None:
         """Deletes a blob nobody lists (call with the hash's lock held)."""
@@ -247,3 +245,9 @@ def tags_with_overrides(read: Tags, **client: object) -> Tags:
         if value:
             values[key] = value
     return Tags(**values)
+
+
+def quota_exceeded(size: int, left: int) -> ResourceExhausted:
+    return ResourceExhausted(
+        f"storage quota exceeded: the file needs {size} bytes and {max(left, 0)} are left; "
+        "delete songs or ask the operator for more space")

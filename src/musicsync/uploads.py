@@ -36,7 +36,7 @@ from .errors import (
     ResourceExhausted,
 )
 from .filenames import default_filename, sanitize_filename
-from .files import Files, parse_hash, tags_with_overrides
+from .files import Files, parse_hash, quota_exceeded, tags_with_overrides
 from .library import Tags
 from .storage import BlobMissing, StagedBlob
 
@@ -99,14 +99,19 @@ class Uploads:
                     raise InvalidArgument(f"metadata.size {declared_size} does not match the "
                                           f"file with this hash ({existing.size} bytes)")
                 return await self._retag(user_id, existing, meta)
-        quota_left = await self.files.quota_left(user_id)
-        if declared_size is not None and quota_left is not None and declared_size > quota_left:
-            raise _quota_error(declared_size, quota_left)
+        quota, used = await self.files.quota(user_id)
+        if quota is not None and declared_size is not None:
+            # A declared hash is known not to be in the library (see above), so it must
+            # fit in what is left; without one it might be a copy already counted.
+            left = quota - used if declared_sha is not None else quota
+            if declared_size > left:
+                raise quota_exceeded(declared_size, quota - used)
 
         staged = await self.files.store.stage(declared_sha.hex() if declared_sha else None)
         try:
-            await self._pump(staged, first_chunk, read, total=declared_size,
-                             quota_left=quota_left)
+            # While streaming only the whole quota bounds the file: the exact check,
+            # which knows whether the content is already counted, comes at publication.
+            await self._pump(staged, first_chunk, read, total=declared_size, quota=quota)
             if declared_size is not None and staged.size != declared_size:
                 raise InvalidArgument(f"received {staged.size} bytes but metadata.size "
                                       f"declared {declared_size}; nothing was stored")
@@ -167,7 +172,7 @@ class Uploads:
                                     f"accepts ({self.max_file_size} bytes)")
 
     async def _pump(self, staged: StagedBlob, chunk: bytes | None, read: Reader, *,
-                    total: int | None, quota_left: int | None,
+                    total: int | None, quota: int | None,
                     checkpoint: Callable[[], Awaitable[None]] | None = None) -> None:
         """Moves the stream's chunks into ``staged`` until the stream ends.
 
@@ -201,8 +206,8 @@ class Uploads:
                                               f"of {total} bytes")
                     raise ResourceExhausted(f"the file is larger than this server accepts "
                                             f"({self.max_file_size} bytes)")
-                if quota_left is not None and received > quota_left:
-                    raise _quota_error(received, quota_left)
+                if quota is not None and received > quota:
+                    raise quota_exceeded(received, quota)
                 if head is not None:
                     head += chunk[:SNIFF_BYTES - len(head)]
                     if len(head) >= SNIFF_BYTES:
@@ -230,10 +235,15 @@ class Uploads:
                 await writing
                 writing = None
             if batch:
-                await staged.write(batch)
+                last, batch = batch, []  # cleared first: a cancellation may hit mid-write
+                await staged.write(last)
         finally:
             if writing is not None:  # never leave a write running under an abort
                 await asyncio.gather(writing, return_exceptions=True)
+            if batch and checkpoint is not None:
+                # A resumable upload keeps every chunk that arrived, even when the
+                # stream broke before the batch filled up.
+                await asyncio.gather(staged.write(batch), return_exceptions=True)
 
     # -- Resumable sessions -------------------------------------------------------------
 
@@ -246,9 +256,9 @@ class Uploads:
         existing = await self.files.entry(user_id, sha256)
         if existing is not None:
             return SessionInfo("", existing.size, 0, complete=True)
-        quota_left = await self.files.quota_left(user_id)
-        if quota_left is not None and size > quota_left:
-            raise _quota_error(size, quota_left)
+        quota, used = await self.files.quota(user_id)
+        if quota is not None and size > quota - used:
+            raise quota_exceeded(size, quota - used)
         now = self.files.now()
         stale = None
         async with self.files.db.write() as session:
@@ -306,8 +316,8 @@ class Uploads:
 
         finished = False
         try:
-            quota_left = await self.files.quota_left(user_id)
-            await self._pump(staged, first_chunk, read, total=row.size, quota_left=quota_left,
+            quota, _ = await self.files.quota(user_id)
+            await self._pump(staged, first_chunk, read, total=row.size, quota=quota,
                              checkpoint=checkpoint)
             if staged.size < row.size:
                 raise FailedPrecondition(
@@ -381,9 +391,3 @@ class Uploads:
 def _read_staged_audio(staged: StagedBlob):
     with staged.open_reader() as reader:
         return read_audio(reader)
-
-
-def _quota_error(size: int, left: int) -> ResourceExhausted:
-    return ResourceExhausted(
-        f"storage quota exceeded: the file needs {size} bytes and {max(left, 0)} are left; "
-        "delete songs or ask the operator for more space")

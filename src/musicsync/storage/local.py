@@ -45,8 +45,15 @@ class LocalBlobStore:
 
     async def _io(self, operation: str, func: Callable[..., _T], *args) -> _T:
         """Runs blocking file work in a thread, turning OS errors into client-facing ones."""
+        work = asyncio.ensure_future(asyncio.to_thread(func, *args))
         try:
-            return await asyncio.to_thread(func, *args)
+            try:
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # A thread cannot be stopped: let it finish with its file before the
+                # caller's cleanup closes or deletes that file underneath it.
+                await asyncio.gather(work, return_exceptions=True)
+                raise
         except (FileNotFoundError, BlobMissing):
             raise
         except OSError as exc:

@@ -1,0 +1,129 @@
+"""Crash safety: SIGKILL the server in the middle of an upload, then restart it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import grpc
+import pytest
+
+from musicsync.proto import auth_pb2, auth_pb2_grpc, file_pb2, file_pb2_grpc
+
+from .conftest import PASSWORD, REGISTRATION_KEY
+from .helpers import ServerProcess, free_port
+from .transfer import leftovers, stored_blobs, upload_requests, wav_bytes
+
+ENV = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "1024", "ARGON2_PARALLELISM": "1",
+       "SECURITY_KEY": REGISTRATION_KEY, "HOST": "127.0.0.1"}
+BIG_SONG = wav_bytes(1300, salt=b"crash")  # about 20.8 MB
+
+
+def start_server(data: Path, port: int, log: Path) -> ServerProcess:
+    return ServerProcess(["serve", "--data-dir", str(data), "--auth-port", str(port),
+                          "--file-port", "0", "--sync-port", "0"], ENV, log)
+
+
+def library_hashes(data: Path) -> list[str]:
+    with sqlite3.connect(data / "musicsync.db") as db:
+        return [row[0].hex() for row in db.execute("SELECT sha256 FROM library")]
+
+
+async def wait_until(predicate, what: str) -> None:
+    for _ in range(300):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+async def sign_in(channel, register: bool) -> tuple[tuple[str, str], ...]:
+    stub = auth_pb2_grpc.AuthServiceStub(channel)
+    if register:
+        token = (await stub.Register(auth_pb2.RegisterRequest(
+            username="alice", password=PASSWORD, security_key=REGISTRATION_KEY))).token
+    else:
+        token = (await stub.Login(auth_pb2.LoginRequest(username="alice", password=PASSWORD))).token
+    return (("authorization", f"Bearer {token}"),)
+
+
+async def test_sigkill_mid_upload_leaves_no_entry_blob_or_temp_data(tmp_path, port):
+    data = tmp_path / "data"
+    server = start_server(data, port, tmp_path / "log1")
+    try:
+        await server.wait_serving(port)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            meta = await sign_in(channel, register=True)
+            call = file_pb2_grpc.FileServiceStub(channel).Upload(metadata=meta)
+            await call.write(file_pb2.UploadRequest(metadata=file_pb2.FileMetadata(
+                filename="crash.wav")))
+            for start in range(0, 4_000_000, 64 * 1024):
+                await call.write(file_pb2.UploadRequest(chunk=BIG_SONG[start:start + 64 * 1024]))
+            await wait_until(lambda: any(p.stat().st_size for p in leftovers(data)),
+                             "the upload to reach the disk")
+            server.kill()
+            call.cancel()
+        assert leftovers(data)  # the crash left a temp file behind...
+    finally:
+        server.kill()
+    restarted = start_server(data, port, tmp_path / "log2")
+    try:
+        await restarted.wait_serving(port)
+        assert leftovers(data) == []  # ...which start-up removed
+        assert stored_blobs(data) == [] and library_hashes(data) == []
+    finally:
+        restarted.stop()
+
+
+async def test_sigkill_mid_resumable_upload_resumes_from_the_last_checkpoint(tmp_path, port):
+    data = tmp_path / "data"
+    sha = hashlib.sha256(BIG_SONG).hexdigest()
+    request = file_pb2.StartUploadRequest(sha256=sha, size=len(BIG_SONG))
+    server = start_server(data, port, tmp_path / "log1")
+    try:
+        await server.wait_serving(port)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            meta = await sign_in(channel, register=True)
+            files = file_pb2_grpc.FileServiceStub(channel)
+            session = await files.StartUpload(request, metadata=meta)
+            call = files.Upload(metadata=meta)
+            await call.write(file_pb2.UploadRequest(metadata=file_pb2.FileMetadata(
+                upload_id=session.upload_id)))
+            for start in range(0, 18_000_000, 64 * 1024):
+                await call.write(file_pb2.UploadRequest(chunk=BIG_SONG[start:start + 64 * 1024]))
+
+            def checkpointed() -> bool:
+                with sqlite3.connect(data / "musicsync.db") as db:
+                    return db.execute("SELECT committed FROM upload_sessions").fetchone()[0] > 0
+            await wait_until(checkpointed, "a durable checkpoint")
+            server.kill()
+            call.cancel()
+    finally:
+        server.kill()
+    restarted = start_server(data, port, tmp_path / "log2")
+    try:
+        await restarted.wait_serving(port)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            meta = await sign_in(channel, register=False)
+            files = file_pb2_grpc.FileServiceStub(channel)
+            resumed = await files.StartUpload(request, metadata=meta)
+            assert resumed.upload_id == session.upload_id
+            assert 16 * 1024 * 1024 <= resumed.offset <= 18_000_000
+            response = await files.Upload(upload_requests(
+                BIG_SONG[resumed.offset:], file_pb2.FileMetadata(
+                    upload_id=session.upload_id, offset=resumed.offset)), metadata=meta)
+            assert response.hash == sha
+            downloaded = b"".join([m.chunk async for m in files.Download(
+                file_pb2.DownloadRequest(hash=sha, chunk_size=1024 * 1024), metadata=meta)])
+            assert hashlib.sha256(downloaded).hexdigest() == sha
+        assert leftovers(data) == [] and library_hashes(data) == [sha]
+        assert [p.name for p in stored_blobs(data)] == [sha]
+    finally:
+        restarted.stop()

@@ -1,0 +1,79 @@
+"""Upload limits: file size, quotas, idle streams, disconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import grpc
+
+from musicsync.proto import auth_pb2, file_pb2
+from musicsync.server import App
+
+from .conftest import PASSWORD, REGISTRATION_KEY, make_settings
+from .helpers import Client, status_of
+from .transfer import leftovers, stored_blobs, upload, wav_bytes
+
+
+async def signed_in(app) -> Client:
+    client = Client(app)
+    client.token = (await client.auth.Register(auth_pb2.RegisterRequest(
+        username="alice", password=PASSWORD, security_key=REGISTRATION_KEY))).token
+    return client
+
+
+async def test_file_over_the_size_limit_is_resource_exhausted(tmp_path):
+    async with App(make_settings(tmp_path, max_file_size=50_000)) as app:
+        async with await signed_in(app) as client:
+            song = wav_bytes(4, salt=b"big")  # 64 KB
+            code, message = await status_of(upload(client, song))
+            assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "50000 bytes" in message
+            code, _ = await status_of(upload(client, song, file_pb2.FileMetadata(size=len(song))))
+            assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert (await upload(client, wav_bytes(1))).hash  # 16 KB still fits
+    assert len(stored_blobs(tmp_path)) == 1 and leftovers(tmp_path) == []
+
+
+async def test_quota_counts_the_users_library_and_is_resource_exhausted(tmp_path):
+    async with App(make_settings(tmp_path, user_quota=40_000)) as app:
+        async with await signed_in(app) as client:
+            first = wav_bytes(1, salt=b"one")  # 16 KB each
+            await upload(client, first)
+            await upload(client, wav_bytes(1, salt=b"two"))
+            code, message = await status_of(upload(client, wav_bytes(1, salt=b"three")))
+            assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "quota" in message
+            # Re-sending a song already counted still works.
+            assert (await upload(client, first)).hash
+            sha = (await upload(client, first)).hash
+            await client.file.Delete(file_pb2.DeleteRequest(hash=sha), metadata=client.meta())
+            assert (await upload(client, wav_bytes(1, salt=b"three"))).hash
+    assert len(stored_blobs(tmp_path)) == 2 and leftovers(tmp_path) == []
+
+
+async def test_idle_upload_stream_is_aborted_and_leaves_nothing(tmp_path):
+    async with App(make_settings(tmp_path, upload_idle_timeout=1)) as app:
+        async with await signed_in(app) as client:
+            call = client.file.Upload(metadata=client.meta())
+            await call.write(file_pb2.UploadRequest(metadata=file_pb2.FileMetadata(filename="x")))
+            await call.write(file_pb2.UploadRequest(chunk=wav_bytes()[:20_000]))
+            code, message = await status_of(call)  # waits while the stream sends nothing
+            assert code == grpc.StatusCode.DEADLINE_EXCEEDED and "nothing was stored" in message
+    assert stored_blobs(tmp_path) == [] and leftovers(tmp_path) == []
+
+
+async def test_client_vanishing_mid_upload_leaves_nothing(tmp_path):
+    async with App(make_settings(tmp_path)) as app:
+        async with await signed_in(app) as client:
+            call = client.file.Upload(metadata=client.meta())
+            song = wav_bytes(30, salt=b"vanish")
+            await call.write(file_pb2.UploadRequest(chunk=song[:300_000]))
+            await asyncio.sleep(0.2)  # let the server write what it got
+            call.cancel()
+            for _ in range(100):  # the server notices the cancellation asynchronously
+                if not leftovers(tmp_path):
+                    break
+                await asyncio.sleep(0.05)
+            assert leftovers(tmp_path) == [] and stored_blobs(tmp_path) == []
+            listing = await client.file.Stat(file_pb2.StatRequest(
+                hashes=[hashlib.sha256(song).hexdigest()]), metadata=client.meta())
+            assert not listing.files
