@@ -32,6 +32,7 @@ from .db.migrations import migrate
 from .errors import ConfigError
 from .interceptors import ServerInterceptor
 from .keys import load_or_create_key
+from .feed import Feed
 from .files import Files
 from .library import ChangeNotifier
 from .storage import open_blob_store
@@ -49,6 +50,8 @@ SERVICE_NAMES = {
     "file": file_pb2.DESCRIPTOR.services_by_name["FileService"].full_name,
     "sync": sync_pb2.DESCRIPTOR.services_by_name["SyncService"].full_name,
 }
+# How often a sync service without the file service in-process looks for changes.
+FEED_POLL_INTERVAL = 1.0
 # Upload chunks may be 4 MiB; leave room for the message framing around them.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024
 GRPC_OPTIONS = (
@@ -121,6 +124,8 @@ class App:
             observe = self.metrics.observe_rpc
         if "file" in self.services:
             await self._open_files()
+        if "sync" in self.services:
+            await self._open_feed()
         self._server = grpc.aio.server(
             interceptors=[ServerInterceptor(self.accounts, observe=observe)],
             options=GRPC_OPTIONS)
@@ -160,11 +165,20 @@ class App:
         sweeper = asyncio.create_task(self.uploads.sweep_forever(), name="upload-sweeper")
         self._stack.push_async_callback(_cancel, sweeper)
 
+    async def _open_feed(self) -> None:
+        """The change feed, with its hourly pruning of old events."""
+        # Alone, the sync service does not see uploads commit: it polls instead.
+        poll = None if "file" in self.services else FEED_POLL_INTERVAL
+        self.feed = Feed(self.db, self.notifier, retention=self.settings.tombstone_retention,
+                         poll_interval=poll, clock=self.clock)
+        pruner = asyncio.create_task(self.feed.prune_forever(), name="feed-pruner")
+        self._stack.push_async_callback(_cancel, pruner)
+
     def _file_servicer(self) -> FileServicer:
         return FileServicer(self.files, self.uploads)
 
     def _sync_servicer(self) -> SyncServicer:
-        return SyncServicer(self.db)
+        return SyncServicer(self.db, self.feed)
 
     def _build_accounts(self) -> Accounts:
         settings = self.settings
@@ -224,6 +238,7 @@ class App:
 
     async def _stop_server(self) -> None:
         self.closing.set()
+        await self.notifier.close()  # Watch streams end, so clients reconnect elsewhere
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
         await self._server.stop(self.settings.shutdown_grace)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from ..db.models import LibraryEntry
-from ..proto import file_pb2
+from ..feed import Event
+from ..library import ChangeKind
+from ..proto import file_pb2, sync_pb2
 
 
 def file_entry(entry: LibraryEntry) -> file_pb2.FileEntry:
@@ -14,3 +16,12 @@ def file_entry(entry: LibraryEntry) -> file_pb2.FileEntry:
         duration=(entry.duration_ms + 500) // 1000, duration_ms=entry.duration_ms,
         bitrate=entry.bitrate, sample_rate=entry.sample_rate, channels=entry.channels,
         codec=entry.codec, created_at=entry.created_at, updated_at=entry.updated_at)
+
+
+def change_event(event: Event) -> sync_pb2.ChangeEvent:
+    change = event.change
+    message = sync_pb2.ChangeEvent(seq=change.seq, kind=change.kind, hash=change.sha256.hex(),
+                                   at=change.at)
+    if event.entry is not None and change.kind != ChangeKind.DELETED:
+        message.file.CopyFrom(file_entry(event.entry))
+    return message

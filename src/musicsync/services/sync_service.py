@@ -2,23 +2,103 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
+from .. import listing
 from ..db import Database
-from ..db.models import LibraryEntry
+from ..diff import HeldHashes, diff
+from ..errors import InvalidArgument, ResourceExhausted
+from ..feed import Feed, page_size, parse_device
 from ..interceptors import current_principal
 from ..proto import sync_pb2, sync_pb2_grpc
+from .convert import change_event, file_entry
+
+# What a client accepts in one message unless configured otherwise.
+CLIENT_MESSAGE_LIMIT = 4 * 1024 * 1024
+# Keep each streamed answer well under that limit.
+MESSAGE_BUDGET = 1024 * 1024
+HASHES_PER_MESSAGE = 25_000
+DEFAULT_HEARTBEAT = 30
+MAX_HEARTBEAT = 3600
 
 
 class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, feed: Feed) -> None:
         self._db = db
+        self._feed = feed
 
     async def GetSync(self, request, context):
         user_id = current_principal().user_id
-        async with self._db.read() as session:
-            rows = await session.execute(
-                select(LibraryEntry.sha256, LibraryEntry.filename)
-                .where(LibraryEntry.user_id == user_id).order_by(LibraryEntry.id))
-            files = [sync_pb2.FileInfo(hash=sha.hex(), filename=name) for sha, name in rows]
-        return sync_pb2.GetSyncResponse(files=files)
+        files = [sync_pb2.FileInfo(hash=sha.hex(), filename=name)
+                 for sha, name in await listing.all_names(self._db, user_id)]
+        response = sync_pb2.GetSyncResponse(files=files)
+        if response.ByteSize() > CLIENT_MESSAGE_LIMIT:
+            raise ResourceExhausted(
+                f"your library of {len(files)} songs no longer fits GetSync's single "
+                f"message (4 MiB); use ListFiles (paged) or Diff instead")
+        return response
+
+    async def ListFiles(self, request, context):
+        entries, next_token = await listing.page(
+            self._db, current_principal().user_id, request.page_token,
+            page_size(request.page_size))
+        return sync_pb2.ListFilesResponse(files=[file_entry(e) for e in entries],
+                                          next_page_token=next_token)
+
+    async def Diff(self, request_iterator, context):
+        user_id = current_principal().user_id
+        held = HeldHashes()
+        first = None
+        async for request in request_iterator:
+            if first is None:
+                first = request
+            elif request.cursor or request.HasField("device"):
+                raise InvalidArgument("send cursor and device in the first Diff message only")
+            held.add(request.hashes)
+        cursor = first.cursor if first is not None else 0
+        device = parse_device(first.device.id, first.device.name) if first else None
+        async for part in diff(self._db, user_id, held.hashes, cursor):
+            for start in range(0, max(len(part.upload), len(part.delete)), HASHES_PER_MESSAGE):
+                yield sync_pb2.DiffResponse(
+                    upload=part.upload[start:start + HASHES_PER_MESSAGE],
+                    delete=part.delete[start:start + HASHES_PER_MESSAGE], cursor=part.cursor)
+            if not part.upload and not part.delete and not part.download:
+                yield sync_pb2.DiffResponse(cursor=part.cursor)
+            message = sync_pb2.DiffResponse(cursor=part.cursor)
+            for entry in part.download:
+                message.download.append(file_entry(entry))
+                if message.ByteSize() >= MESSAGE_BUDGET:
+                    yield message
+                    message = sync_pb2.DiffResponse(cursor=part.cursor)
+            if message.download:
+                yield message
+        # Diffing from a cursor means the device applied everything up to it.
+        await self._feed.seen(user_id, device, cursor or None)
+
+    async def Changes(self, request, context):
+        user_id = current_principal().user_id
+        device = parse_device(request.device.id, request.device.name)
+        page = await self._feed.page(user_id, request.since, page_size(request.limit))
+        await self._feed.seen(user_id, device, request.since or None)
+        return sync_pb2.ChangesResponse(events=[change_event(e) for e in page.events],
+                                        cursor=page.cursor, has_more=page.has_more)
+
+    async def Watch(self, request, context):
+        user_id = current_principal().user_id
+        device = parse_device(request.device.id, request.device.name)
+        heartbeat = request.heartbeat_seconds or DEFAULT_HEARTBEAT
+        if not 1 <= heartbeat <= MAX_HEARTBEAT:
+            raise InvalidArgument(f"heartbeat_seconds must be between 1 and {MAX_HEARTBEAT} "
+                                  f"(0 means {DEFAULT_HEARTBEAT}); got {heartbeat}")
+        await self._feed.seen(user_id, device, request.since or None)
+        async for item in self._feed.watch(user_id, request.since, heartbeat):
+            if isinstance(item, int):
+                yield sync_pb2.WatchResponse(
+                    heartbeat=sync_pb2.Heartbeat(at=self._feed.now()), cursor=item)
+            else:
+                yield sync_pb2.WatchResponse(event=change_event(item), cursor=item.change.seq)
+
+    async def Ack(self, request, context):
+        device = parse_device(request.device.id, request.device.name)
+        if device is None:
+            raise InvalidArgument("Ack needs device.id: the device whose cursor to remember")
+        await self._feed.acknowledge(current_principal().user_id, device, request.cursor)
+        return sync_pb2.AckResponse()

@@ -1,0 +1,253 @@
+"""The change feed: reading it, waiting on it, the devices that follow it, pruning it.
+
+Each user's library changes carry a sequence number (see ``library``); a
+*cursor* is the seq of the last change a device has applied. This module
+checks cursors, pages through events after one, waits for new ones (Watch),
+remembers each device's last cursor and prunes old events.
+
+Pruning: an event is dropped once it is older than the retention period AND
+every device seen within that period has passed it (acknowledged a cursor at
+or beyond it). ``users.pruned_seq`` then says where the kept feed starts, and
+a cursor older than that is expired: the device must run a full Diff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import unicodedata
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .db import Database
+from .db.models import Change, Device, LibraryEntry, User
+from .errors import FailedPrecondition, InvalidArgument
+from .library import ChangeNotifier
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE = 1000
+DEFAULT_PAGE = 500
+MAX_DEVICE_ID = 128
+MAX_DEVICE_NAME = 256
+# A device's last_seen is written at most this often (reads stay read-only).
+SEEN_RESOLUTION = 60
+PRUNE_INTERVAL = 3600
+
+
+@dataclass(frozen=True)
+class DeviceRef:
+    """Who is syncing: the id the device chose and a name to show."""
+
+    id: str
+    name: str
+
+
+def parse_device(device_id: str, name: str) -> DeviceRef | None:
+    """A validated device, or None when the request names none."""
+    if not device_id:
+        if name:
+            raise InvalidArgument("device.name was given without device.id; send both")
+        return None
+    if len(device_id) > MAX_DEVICE_ID or not device_id.isprintable():
+        raise InvalidArgument(f"device.id must be 1-{MAX_DEVICE_ID} printable characters "
+                              "(an installation id)")
+    name = unicodedata.normalize("NFC", name)
+    if len(name) > MAX_DEVICE_NAME or not name.isprintable():
+        raise InvalidArgument(f"device.name must be at most {MAX_DEVICE_NAME} printable "
+                              "characters")
+    return DeviceRef(device_id, name)
+
+
+def page_size(requested: int) -> int:
+    if requested < 0 or requested > MAX_PAGE:
+        raise InvalidArgument(f"page size must be between 0 and {MAX_PAGE} (0 means "
+                              f"{DEFAULT_PAGE}); got {requested}")
+    return requested or DEFAULT_PAGE
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """Where a user's feed stands: its newest seq and where the kept part starts."""
+
+    last_seq: int
+    pruned_seq: int
+
+    def check(self, cursor: int, *, zero_means_full: bool) -> None:
+        """Raises FAILED_PRECONDITION for a cursor this feed cannot continue from.
+
+        ``zero_means_full``: cursor 0 asks for no history at all (Diff), so it is
+        always fine; for Changes and Watch, 0 means "from the beginning", which
+        pruning may have taken away.
+        """
+        if cursor > self.last_seq:
+            raise FailedPrecondition(
+                f"cursor {cursor} is unknown to this server (the library's newest change "
+                f"is {self.last_seq}); run a full Diff with cursor 0 and keep the cursor it "
+                "returns")
+        if cursor < self.pruned_seq and not (cursor == 0 and zero_means_full):
+            raise FailedPrecondition(
+                f"cursor {cursor} has expired (changes up to {self.pruned_seq} were pruned); "
+                "run a full Diff with cursor 0 and keep the cursor it returns")
+
+
+async def feed_state(session: AsyncSession, user_id: int) -> FeedState:
+    row = (await session.execute(
+        select(User.last_seq, User.pruned_seq).where(User.id == user_id))).one()
+    return FeedState(row.last_seq, row.pruned_seq)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One change, with the entry as it is now (None once deleted)."""
+
+    change: Change
+    entry: LibraryEntry | None
+
+
+@dataclass(frozen=True)
+class Page:
+    events: list[Event]
+    cursor: int
+    has_more: bool
+
+
+class Feed:
+    """Reads, waits on and prunes users' change feeds; remembers devices."""
+
+    def __init__(self, db: Database, notifier: ChangeNotifier, *, retention: int,
+                 poll_interval: float | None = None, clock=time.time) -> None:
+        self._db = db
+        self._notifier = notifier
+        self._retention = retention
+        # None: every change is published in this process, so the notifier is
+        # enough. Otherwise (a sync service alone) the database is polled.
+        self._poll_interval = poll_interval
+        self._clock = clock
+
+    def now(self) -> int:
+        return int(self._clock())
+
+    async def page(self, user_id: int, since: int, limit: int) -> Page:
+        """The events after ``since``, at most ``limit`` of them."""
+        async with self._db.read() as session:
+            state = await feed_state(session, user_id)
+            state.check(since, zero_means_full=False)
+            rows = (await session.execute(
+                select(Change, LibraryEntry)
+                .outerjoin(LibraryEntry, (LibraryEntry.user_id == Change.user_id)
+                           & (LibraryEntry.sha256 == Change.sha256))
+                .where(Change.user_id == user_id, Change.seq > since)
+                .order_by(Change.seq).limit(limit + 1))).all()
+        events = [Event(change, entry) for change, entry in rows[:limit]]
+        cursor = events[-1].change.seq if events else since
+        return Page(events, cursor, len(rows) > limit)
+
+    async def watch(self, user_id: int, since: int, heartbeat: float
+                    ) -> AsyncIterator[Event | int]:
+        """Events after ``since``, then each new one as it commits; forever.
+
+        Yields an ``Event``, or the current cursor (an int) when nothing happened
+        for ``heartbeat`` seconds. Ends when the server shuts down.
+        """
+        cursor = since
+        quiet_since = time.monotonic()
+        while not self._notifier.closed:
+            page = await self.page(user_id, cursor, DEFAULT_PAGE)
+            for event in page.events:
+                yield event
+            cursor = page.cursor
+            if page.events:
+                quiet_since = time.monotonic()
+            if page.has_more:
+                continue
+            left = heartbeat - (time.monotonic() - quiet_since)
+            if left <= 0:
+                yield cursor
+                quiet_since = time.monotonic()
+                continue
+            wait = left if self._poll_interval is None else min(left, self._poll_interval)
+            await self._notifier.wait_beyond(user_id, cursor, wait)
+
+    async def seen(self, user_id: int, device: DeviceRef | None, cursor: int | None = None
+                   ) -> None:
+        """Records that a device was active and, with ``cursor``, applied changes up to it.
+
+        A cursor never moves back. Writes only when something changed or the last
+        sighting is older than a minute, so frequent reads stay cheap.
+        """
+        if device is None:
+            return
+        now = self.now()
+        async with self._db.read() as session:
+            known = (await session.execute(select(Device.name, Device.cursor, Device.last_seen)
+                     .where(Device.user_id == user_id, Device.device_id == device.id))).first()
+        if known is not None and (
+                (not device.name or known.name == device.name)
+                and (cursor is None or cursor <= known.cursor)
+                and now - known.last_seen < SEEN_RESOLUTION):
+            return
+        async with self._db.write() as session:
+            insert = sqlite_insert(Device).values(
+                user_id=user_id, device_id=device.id, name=device.name, cursor=cursor or 0,
+                last_seen=now)
+            changes = {"last_seen": now,
+                       "cursor": func.max(Device.cursor, insert.excluded.cursor)}
+            if device.name:
+                changes["name"] = device.name
+            await session.execute(insert.on_conflict_do_update(
+                index_elements=[Device.user_id, Device.device_id], set_=changes))
+
+    async def acknowledge(self, user_id: int, device: DeviceRef, cursor: int) -> None:
+        async with self._db.read() as session:
+            (await feed_state(session, user_id)).check(cursor, zero_means_full=True)
+        await self.seen(user_id, device, cursor)
+
+    # -- Pruning ------------------------------------------------------------------------
+
+    async def prune(self) -> int:
+        """Drops events every recent device has passed and older than the retention.
+
+        Returns how many events were dropped, over all users.
+        """
+        horizon = self.now() - self._retention
+        async with self._db.read() as session:
+            users = list(await session.scalars(select(User.id)))
+        dropped = 0
+        for user_id in users:
+            dropped += await self._prune_user(user_id, horizon)
+        if dropped:
+            log.info("pruned %d change events older than %d days", dropped,
+                     self._retention // 86400)
+        return dropped
+
+    async def _prune_user(self, user_id: int, horizon: int) -> int:
+        async with self._db.write() as session:
+            state = await feed_state(session, user_id)
+            old_enough = await session.scalar(select(func.max(Change.seq)).where(
+                Change.user_id == user_id, Change.seq > state.pruned_seq, Change.at < horizon))
+            if not old_enough:
+                return 0
+            slowest = await session.scalar(select(func.min(Device.cursor)).where(
+                Device.user_id == user_id, Device.last_seen >= horizon))
+            upto = old_enough if slowest is None else min(old_enough, slowest)
+            if upto <= state.pruned_seq:
+                return 0
+            result = await session.execute(delete(Change).where(
+                Change.user_id == user_id, Change.seq <= upto))
+            await session.execute(update(User).where(User.id == user_id)
+                                  .values(pruned_seq=upto))
+            return result.rowcount
+
+    async def prune_forever(self, interval: float = PRUNE_INTERVAL) -> None:
+        while True:
+            try:
+                await self.prune()
+            except Exception:  # keep pruning later; a failed round loses nothing
+                log.exception("pruning the change feed failed")
+            await asyncio.sleep(interval)
