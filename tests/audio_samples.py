@@ -151,6 +151,22 @@ def wav(tags: dict | None = TAGS) -> Sample:
     return Sample("wav", "song.wav", data, "wav", 8000, 1, 250)
 
 
+def wav_riff_info(tags: dict = TAGS) -> Sample:
+    # The other common way to tag a WAV: a LIST chunk of type INFO after the data,
+    # NUL-terminated texts under four-letter ids (mutagen neither reads nor writes it).
+    raw = wav_bytes(0.25, rate=8000)
+    fields = {b"INAM": tags["title"], b"IART": tags["artist"], b"IPRD": tags["album"],
+              b"IGNR": tags["genre"], b"ICRD": f"{tags['year']}-05-01",
+              b"ITRK": str(tags["track"])}
+    info = b"INFO"
+    for key, text in fields.items():
+        value = text.encode() + b"\0"
+        info += key + struct.pack("<I", len(value)) + value + b"\0" * (len(value) & 1)
+    body = raw[12:] + b"LIST" + struct.pack("<I", len(info)) + info
+    data = b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WAVE" + body
+    return Sample("wav", "info.wav", data, "wav", 8000, 1, 250)
+
+
 # -- Ogg Vorbis and Opus ---------------------------------------------------------------
 
 def _vorbis_comments(tags: dict) -> dict:
@@ -223,24 +239,29 @@ def _descriptor(tag: int, *payload: bytes) -> bytes:  # MPEG-4 descriptors (shor
 _MATRIX = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)  # identity
 
 
-def m4a(tags: dict | None = TAGS, *, rate: int = 44100, frames: int = 43) -> Sample:
+def m4a(tags: dict | None = TAGS, *, rate: int = 44100, frames: int = 43,
+        handler: bytes = b"soun", object_type: int = 0x40) -> Sample:
     # mdat first (the sample table then points at fixed offsets, whatever mutagen
     # later adds to moov): AAC-LC stereo frames of 1024 samples. moov: mvhd; one trak
     # whose mdhd gives the length, hdlr "soun" marks it audio, and the stsd entry
     # "mp4a" with its esds (AudioSpecificConfig: AAC LC, 44.1 kHz, 2 channels) gives
     # codec, rate, channels and bitrate; stts/stsc/stsz/stco index the frames.
+    # (handler=b"vide" makes the same file a video without sound, for rejection tests;
+    # object_type=0x6B declares MPEG-1 audio, i.e. MP3 in MP4, which has no config.)
     frame = bytes.fromhex("210049900219002380")
     ftyp = _box(b"ftyp", b"M4A ", struct.pack(">I", 0), b"M4A mp42isom")
     mdat = _box(b"mdat", frame * frames)
     first_frame = len(ftyp) + 8
     ticks = frames * 1024
     bitrate = len(frame) * 8 * rate // 1024
-    esds = _full_box(b"esds", 0, 0, _descriptor(
-        0x03, struct.pack(">HB", 1, 0),  # ES_Descriptor: ES id 1, no flags
-        _descriptor(0x04, struct.pack(">BB3sII", 0x40, 0x15, bytes(3), bitrate, bitrate),
-                    # DecoderConfig: MPEG-4 audio, audio stream, buffer size, max/avg bitrate
-                    _descriptor(0x05, bytes([0x12, 0x10]))),  # AudioSpecificConfig
-        _descriptor(0x06, b"\x02")))  # SLConfig: predefined for MP4
+    config = _descriptor(0x05, bytes([0x12, 0x10])) if object_type == 0x40 else b""
+    # DecoderConfig: object type (0x40: MPEG-4 audio), audio stream, buffer size, max and
+    # average bitrate, then the AudioSpecificConfig; ES_Descriptor: ES id 1, no flags;
+    # SLConfig: predefined for MP4.
+    decoder = _descriptor(0x04, struct.pack(">BB3sII", object_type, 0x15, bytes(3), bitrate,
+                                            bitrate), config)
+    esds = _full_box(b"esds", 0, 0, _descriptor(0x03, struct.pack(">HB", 1, 0), decoder,
+                                                _descriptor(0x06, b"\x02")))
     mp4a = _box(b"mp4a", bytes(6), struct.pack(">H", 1),  # reserved, data reference 1
                 bytes(8), struct.pack(">HHHHI", 2, 16, 0, 0, rate << 16), esds)
     stbl = _box(b"stbl",
@@ -256,7 +277,7 @@ def m4a(tags: dict | None = TAGS, *, rate: int = 44100, frames: int = 43) -> Sam
                 stbl)
     mdia = _box(b"mdia",
                 _full_box(b"mdhd", 0, 0, struct.pack(">IIIIHH", 0, 0, rate, ticks, 0x55C4, 0)),
-                _full_box(b"hdlr", 0, 0, bytes(4), b"soun", bytes(12), b"SoundHandler\0"),
+                _full_box(b"hdlr", 0, 0, bytes(4), handler, bytes(12), b"SoundHandler\0"),
                 minf)
     tkhd = _full_box(b"tkhd", 0, 7, struct.pack(">IIIII", 0, 0, 1, 0, ticks), bytes(8),
                      struct.pack(">hhHH", 0, 0, 0x0100, 0), _MATRIX, bytes(8))
@@ -277,6 +298,9 @@ def m4a(tags: dict | None = TAGS, *, rate: int = 44100, frames: int = 43) -> Sam
 
 # -- WMA: an ASF header and an empty data object -------------------------------------------
 
+VIDEO_STREAM = "BC19EFC0-5B4D-11CF-A8FD-00805F5C442B"  # ASF_Video_Media
+
+
 def _guid(text: str) -> bytes:
     return uuid.UUID(text).bytes_le  # ASF stores GUIDs in Windows (little-endian) order
 
@@ -291,13 +315,15 @@ def _utf16z(text: str) -> bytes:
     return struct.pack("<H", len(text) + 1) + (text + "\0").encode("utf-16-le")
 
 
-def wma(tags: dict | None = TAGS, *, rate: int = 44100) -> Sample:
+def wma(tags: dict | None = TAGS, *, rate: int = 44100,
+        stream_type: str = "F8699E40-5B4D-11CF-A8FD-00805F5C442B") -> Sample:
     # Header object holding: File Properties (play duration in 100 ns units, minus
     # the 3.1 s preroll, is the length), Stream Properties of an audio stream (a
     # WAVEFORMATEX for WMA 9 Standard gives channels, rate and byte rate) and the
     # Codec List (the codec's name). The Data object that follows holds no packets.
     # mutagen adds Content Description, Extended Content Description and the
-    # Header Extension when it writes the tags.
+    # Header Extension when it writes the tags. (Another stream_type, such as
+    # VIDEO_STREAM, makes the stream something other than audio, for rejection tests.)
     file_id = uuid.UUID(int=0x5EED).bytes_le
     preroll_ms = 3100
     file_props = _asf_object(
@@ -309,7 +335,7 @@ def wma(tags: dict | None = TAGS, *, rate: int = 44100) -> Sample:
     waveformat = struct.pack("<HHIIHHH", 0x0161, 2, rate, 8000, 2973, 16, 10) + bytes(10)
     stream_props = _asf_object(
         "B7DC0791-A9B7-11CF-8EE6-00C00C205365",
-        _guid("F8699E40-5B4D-11CF-A8FD-00805F5C442B"),  # stream type: audio
+        _guid(stream_type),  # audio, unless a test says otherwise
         _guid("20FB5700-5B55-11CF-A8FD-00805F5C442B"),  # error correction: none
         struct.pack("<QIIHI", 0, len(waveformat), 0, 1, 0), waveformat)  # stream number 1
     codec_list = _asf_object(
