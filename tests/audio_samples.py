@@ -76,7 +76,7 @@ def mp3(tags: dict | None = TAGS, *, frames: int = 50) -> Sample:
 
 def adts_aac(tags: dict | None = TAGS, *, frames: int = 43) -> Sample:
     # Raw AAC-LC in ADTS frames (44.1 kHz, stereo), each a 7-byte header without CRC
-    # and a silent raw frame; mutagen needs 3 frames in a row. mutagen cannot tag
+    # and a 9-byte raw frame (a placeholder); mutagen needs 3 frames in a row. It cannot tag
     # ADTS, so the ID3v2 tag it builds is written in front, where taggers put it.
     payload = bytes.fromhex("210049900219002380")
     length = 7 + len(payload)
