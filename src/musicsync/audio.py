@@ -23,6 +23,7 @@ from mutagen.oggopus import OggOpus
 from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 
+from .errors import StorageUnavailable
 from .library import Tags
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ def read_audio(fileobj: BinaryIO) -> AudioInfo | None:
     """The codec, stream properties and tags of a song; None if it is not one we accept."""
     try:
         audio = mutagen.File(fileobj, options=_KINDS)
+    except StorageUnavailable:  # a reader over a remote store: not the file's fault
+        raise
     except Exception as exc:  # noqa: BLE001 - mutagen raises many kinds for bad input
         log.debug("mutagen rejected an upload: %s", exc)
         return None
