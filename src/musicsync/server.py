@@ -172,19 +172,18 @@ class App:
         self.uploads = Uploads(self.files, max_file_size=settings.max_file_size,
                                idle_timeout=settings.upload_idle_timeout,
                                session_ttl=settings.upload_session_ttl)
-        self._storage_ready = await self._open_store()
+        try:
+            await self._open_store()
+            self._storage_ready = True
+        except StorageUnavailable as exc:
+            log.error("%s; the file service is NOT_SERVING until it answers", exc.message)
         sweeper = asyncio.create_task(self.uploads.sweep_forever(), name="upload-sweeper")
         self._stack.push_async_callback(_cancel, sweeper)
 
-    async def _open_store(self) -> bool:
-        """Opens the blob store and sweeps stale uploads; False if the store does not answer."""
-        try:
-            await self.store.open()
-            await self.uploads.sweep()
-        except StorageUnavailable as exc:
-            log.error("%s; the file service is NOT_SERVING until it answers", exc.message)
-            return False
-        return True
+    async def _open_store(self) -> None:
+        """Opens the blob store and sweeps stale uploads."""
+        await self.store.open()
+        await self.uploads.sweep()
 
     async def _watch_storage(self) -> None:
         """Keeps the file service's health in step with the blob store (a sleeping task)."""
@@ -202,9 +201,10 @@ class App:
             try:
                 if opened:
                     await self.store.check()
-                    answers = True
                 else:  # it was down when the server started
-                    answers = opened = await self._open_store()
+                    await self._open_store()
+                    opened = True
+                answers = True
             except StorageUnavailable:
                 answers = False
             except Exception:  # noqa: BLE001 - a bug here must not stop the watching

@@ -148,7 +148,9 @@ class S3BlobStore:
     def _unavailable(self, operation: str, cause: object, *,
                      timed_out: float | None = None) -> StorageUnavailable:
         self._metrics.storage_error(operation)
-        log.warning("%s: %s failed: %s", self.description, operation, cause)
+        # Probes fail every few seconds during an outage: the server logs the outage once.
+        log.log(logging.DEBUG if operation in ("check", "open") else logging.WARNING,
+                "%s: %s failed: %s", self.description, operation, cause)
         if timed_out is not None:
             return StorageUnavailable(f"the server's storage ({self.description}) did not "
                                       f"answer within {timed_out:g} seconds; try again later")
