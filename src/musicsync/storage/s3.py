@@ -116,23 +116,27 @@ class S3BlobStore:
     # -- Calls into the client ---------------------------------------------------------
 
     def _submit(self, func: Callable[..., _T], *args) -> asyncio.Future[_T]:
-        return asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(func, *args))
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self._pool, functools.partial(func, *args))
 
-    async def _wait(self, operation: str, work: asyncio.Future[_T], nbytes: int = 0) -> _T:
-        """The result of a client call, or StorageUnavailable if it fails or takes too long."""
+    async def _wait(self, operation: str, work: asyncio.Future[_T], nbytes: int = 0, *,
+                    settle: bool = False) -> _T:
+        """The result of a client call, or StorageUnavailable if it fails or takes too long.
+
+        ``settle``: if the caller is cancelled, wait for the thread to finish (its
+        sockets time out) before the caller's cleanup touches what it works on.
+        Otherwise, as after a timeout, the thread is left to finish on its own."""
         deadline = self.timeout + nbytes / SLOWEST_LINK
+        work.add_done_callback(_ignore_result)  # for when nobody awaits it any more
         try:
             try:
                 async with asyncio.timeout(deadline):
                     return await asyncio.shield(work)
             except asyncio.CancelledError:
-                # The caller went away: let the thread finish (its sockets time out)
-                # before the caller's cleanup touches what it works on.
-                await asyncio.gather(work, return_exceptions=True)
+                if settle:
+                    await asyncio.gather(work, return_exceptions=True)
                 raise
         except TimeoutError:
-            # The thread is left to run into its socket timeout; nobody awaits it.
-            work.add_done_callback(_ignore_result)
             raise self._unavailable(operation, f"no answer within {deadline:g} s",
                                     timed_out=deadline) from None
         except S3Error as exc:
@@ -166,7 +170,11 @@ class S3BlobStore:
             finally:
                 response.close()
                 response.release_conn()
-        except (S3Error, *_NO_ANSWER) as exc:
+        except S3Error as exc:
+            if exc.code == "NoSuchKey":
+                raise BlobMissing(name) from None
+            raise self._unavailable("read", exc) from None
+        except _NO_ANSWER as exc:
             raise self._unavailable("read", exc) from None
 
     # -- Lifetime -----------------------------------------------------------------------
@@ -233,7 +241,8 @@ class S3BlobStore:
         key_marker = upload_id_marker = None
         while True:
             result = self._client._list_multipart_uploads(
-                self.bucket, key_marker=key_marker, upload_id_marker=upload_id_marker)
+                self.bucket, prefix="blobs/", key_marker=key_marker,
+                upload_id_marker=upload_id_marker)
             found += [(u.object_name, u.upload_id) for u in result.uploads
                       if u.initiated_time is None or u.initiated_time <= cutoff]
             if not result.is_truncated or not result.uploads:
@@ -374,7 +383,9 @@ class _StagedObjects:
             # A call that timed out still runs in its thread and changes this blob.
             raise self._store._unavailable(operation, "an earlier call has not returned")
         self._running = self._store._submit(func, *args)
-        return await self._store._wait(operation, self._running, nbytes)
+        # A client that goes away mid-write is common: let the write end, so that a
+        # resumable upload can still save what it holds.
+        return await self._store._wait(operation, self._running, nbytes, settle=True)
 
     # -- Writing ------------------------------------------------------------------------
 
@@ -484,9 +495,13 @@ class _StagedObjects:
                 await store._abort_upload("commit", final, upload_id)
             except StorageUnavailable:
                 pass  # the purge aborts it later
-            if isinstance(exc, BaseExceptionGroup):  # from the TaskGroup: the first will do
-                raise exc.exceptions[0] from None
-            raise
+            # From the TaskGroup comes a group: its first error will do.
+            first = exc.exceptions[0] if isinstance(exc, BaseExceptionGroup) else exc
+            if isinstance(first, S3Error):  # a part vanished underneath us
+                raise store._unavailable("commit", first) from None
+            if first is exc:
+                raise
+            raise first from None
 
     async def abort(self) -> None:
         """Deletes the part objects; if the store does not answer, the purge does later."""
@@ -543,7 +558,12 @@ class _StagedObjects:
 
     def _rehash(self, name: str) -> None:
         store = self._store
-        response = store._client.get_object(store.bucket, name)
+        try:
+            response = store._client.get_object(store.bucket, name)
+        except S3Error as exc:
+            if exc.code == "NoSuchKey":  # dropped while we listed it
+                raise BlobMissing(name) from None
+            raise
         try:
             got = 0
             while block := response.read(READ_BLOCK):
@@ -592,7 +612,10 @@ class _StagedReader(io.RawIOBase):
         index, offset = divmod(self._position, self._part_size)
         if index < self._parts:
             wanted = min(wanted, self._part_size - offset)
-            data = self._store._fetch(self._name_of(index), offset, wanted)
+            try:
+                data = self._store._fetch(self._name_of(index), offset, wanted)
+            except BlobMissing:
+                raise self._store._unavailable("read", f"part {index} has vanished") from None
             if len(data) != wanted:
                 raise self._store._unavailable("read", f"part {index} is shorter than written")
         else:
