@@ -12,10 +12,10 @@ back before the upload completes, and the audio check needs random access to
 the file before it is published (``open_reader``: ranged GETs of the parts,
 the tail from memory). ``commit`` publishes under ``blobs/<sha256>`` with one
 multipart upload whose parts are server-side copies of the part objects
-(UploadPartCopy) and the tail sent from memory, then deletes the parts; a blob
-of less than one part (most songs) is PUT straight to its final key. Nothing
-is visible under blobs/ before it is complete and verified, and a failed
-commit aborts its multipart upload.
+(UploadPartCopy) and the tail sent from memory, then deletes the parts; a
+blob smaller than a part (a typical MP3 or AAC song) is PUT straight to its
+final key. Nothing is visible under blobs/ before it is complete and
+verified, and a failed commit aborts its multipart upload.
 
 The minio client blocks: its calls run in a small thread pool of the store's
 own, each under a deadline (STORAGE_TIMEOUT) on the sockets (urllib3) and on
