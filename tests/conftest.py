@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
@@ -14,6 +14,7 @@ from musicsync.proto import auth_pb2, auth_pb2_grpc
 from musicsync.server import App
 
 from .helpers import FakeClock, Client
+from .s3server import MotoServer, S3Server, configured_server, new_bucket
 
 REGISTRATION_KEY = "test-registration-key"
 PASSWORD = "correct horse battery"
@@ -59,3 +60,22 @@ async def alice(client: Client) -> auth_pb2.RegisterResponse:
         username="alice", password=PASSWORD, security_key=REGISTRATION_KEY))
     client.token = response.token
     return response
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """S3 for the session: the server S3_ENDPOINT names, else moto on a loopback port."""
+    server = configured_server()
+    if server is not None:
+        yield server
+        return
+    with MotoServer() as moto:
+        yield moto.server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> Iterator[str]:
+    """A fresh bucket name; the bucket, if made, is removed after the test."""
+    bucket = new_bucket()
+    yield bucket
+    s3_server.remove_bucket(bucket)

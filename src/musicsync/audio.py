@@ -23,6 +23,7 @@ import uuid
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from .errors import StorageUnavailable
 from .library import Tags
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,8 @@ def read_audio(fileobj: BinaryIO) -> AudioInfo | None:
         fileobj.seek(0)
         try:
             audio = getattr(importlib.import_module(module), cls)(fileobj)
+        except StorageUnavailable:  # a reader over a remote store: not the file's fault
+            raise
         except Exception as exc:  # noqa: BLE001 - mutagen raises many kinds for bad input
             log.debug("mutagen rejected an upload as %s: %s", name, exc)
             continue

@@ -9,6 +9,12 @@ everything in reverse order.
 auth, file and sync ports, each serving every service, so a client may point
 any stub at any port. ``musicsync serve auth|file|sync`` runs one service on
 one port, for layouts with a container per service.
+
+The file service's health follows its blob store: NOT_SERVING while the store
+does not answer (calls then fail UNAVAILABLE, naming the store), SERVING again
+once it does. A watcher probes the store every few seconds, and at once when a
+call met a storage error; the server itself stays up throughout, and starts
+even when the store is down (a MinIO starting next to it).
 """
 
 from __future__ import annotations
@@ -29,11 +35,11 @@ from .auth.tokens import AccessTokens
 from .config import SERVICES, Settings
 from .db import Database
 from .db.migrations import migrate
-from .errors import ConfigError
-from .interceptors import ServerInterceptor
-from .keys import load_or_create_key
+from .errors import ConfigError, StorageUnavailable
 from .feed import Feed
 from .files import Files
+from .interceptors import ServerInterceptor
+from .keys import load_or_create_key
 from .library import ChangeNotifier
 from .storage import open_blob_store
 from .uploads import Uploads
@@ -65,6 +71,9 @@ GRPC_OPTIONS = (
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
 )
+# How often the storage watcher probes the blob store: while it answers, and while not.
+STORAGE_PROBE_INTERVAL = 5.0
+STORAGE_RETRY_INTERVAL = 1.0
 
 
 class App:
@@ -87,6 +96,8 @@ class App:
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self._key_note = ""
+        self._storage_ready = False
+        self._storage_trouble = asyncio.Event()  # set when a store call met an error
 
     async def __aenter__(self) -> App:
         try:
@@ -144,7 +155,12 @@ class App:
             self.metrics_port = await endpoint.start()
             self._stack.push_async_callback(endpoint.close)
         for name in ("", *names):
-            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+            down = name == SERVICE_NAMES["file"] and not self._storage_ready
+            await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING if down
+                                   else health_pb2.HealthCheckResponse.SERVING)
+        if "file" in self.services:
+            watcher = asyncio.create_task(self._watch_storage(), name="storage-watcher")
+            self._stack.push_async_callback(_cancel, watcher)
         where = ", ".join(f"{s} {settings.host}:{p}" for s, p in self.ports.items())
         log.info("musicsync serving %s on %s", "+".join(self.services), where)
         if self._key_note:
@@ -153,15 +169,19 @@ class App:
     async def _open_files(self) -> None:
         """The blob store and the file domain, with the sweeper of stale uploads."""
         settings = self.settings
-        self.store = open_blob_store(settings, self.metrics)
-        await self.store.open()
+        alarm = _StorageAlarm(self.metrics, asyncio.get_running_loop(), self._storage_trouble)
+        self.store = open_blob_store(settings, alarm)
         self._stack.push_async_callback(self.store.close)
         self.files = Files(self.db, self.store, self.notifier, user_quota=settings.user_quota,
                            metrics=self.metrics, clock=self.clock)
         self.uploads = Uploads(self.files, max_file_size=settings.max_file_size,
                                idle_timeout=settings.upload_idle_timeout,
                                session_ttl=settings.upload_session_ttl)
-        await self.uploads.sweep()
+        try:
+            await self._open_store()
+            self._storage_ready = True
+        except StorageUnavailable as exc:
+            log.error("%s; the file service is NOT_SERVING until it answers", exc.message)
         sweeper = asyncio.create_task(self.uploads.sweep_forever(), name="upload-sweeper")
         self._stack.push_async_callback(_cancel, sweeper)
 
@@ -173,6 +193,47 @@ class App:
                          poll_interval=poll, clock=self.clock)
         pruner = asyncio.create_task(self.feed.prune_forever(), name="feed-pruner")
         self._stack.push_async_callback(_cancel, pruner)
+
+    async def _open_store(self) -> None:
+        """Opens the blob store and sweeps stale uploads."""
+        await self.store.open()
+        await self.uploads.sweep()
+
+    async def _watch_storage(self) -> None:
+        """Keeps the file service's health in step with the blob store (a sleeping task)."""
+        name = SERVICE_NAMES["file"]
+        ready = self._storage_ready
+        opened = ready
+        while True:
+            try:
+                async with asyncio.timeout(STORAGE_PROBE_INTERVAL if ready
+                                           else STORAGE_RETRY_INTERVAL):
+                    await self._storage_trouble.wait()
+            except TimeoutError:
+                pass
+            self._storage_trouble.clear()
+            try:
+                if opened:
+                    await self.store.check()
+                else:  # it was down when the server started
+                    await self._open_store()
+                    opened = True
+                answers = True
+            except StorageUnavailable:
+                answers = False
+            except Exception:  # noqa: BLE001 - a bug here must not stop the watching
+                log.exception("probing %s failed", self.store.description)
+                answers = False
+            if answers != ready:
+                ready = answers
+                if ready:
+                    log.info("%s answers again: the file service is SERVING",
+                             self.store.description)
+                else:
+                    log.error("%s does not answer: the file service is NOT_SERVING until it "
+                              "does", self.store.description)
+                await self._health.set(name, health_pb2.HealthCheckResponse.SERVING if ready
+                                       else health_pb2.HealthCheckResponse.NOT_SERVING)
 
     def _file_servicer(self) -> FileServicer:
         return FileServicer(self.files, self.uploads)
@@ -249,6 +310,26 @@ class App:
 
     async def wait_for_termination(self) -> None:
         await self._server.wait_for_termination()
+
+
+class _StorageAlarm:
+    """The metrics sink given to the blob store: counts its errors as App.metrics does, and
+    wakes the storage watcher to probe the store at once (from any thread)."""
+
+    def __init__(self, metrics, loop: asyncio.AbstractEventLoop, trouble: asyncio.Event) -> None:
+        self._metrics = metrics
+        self._loop = loop
+        self._trouble = trouble
+
+    def storage_error(self, operation: str) -> None:
+        self._metrics.storage_error(operation)
+        try:
+            self._loop.call_soon_threadsafe(self._trouble.set)
+        except RuntimeError:  # the loop is closed: the server is gone
+            pass
+
+    def __getattr__(self, name: str):
+        return getattr(self._metrics, name)
 
 
 async def _cancel(task: asyncio.Task) -> None:
