@@ -1,0 +1,27 @@
+"""The benchmarks still run and print their machine-readable line (figures not judged here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def result_line(*command: str) -> dict[str, float]:
+    run = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    last = run.stdout.strip().splitlines()[-1]
+    assert last.startswith("RESULT "), run.stdout
+    return {key: float(value) for key, value in
+            (pair.split("=") for pair in last.removeprefix("RESULT ").split())}
+
+
+def test_diff_benchmark_prints_its_result_line():
+    figures = result_line("bench/diff.py", "--songs", "3000", "--repeat", "2")
+    assert set(figures) == {"diff_p50_ms", "diff_p95_ms", "diff_bytes", "getsync_bytes",
+                            "changes_ms", "watch_ms"}
+    # 2,900 of the device's hashes go up as 32 raw bytes; GetSync would send them as hex.
+    assert figures["getsync_bytes"] > figures["diff_bytes"] > 3000 * 32
