@@ -1,6 +1,11 @@
 # musicsync: `make run` serves on the embedded defaults, `make test` runs the suite.
 PYTHON ?= python3
 VENV   ?= .venv
+# moto (the loopback S3 server of the tests) lives in a venv of its own: its
+# dependencies (cryptography among them) would otherwise be imported by the
+# server too (pyjwt loads cryptography when present) and skew its memory.
+MOTO_VENV ?= .venv-moto
+MOTO_SPEC := moto[server]>=5.0,<6
 BIN    := $(VENV)/bin
 BUF    := npx --yes @bufbuild/buf@1.75.0
 
@@ -22,8 +27,13 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/musicsync serve
 
-test: $(VENV)/.installed-dev protos-check
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+$(MOTO_VENV)/.installed:
+	$(PYTHON) -m venv $(MOTO_VENV)
+	$(MOTO_VENV)/bin/python -m pip install --quiet '$(MOTO_SPEC)'
+	touch $@
+
+test: $(VENV)/.installed-dev $(MOTO_VENV)/.installed protos-check
+	MOTO_PYTHON=$(abspath $(MOTO_VENV))/bin/python $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 protos: $(VENV)/.installed-dev
 	$(BIN)/python scripts/gen_protos.py
@@ -41,4 +51,4 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/diff.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(MOTO_VENV) .pytest_cache

@@ -8,6 +8,7 @@ since they stop it.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import socket
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from .helpers import free_port
 
@@ -66,6 +68,21 @@ def configured_server() -> S3Server | None:
                     os.environ.get("S3_SECRET_KEY", ""))
 
 
+def moto_python() -> str:
+    """The Python that has moto: `make test` installs it in .venv-moto, apart from the server's
+    venv (moto's dependencies would change what the server imports)."""
+    configured = os.environ.get("MOTO_PYTHON")
+    if configured:
+        return configured
+    default = Path(__file__).resolve().parent.parent / ".venv-moto" / "bin" / "python"
+    if default.exists():
+        return str(default)
+    if importlib.util.find_spec("moto") is not None:
+        return sys.executable
+    raise RuntimeError("moto is not installed: run `make test` (it installs moto into "
+                       ".venv-moto) or set MOTO_PYTHON to a Python that has moto[server]")
+
+
 class MotoServer:
     """moto's S3 server in a subprocess; ``stop`` and ``start`` again keep the port."""
 
@@ -76,7 +93,7 @@ class MotoServer:
 
     def start(self, timeout: float = 20.0) -> None:
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [moto_python(), "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while True:
