@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
-from .config import OPTIONS, SERVICES, Settings, parse_port
+from .config import OPTIONS, SERVICES, Settings, parse_duration, parse_port
 from .errors import ConfigError, MusicsyncError
 
 # The database layer (SQLAlchemy) is imported by the commands that use it, so
@@ -94,6 +94,37 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("--force", action="store_true", help="replace FILE if it exists")
     _add_options(backup, {"data_dir", "database_url", "log_level"})
     backup.set_defaults(func=_backup)
+
+    store_fields = {"data_dir", "database_url", "s3_endpoint", "s3_access_key", "s3_secret_key",
+                    "s3_bucket", "s3_use_ssl", "storage_timeout", "log_level"}
+    fsck = commands.add_parser(
+        "fsck", help="check that the library and the blob store agree (safe while serving)",
+        description="Check that every library entry's blob is stored, and re-hash every "
+                    "stored blob to check its content matches its name. Reports missing and "
+                    "corrupt blobs, size mismatches and orphans (blobs no library lists). "
+                    "Exit 0 when all is well, 1 when something was found (even if "
+                    "repaired), 2 for a usage or configuration error.")
+    fsck.add_argument("--repair", action="store_true",
+                      help="remove orphan blobs older than --grace, mark missing and corrupt "
+                           "blobs so downloads answer DATA_LOSS until the song is uploaded "
+                           "again; library entries are never removed")
+    fsck.add_argument("--no-rehash", dest="rehash", action="store_false",
+                      help="only compare names and sizes (fast; skips reading every blob)")
+    fsck.add_argument("--grace", type=parse_duration, default="1h", metavar="DURATION",
+                      help="leave blobs stored more recently than this alone (default 1h)")
+    _add_options(fsck, store_fields)
+    fsck.set_defaults(func=_fsck)
+
+    gc = commands.add_parser(
+        "gc", help="remove blobs no library lists and expired upload sessions",
+        description="Remove stored blobs that no library entry lists (once older than "
+                    "--grace), their records, and expired upload sessions with their "
+                    "partial data. Safe while the server runs.")
+    gc.add_argument("--dry-run", action="store_true", help="list what would go, remove nothing")
+    gc.add_argument("--grace", type=parse_duration, default="1h", metavar="DURATION",
+                    help="leave blobs stored more recently than this alone (default 1h)")
+    _add_options(gc, store_fields | {"upload_session_ttl"})
+    gc.set_defaults(func=_gc)
 
     health = commands.add_parser(
         "health", help="ask a running server whether it serves (exit 0) or not (exit 1)",
@@ -187,6 +218,42 @@ def _backup(args, settings: Settings) -> int:
     result = backup_database(source, args.file.expanduser(), force=args.force)
     print(f"backed up {source} to {result.path}: {result.size} bytes, "
           f"schema version {result.schema_version}, {result.users} users")
+    return 0
+
+
+def _fsck(args, settings: Settings) -> int:
+    from .maintenance import Maintenance, open_stores
+
+    async def run():
+        async with open_stores(settings) as (db, store):
+            return await Maintenance(db, store, grace=args.grace).fsck(
+                repair=args.repair, rehash=args.rehash), store.description
+    report, where = asyncio.run(run())
+    for finding in report.findings:
+        print(finding.line())
+    rehashed = f", {report.rehashed_bytes / 1e6:.1f} MB re-hashed" if args.rehash else ""
+    verdict = "all is well" if report.clean else f"{len(report.findings)} problems"
+    print(f"checked {report.entries} library entries and {report.blobs} blobs in {where}"
+          f"{rehashed}: {verdict}")
+    return 0 if report.clean else 1
+
+
+def _gc(args, settings: Settings) -> int:
+    from .maintenance import Maintenance, files_for_gc, open_stores
+
+    async def run():
+        async with open_stores(settings) as (db, store):
+            uploads = files_for_gc(settings, db, store)
+            return await Maintenance(db, store, grace=args.grace).gc(
+                uploads, dry_run=args.dry_run)
+    report = asyncio.run(run())
+    verb = "would remove" if args.dry_run else "removed"
+    for sha256, size in report.blobs:
+        print(f"{verb} blob {sha256} ({size} bytes)")
+    sessions = "" if args.dry_run else (f", {report.sessions} expired upload sessions and "
+                                        f"{report.partials} partial files")
+    print(f"{verb} {len(report.blobs)} unreferenced blobs ({report.freed / 1e6:.1f} MB), "
+          f"{report.rows} stale blob records{sessions}")
     return 0
 
 

@@ -23,7 +23,8 @@ from sqlalchemy import delete, func, select
 
 from .db import Database
 from .db.models import Blob, LibraryEntry, User
-from .errors import DataLoss, InvalidArgument, NotFound, ResourceExhausted, StorageUnavailable
+from .errors import (DataLoss, InvalidArgument, NotFound, ResourceExhausted, StorageUnavailable,
+                     Unavailable)
 from .library import ChangeNotifier, Tags, blob_is_referenced, ensure_blob, put_entry, remove_entry
 from .metrics import NullMetrics
 from .storage import BlobMissing, BlobStore, StagedBlob, is_sha256_hex
@@ -133,9 +134,18 @@ class Files:
         sha256 = bytes.fromhex(staged.hexdigest())
         size = staged.size
         async with self.locks.hold(sha256):
+            if await self._is_corrupt(sha256):
+                # fsck found the stored copy damaged: these verified bytes replace it.
+                await self.store.delete(sha256.hex())
             await staged.commit()
             try:
                 async with self.db.write() as session:
+                    # `musicsync gc` (another process) removes blobs inside its own write
+                    # transaction: checked in ours, the blob cannot vanish unseen.
+                    if await self.store.size(sha256.hex()) is None:
+                        raise Unavailable(
+                            "the stored copy of this file was removed by maintenance while "
+                            "it was being uploaded; send the file again")
                     await self._check_quota(session, user_id, sha256, size)
                     await ensure_blob(session, sha256, size, self.now())
                     entry, change = await put_entry(session, user_id, sha256, size, filename,
@@ -146,6 +156,10 @@ class Files:
         if change is not None:
             await self.notifier.published(user_id, entry.seq)
         return entry
+
+    async def _is_corrupt(self, sha256: bytes) -> bool:
+        async with self.db.read() as session:
+            return bool(await session.scalar(select(Blob.corrupt).where(Blob.sha256 == sha256)))
 
     async def update_entry(self, user_id: int, entry: LibraryEntry, filename: str,
                            tags: Tags) -> LibraryEntry:
@@ -196,6 +210,9 @@ class Files:
         entry = await self.entry(user_id, sha256)
         if entry is None:
             raise NotFound(NOT_IN_LIBRARY)
+        if await self._is_corrupt(sha256):
+            raise DataLoss("the server's copy of this file is damaged (found by `musicsync "
+                           "fsck`); upload the file again to repair it")
         size = await self.store.size(sha256.hex())
         if size is None:
             raise self._lost(user_id, sha256)

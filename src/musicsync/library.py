@@ -62,9 +62,10 @@ async def next_seq(session: AsyncSession, user_id: int) -> int:
 
 
 async def ensure_blob(session: AsyncSession, sha256: bytes, size: int, now: int) -> None:
-    """Records a stored blob (no-op if it is known already)."""
+    """Records a stored, verified blob (clearing a corrupt mark a fresh upload repaired)."""
     await session.execute(sqlite_insert(Blob).values(
-        sha256=sha256, size=size, created_at=now, corrupt=False).on_conflict_do_nothing())
+        sha256=sha256, size=size, created_at=now, corrupt=False).on_conflict_do_update(
+        index_elements=[Blob.sha256], set_={"corrupt": False}))
 
 
 async def put_entry(session: AsyncSession, user_id: int, sha256: bytes, size: int,

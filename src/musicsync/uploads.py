@@ -359,8 +359,8 @@ class Uploads:
         if drop_partial:
             await self.files.store.drop_partial(upload_id)
 
-    async def sweep(self) -> int:
-        """Drops expired sessions and partials without a session; returns how many."""
+    async def sweep(self) -> tuple[int, int]:
+        """Drops expired sessions and partials without a session; returns how many of each."""
         now = self.files.now()
         async with self.files.db.write() as session:
             expired = (await session.scalars(select(UploadSession.id).where(
@@ -376,7 +376,7 @@ class Uploads:
         if expired or dropped:
             log.info("dropped %d expired upload sessions and %d partial files",
                      len(expired), dropped)
-        return dropped
+        return len(expired), dropped
 
     async def sweep_forever(self) -> None:
         """Sweeps once an hour (a sleeping task, not a busy loop)."""

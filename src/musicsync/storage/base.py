@@ -72,8 +72,11 @@ class BlobStore(Protocol):
 
     description: str  # for messages: "local folder /data/blobs", "S3 bucket music at host:9000"
 
-    async def open(self) -> None:
-        """Prepares the store and removes temporary data left by crashed uploads."""
+    async def open(self, *, sweep: bool = True) -> None:
+        """Prepares the store and removes temporary data left by crashed uploads.
+
+        ``sweep=False`` leaves temporary data alone: for maintenance commands that
+        run beside a server, whose uploads in progress live there."""
 
     async def close(self) -> None: ...
 
@@ -94,6 +97,9 @@ class BlobStore(Protocol):
 
     async def size(self, sha256: str) -> int | None:
         """The blob's size, or None if there is no such blob."""
+
+    async def written_at(self, sha256: str) -> float | None:
+        """When the blob was stored (Unix seconds), or None if there is no such blob."""
 
     def read(self, sha256: str, offset: int = 0,
              length: int | None = None) -> AsyncIterator[bytes]:

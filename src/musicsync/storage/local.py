@@ -68,12 +68,14 @@ class LocalBlobStore:
 
     # -- Lifetime -------------------------------------------------------------------
 
-    async def open(self) -> None:
-        await self._io("open", self._prepare)
+    async def open(self, *, sweep: bool = True) -> None:
+        await self._io("open", self._prepare, sweep)
 
-    def _prepare(self) -> None:
+    def _prepare(self, sweep: bool) -> None:
         for folder in (self.root, self._temp, self._partials):
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not sweep:
+            return
         leftovers = list(self._temp.iterdir())
         for path in leftovers:
             path.unlink(missing_ok=True)
@@ -182,6 +184,9 @@ class LocalBlobStore:
                 await asyncio.gather(pending, return_exceptions=True)
             handle.close()
 
+    async def written_at(self, sha256: str) -> float | None:
+        return await self._io("stat", _mtime_or_none, self.path_of(sha256))
+
     async def delete(self, sha256: str) -> None:
         await self._io("delete", self.path_of(sha256).unlink, True)
 
@@ -277,6 +282,13 @@ def _fsync_dir(folder: Path) -> None:
 def _subfolders(folder: Path) -> list[Path]:
     return [Path(e.path) for e in os.scandir(folder)
             if e.is_dir() and len(e.name) == 2 and not e.name.startswith(".")]
+
+
+def _mtime_or_none(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return None
 
 
 def _files(folder: Path) -> list[tuple[str, int]]:

@@ -144,7 +144,9 @@ class S3BlobStore:
                 raise
             raise self._unavailable(operation, exc) from None
         except _NO_ANSWER as exc:
-            raise self._unavailable(operation, exc) from None
+            # The sockets' own timeout may fire just before the await's: the same outage.
+            raise self._unavailable(operation, exc, timed_out=deadline if _timed_out(exc)
+                                    else None) from None
 
     async def _call(self, operation: str, func: Callable[..., _T], *args, nbytes: int = 0) -> _T:
         return await self._wait(operation, self._submit(func, *args), nbytes)
@@ -179,7 +181,7 @@ class S3BlobStore:
 
     # -- Lifetime -----------------------------------------------------------------------
 
-    async def open(self) -> None:
+    async def open(self, *, sweep: bool = True) -> None:
         if not await self._call("open", self._client.bucket_exists, self.bucket):
             try:
                 await self._call("open", self._client.make_bucket, self.bucket)
@@ -187,6 +189,8 @@ class S3BlobStore:
                 if not await self._call("open", self._client.bucket_exists, self.bucket):
                     raise
             log.info("created %s", self.description)
+        if not sweep:
+            return
         await self._purge(self.stale_after)
         if self._purger is None:
             self._purger = asyncio.create_task(self._purge_forever(), name="s3-purger")
@@ -331,6 +335,9 @@ class S3BlobStore:
                 await asyncio.gather(pending, return_exceptions=True)
             response.close()
             response.release_conn()
+
+    async def written_at(self, sha256: str) -> float | None:
+        return await self._call("stat", _written_at_or_none, self, _blob_key(sha256))
 
     async def delete(self, sha256: str) -> None:
         await self._call("delete", self._client.remove_object, self.bucket, _blob_key(sha256))
@@ -641,6 +648,23 @@ def _size_or_none(store: S3BlobStore, name: str) -> int | None:
         if exc.code == "NoSuchKey":
             return None
         raise
+
+
+def _written_at_or_none(store: S3BlobStore, name: str) -> float | None:
+    try:
+        modified = store._client.stat_object(store.bucket, name).last_modified
+    except S3Error as exc:
+        if exc.code == "NoSuchKey":
+            return None
+        raise
+    return modified.timestamp() if modified is not None else 0.0
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether a client error is a socket timeout (possibly wrapped by urllib3's retries)."""
+    reason = getattr(exc, "reason", None)
+    return isinstance(exc, (urllib3.exceptions.TimeoutError, TimeoutError)) or (
+        reason is not None and _timed_out(reason))
 
 
 def _take(objects: Iterator[_T], n: int) -> list[_T]:

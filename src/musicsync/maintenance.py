@@ -1,0 +1,233 @@
+"""`musicsync fsck` and `musicsync gc`: checking and tidying the blob store.
+
+Both run beside a live server, on the same database and blob store, so they
+never touch temporary data of uploads in progress (the store is opened
+without its start-up sweep), leave blobs younger than a grace period alone,
+and remove a blob only inside a write transaction that re-checks that no
+library entry lists it. The server checks, inside its own write transaction,
+that the blob of a new entry still exists: either side sees the other's
+commit, so a blob can never vanish under a fresh library entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, func, select, update
+
+from .config import Settings
+from .errors import ConfigError
+from .db import Database
+from .db.engine import database_file, sqlalchemy_url
+from .db.migrations import migrate
+from .db.models import Blob, LibraryEntry
+from .files import Files
+from .library import ChangeNotifier, blob_is_referenced
+from .storage import BlobMissing, BlobStore, open_blob_store
+from .uploads import Uploads
+
+DEFAULT_GRACE = 3600  # seconds: a blob stored this recently may be an upload finishing
+
+
+@dataclass
+class Finding:
+    """One problem fsck found, and what --repair did about it."""
+
+    kind: str  # missing | corrupt | size-mismatch | orphan-blob | orphan-row
+    sha256: str
+    detail: str
+    repaired: str = ""
+
+    def line(self) -> str:
+        done = f" -> {self.repaired}" if self.repaired else ""
+        return f"{self.kind:14} {self.sha256}  {self.detail}{done}"
+
+
+@dataclass
+class FsckReport:
+    entries: int = 0  # library entries checked
+    blobs: int = 0  # stored blobs checked
+    rehashed_bytes: int = 0
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.findings
+
+
+@dataclass
+class GcReport:
+    blobs: list[tuple[str, int]] = field(default_factory=list)  # (sha256, bytes) removed
+    rows: int = 0  # blob records without an entry or a stored object
+    sessions: int = 0  # expired upload sessions
+    partials: int = 0  # partial files without a session
+
+    @property
+    def freed(self) -> int:
+        return sum(size for _, size in self.blobs)
+
+
+@asynccontextmanager
+async def open_stores(settings: Settings) -> AsyncIterator[tuple[Database, BlobStore]]:
+    """The server's database and blob store, opened for maintenance beside it."""
+    path = database_file(sqlalchemy_url(settings.database_path_or_url()))
+    if path is not None and not path.is_file():
+        raise ConfigError(f"no database at {path}; check --data-dir or DATABASE_URL")
+    db = Database(settings.database_path_or_url())
+    store = open_blob_store(settings)
+    try:
+        await migrate(db.writer_engine())
+        await store.open(sweep=False)
+        yield db, store
+    finally:
+        await store.close()
+        await db.close()
+
+
+class Maintenance:
+    """Checks that the library and the blob store agree, and tidies what nobody needs."""
+
+    def __init__(self, db: Database, store: BlobStore, *, grace: float = DEFAULT_GRACE,
+                 clock=time.time) -> None:
+        self.db = db
+        self.store = store
+        self.grace = grace
+        self.clock = clock
+
+    def _settled(self, written_at: float | None) -> bool:
+        """Stored long enough ago not to be an upload that is finishing right now."""
+        return written_at is not None and written_at <= self.clock() - self.grace
+
+    # -- fsck ----------------------------------------------------------------------------
+
+    async def fsck(self, *, repair: bool = False, rehash: bool = True) -> FsckReport:
+        report = FsckReport()
+        async with self.db.read() as session:
+            rows = {sha: (size, bool(corrupt)) for sha, size, corrupt in
+                    (await session.execute(select(Blob.sha256, Blob.size, Blob.corrupt))).all()}
+            listed = set((await session.scalars(select(LibraryEntry.sha256).distinct())).all())
+            report.entries = await session.scalar(select(func.count()).select_from(LibraryEntry))
+        stored: set[bytes] = set()
+        async for hex_sha, size in self.store.blobs():
+            sha = bytes.fromhex(hex_sha)
+            stored.add(sha)
+            report.blobs += 1
+            finding = await self._check_blob(sha, size, rows.get(sha), sha in listed, rehash,
+                                             report)
+            if finding is not None:
+                if repair:
+                    finding.repaired = await self._repair(finding, sha)
+                report.findings.append(finding)
+        for sha in sorted(listed - stored):
+            finding = Finding("missing", sha.hex(), "listed in a library, not in the store")
+            if repair:
+                finding.repaired = await self._mark_corrupt(sha)
+            report.findings.append(finding)
+        for sha in sorted(set(rows) - stored - listed):
+            finding = Finding("orphan-row", sha.hex(), "a blob record with no stored object "
+                              "and no library entry")
+            if repair:
+                finding.repaired = await self._forget_row(sha)
+            report.findings.append(finding)
+        return report
+
+    async def _check_blob(self, sha: bytes, size: int, row: tuple[int, bool] | None,
+                          listed: bool, rehash: bool, report: FsckReport) -> Finding | None:
+        if row is None and not listed:
+            if not self._settled(await self.store.written_at(sha.hex())):
+                return None  # probably an upload between its store commit and its record
+            return Finding("orphan-blob", sha.hex(), f"{size} bytes that no library lists")
+        if row is not None and row[0] != size:
+            return Finding("size-mismatch", sha.hex(),
+                           f"stored {size} bytes, recorded as {row[0]}")
+        if rehash:
+            actual = await self._digest(sha)
+            report.rehashed_bytes += size
+            if actual is not None and actual != sha.hex():
+                already = " (already marked)" if row is not None and row[1] else ""
+                return Finding("corrupt", sha.hex(), f"its bytes hash to {actual}{already}")
+        return None
+
+    async def _digest(self, sha: bytes) -> str | None:
+        """The SHA-256 of the stored bytes, streamed; None if the blob went meanwhile."""
+        hasher = hashlib.sha256()
+        try:
+            async for block in self.store.read(sha.hex()):
+                hasher.update(block)
+        except BlobMissing:
+            return None
+        return hasher.hexdigest()
+
+    async def _repair(self, finding: Finding, sha: bytes) -> str:
+        if finding.kind == "orphan-blob":
+            return "removed" if await self._remove_if_unreferenced(sha) else "kept: now listed"
+        return await self._mark_corrupt(sha)
+
+    async def _mark_corrupt(self, sha: bytes) -> str:
+        """Downloads of a damaged or lost blob answer DATA_LOSS until it is uploaded again."""
+        async with self.db.write() as session:
+            marked = (await session.execute(update(Blob).where(Blob.sha256 == sha)
+                                            .values(corrupt=True))).rowcount
+            if not marked and await blob_is_referenced(session, sha):
+                size = await session.scalar(select(LibraryEntry.size).where(
+                    LibraryEntry.sha256 == sha).limit(1))
+                session.add(Blob(sha256=sha, size=size, created_at=int(self.clock()),
+                                 corrupt=True))
+                marked = 1
+        return "marked corrupt: downloads answer DATA_LOSS until it is uploaded again" \
+            if marked else "nothing to mark"
+
+    async def _forget_row(self, sha: bytes) -> str:
+        async with self.db.write() as session:
+            if await blob_is_referenced(session, sha):
+                return "kept: now listed"
+            await session.execute(delete(Blob).where(Blob.sha256 == sha))
+        return "record removed"
+
+    async def _remove_if_unreferenced(self, sha: bytes) -> bool:
+        """Deletes the blob and its record unless a library lists it (checked and done
+        inside one write transaction, which a concurrent upload's record waits for)."""
+        async with self.db.write() as session:
+            if await blob_is_referenced(session, sha):
+                return False
+            await session.execute(delete(Blob).where(Blob.sha256 == sha))
+            await self.store.delete(sha.hex())
+        return True
+
+    # -- gc ------------------------------------------------------------------------------
+
+    async def gc(self, uploads: Uploads | None = None, *, dry_run: bool = False) -> GcReport:
+        """Removes blobs no library lists (older than the grace period) and, with
+        ``uploads``, expired upload sessions and their partial data."""
+        report = GcReport()
+        async with self.db.read() as session:
+            recorded = {sha: created for sha, created in
+                        (await session.execute(select(Blob.sha256, Blob.created_at))).all()}
+            listed = set((await session.scalars(select(LibraryEntry.sha256).distinct())).all())
+        stored: set[bytes] = set()
+        async for hex_sha, size in self.store.blobs():
+            sha = bytes.fromhex(hex_sha)
+            stored.add(sha)
+            if sha in listed or not self._settled(await self.store.written_at(hex_sha)):
+                continue
+            if dry_run or await self._remove_if_unreferenced(sha):
+                report.blobs.append((hex_sha, size))
+        for sha, created in recorded.items():
+            if sha not in stored and sha not in listed and self._settled(created):
+                if dry_run or (await self._forget_row(sha)) == "record removed":
+                    report.rows += 1
+        if uploads is not None and not dry_run:
+            report.sessions, report.partials = await uploads.sweep()
+        return report
+
+
+def files_for_gc(settings: Settings, db: Database, store: BlobStore) -> Uploads:
+    """The upload sessions of the server's database, to sweep the expired ones."""
+    files = Files(db, store, ChangeNotifier())
+    return Uploads(files, max_file_size=settings.max_file_size,
+                   idle_timeout=settings.upload_idle_timeout,
+                   session_ttl=settings.upload_session_ttl)

@@ -1,0 +1,221 @@
+"""`musicsync fsck` and `musicsync gc` against a running server's database and blob store."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import os
+import time
+
+import grpc
+import pytest
+
+from musicsync import cli
+from musicsync.proto import auth_pb2, file_pb2
+from musicsync.server import App
+
+from .conftest import PASSWORD, REGISTRATION_KEY, make_settings
+from .helpers import Client, FakeClock
+from .transfer import download, leftovers, stored_blobs, upload, wav_bytes
+
+SONG = wav_bytes(2, salt=b"maintenance one")
+OTHER = wav_bytes(2, salt=b"maintenance two")
+LONG_ONE = wav_bytes(20, salt=b"maintenance long one")  # 320 KB
+LONG_TWO = wav_bytes(20, salt=b"maintenance long two")
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def run_cli(capsys, *argv: str) -> tuple[int, str]:
+    """The real `musicsync` entry point (in a thread: it runs its own event loop)."""
+    capsys.readouterr()
+    code = await asyncio.to_thread(cli.main, list(argv))
+    return code, capsys.readouterr().out
+
+
+def blob_path(settings, digest: str):
+    return settings.data_dir / "blobs" / digest[:2] / digest[2:4] / digest
+
+
+def orphan(settings, data: bytes, age: float):
+    """A stored blob that no library lists, written ``age`` seconds ago."""
+    path = blob_path(settings, sha(data))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    then = time.time() - age
+    os.utime(path, (then, then))
+    return path
+
+
+async def registered_client(app: App) -> Client:
+    client = Client(app)
+    client.token = (await client.auth.Register(auth_pb2.RegisterRequest(
+        username="alice", password=PASSWORD, security_key=REGISTRATION_KEY))).token
+    return client
+
+
+async def download_status(client, digest: str) -> tuple[grpc.StatusCode, str]:
+    try:
+        await download(client, digest)
+    except grpc.aio.AioRpcError as error:
+        return error.code(), error.details()
+    return grpc.StatusCode.OK, ""
+
+
+async def test_fsck_says_all_is_well_for_a_healthy_library(client, alice, settings, capsys):
+    await upload(client, SONG, file_pb2.FileMetadata(filename="one.wav"))
+    await upload(client, OTHER, file_pb2.FileMetadata(filename="two.wav"))
+    code, out = await run_cli(capsys, "fsck", "--data-dir", str(settings.data_dir))
+    assert code == 0, out
+    assert "checked 2 library entries and 2 blobs" in out and "all is well" in out
+
+
+async def test_fsck_reports_a_lost_blob_and_downloads_answer_data_loss(client, alice, settings,
+                                                                       capsys):
+    await upload(client, SONG)
+    blob_path(settings, sha(SONG)).unlink()
+    code, out = await run_cli(capsys, "fsck", "--data-dir", str(settings.data_dir))
+    assert code == 1 and "missing" in out and sha(SONG) in out
+    code, out = await run_cli(capsys, "fsck", "--repair", "--data-dir", str(settings.data_dir))
+    assert code == 1 and "marked corrupt" in out
+    status, message = await download_status(client, sha(SONG))
+    assert status == grpc.StatusCode.DATA_LOSS and "upload" in message
+    assert (await client.file.Stat(file_pb2.StatRequest(hashes=[sha(SONG)]),
+                                   metadata=client.meta())).files  # the entry is kept
+
+
+async def test_fsck_repair_marks_a_corrupt_blob_until_it_is_uploaded_again(
+        client, alice, settings, capsys):
+    await upload(client, SONG, file_pb2.FileMetadata(filename="one.wav"))
+    path = blob_path(settings, sha(SONG))
+    damaged = bytearray(path.read_bytes())
+    damaged[1000] ^= 0xFF  # one flipped byte: same size, other content
+    path.write_bytes(bytes(damaged))
+    code, out = await run_cli(capsys, "fsck", "--data-dir", str(settings.data_dir))
+    assert code == 1 and "corrupt" in out and sha(SONG) in out
+    assert (await download_status(client, sha(SONG)))[0] == grpc.StatusCode.OK  # not yet marked
+    code, out = await run_cli(capsys, "fsck", "--repair", "--data-dir", str(settings.data_dir))
+    assert code == 1 and "marked corrupt" in out
+    status, message = await download_status(client, sha(SONG))
+    assert status == grpc.StatusCode.DATA_LOSS and "damaged" in message
+    await upload(client, SONG, file_pb2.FileMetadata(filename="one.wav"))  # heals it
+    assert (await download(client, sha(SONG)))[0] == SONG
+    code, out = await run_cli(capsys, "fsck", "--data-dir", str(settings.data_dir))
+    assert code == 0, out
+
+
+async def test_fsck_quick_mode_skips_rehashing(client, alice, settings, capsys):
+    await upload(client, SONG)
+    path = blob_path(settings, sha(SONG))
+    damaged = bytearray(path.read_bytes())
+    damaged[1000] ^= 0xFF
+    path.write_bytes(bytes(damaged))
+    code, out = await run_cli(capsys, "fsck", "--no-rehash", "--data-dir", str(settings.data_dir))
+    assert code == 0 and "re-hashed" not in out
+
+
+async def test_orphans_are_removed_only_once_older_than_the_grace_period(
+        client, alice, settings, capsys):
+    await upload(client, SONG)
+    old = orphan(settings, OTHER, age=2 * 3600)
+    fresh = orphan(settings, wav_bytes(1, salt=b"fresh orphan"), age=0)
+    code, out = await run_cli(capsys, "fsck", "--data-dir", str(settings.data_dir))
+    assert code == 1 and "orphan-blob" in out and sha(OTHER) in out
+    assert fresh.name not in out  # maybe an upload finishing: not judged yet
+    code, out = await run_cli(capsys, "fsck", "--repair", "--data-dir", str(settings.data_dir))
+    assert code == 1 and "removed" in out
+    assert not old.exists() and fresh.exists() and blob_path(settings, sha(SONG)).exists()
+    code, out = await run_cli(capsys, "gc", "--data-dir", str(settings.data_dir))
+    assert code == 0 and "removed 0 unreferenced blobs" in out and fresh.exists()
+
+
+async def test_gc_removes_unreferenced_blobs_and_dry_run_removes_nothing(
+        client, alice, settings, capsys):
+    await upload(client, SONG)
+    stray = orphan(settings, OTHER, age=2 * 3600)
+    code, out = await run_cli(capsys, "gc", "--dry-run", "--data-dir", str(settings.data_dir))
+    assert code == 0 and f"would remove blob {sha(OTHER)}" in out and stray.exists()
+    code, out = await run_cli(capsys, "gc", "--data-dir", str(settings.data_dir))
+    assert code == 0 and f"removed blob {sha(OTHER)} ({len(OTHER)} bytes)" in out
+    assert not stray.exists()
+    assert (await download(client, sha(SONG)))[0] == SONG  # the listed song is untouched
+
+
+async def test_gc_drops_expired_upload_sessions_and_keeps_live_ones(tmp_path, capsys):
+    settings = make_settings(tmp_path / "data")
+    clock = FakeClock(time.time() - 3 * 86400)  # the first session started 3 days ago
+    async with App(settings, clock=clock) as app:
+        client = await registered_client(app)
+        for data in (LONG_ONE, LONG_TWO):
+            session = await client.file.StartUpload(file_pb2.StartUploadRequest(
+                sha256=sha(data), size=len(data)), metadata=client.meta())
+            call = client.file.Upload(metadata=client.meta())
+            await call.write(file_pb2.UploadRequest(metadata=file_pb2.FileMetadata(
+                upload_id=session.upload_id, offset=0)))
+            await call.write(file_pb2.UploadRequest(chunk=data[:100_000]))
+            await call.done_writing()
+            with pytest.raises(grpc.aio.AioRpcError):  # "continue from byte 100000"
+                await call
+            clock.now = time.time()  # the second one starts now
+            client.token = (await client.auth.Login(auth_pb2.LoginRequest(
+                username="alice", password=PASSWORD))).token
+        assert len(leftovers(settings.data_dir)) == 2
+        code, out = await run_cli(capsys, "gc", "--data-dir", str(settings.data_dir))
+        assert code == 0 and "1 expired upload sessions and 1 partial files" in out
+        assert len(leftovers(settings.data_dir)) == 1
+        resumed = await client.file.StartUpload(file_pb2.StartUploadRequest(
+            sha256=sha(LONG_TWO), size=len(LONG_TWO)), metadata=client.meta())
+        assert resumed.offset == 100_000  # the live session kept its bytes
+        await client.channel.close()
+
+
+async def test_gc_leaves_an_upload_in_progress_alone(client, alice, settings, capsys):
+    call = client.file.Upload(metadata=client.meta())
+    await call.write(file_pb2.UploadRequest(metadata=file_pb2.FileMetadata(filename="slow.wav")))
+    await call.write(file_pb2.UploadRequest(chunk=SONG[:20_000]))
+    for _ in range(100):  # the server has the first bytes in its temporary file
+        if leftovers(settings.data_dir):
+            break
+        await asyncio.sleep(0.02)
+    assert leftovers(settings.data_dir)
+    code, out = await run_cli(capsys, "gc", "--grace", "0s", "--data-dir", str(settings.data_dir))
+    assert code == 0
+    code, out = await run_cli(capsys, "fsck", "--repair", "--grace", "0s",
+                              "--data-dir", str(settings.data_dir))
+    assert code == 0, out
+    await call.write(file_pb2.UploadRequest(chunk=SONG[20_000:]))
+    await call.done_writing()
+    assert (await call).hash == sha(SONG)
+    assert (await download(client, sha(SONG)))[0] == SONG
+    assert stored_blobs(settings.data_dir) == [blob_path(settings, sha(SONG))]
+
+
+async def test_fsck_without_a_database_is_a_usage_error(tmp_path, capsys):
+    code = await asyncio.to_thread(cli.main, ["fsck", "--data-dir", str(tmp_path / "none")])
+    assert code == 2 and "no database" in capsys.readouterr().err
+
+
+async def test_fsck_finds_a_corrupt_object_in_s3(tmp_path, s3_server, s3_bucket, capsys):
+    s3 = s3_server.settings(s3_bucket)
+    settings = make_settings(tmp_path / "data", **s3)
+    flags = ["--data-dir", str(settings.data_dir), "--s3-endpoint", s3["s3_endpoint"],
+             "--s3-access-key", s3["s3_access_key"], "--s3-secret-key", s3["s3_secret_key"],
+             "--s3-bucket", s3_bucket]
+    async with App(settings) as app:
+        client = await registered_client(app)
+        await upload(client, SONG)
+        await upload(client, OTHER)
+        code, out = await run_cli(capsys, "fsck", *flags)
+        assert code == 0 and "2 blobs in S3 bucket" in out, out
+        damaged = bytearray(SONG)
+        damaged[1000] ^= 0xFF
+        s3_server.client().put_object(s3_bucket, f"blobs/{sha(SONG)}", io.BytesIO(damaged),
+                                      len(damaged))
+        code, out = await run_cli(capsys, "fsck", "--repair", *flags)
+        assert code == 1 and "corrupt" in out and sha(SONG) in out and sha(OTHER) not in out
+        status, _ = await download_status(client, sha(SONG))
+        assert status == grpc.StatusCode.DATA_LOSS
+        await client.channel.close()
