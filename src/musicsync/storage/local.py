@@ -29,6 +29,9 @@ from .base import BlobMissing
 log = logging.getLogger(__name__)
 
 READ_BLOCK = 1024 * 1024
+# Bytes an upload writes between two write-behind steps (see _StagedFile._write_behind).
+WRITE_BEHIND = 8 * 1024 * 1024
+_FADVISE = getattr(os, "posix_fadvise", None)  # not on macOS
 _T = TypeVar("_T")
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -204,6 +207,7 @@ class _StagedFile:
         self._size = size
         self._resumable = resumable
         self._published = False
+        self._dropped = self._behind = size  # see _write_behind
 
     @property
     def size(self) -> int:
@@ -213,23 +217,39 @@ class _StagedFile:
         return self._hasher.hexdigest()
 
     async def write(self, chunks: list[bytes]) -> None:
-        # Hashing and writing both release the GIL: run them side by side in two
-        # threads, so a batch costs the slower of the two rather than their sum.
-        await asyncio.gather(self._store._io("write", self._hash, chunks),
-                             self._store._io("write", self._write, chunks))
-        self._size += sum(len(chunk) for chunk in chunks)
+        # One thread call per batch: hashing and writing release the GIL, so the
+        # event loop goes on reading the stream meanwhile.
+        await self._store._io("write", self._append, chunks)
 
-    def _hash(self, chunks: list[bytes]) -> None:
+    def _append(self, chunks: list[bytes]) -> None:
         for chunk in chunks:
             self._hasher.update(chunk)
-
-    def _write(self, chunks: list[bytes]) -> None:
         total = sum(len(chunk) for chunk in chunks)
         written = os.writev(self._fd, chunks)
         if written < total:  # short write: finish it piece by piece
             rest = b"".join(chunks)[written:]
             while rest:
                 rest = rest[os.write(self._fd, rest):]
+        self._size += total
+        if self._size - self._behind >= WRITE_BEHIND:
+            self._write_behind()
+
+    def _write_behind(self) -> None:
+        """Sends the bytes written so far towards the disk and drops those already there.
+
+        Without this a big upload fills the page cache with dirty pages that the
+        commit's fsync then waits for all at once, and evicts what other readers
+        had cached. One posix_fadvise call starts the writeback of the newest
+        window and drops the pages of the window before it, clean by now; pages
+        still dirty are never dropped, so nothing is lost either way.
+        """
+        if _FADVISE is not None:
+            try:
+                _FADVISE(self._fd, self._dropped, self._size - self._dropped,
+                         os.POSIX_FADV_DONTNEED)
+            except OSError:
+                pass  # only advice: the commit's fsync makes the bytes durable regardless
+        self._dropped, self._behind = self._behind, self._size
 
     async def flush(self) -> int:
         await self._store._io("write", os.fsync, self._fd)
