@@ -2,14 +2,45 @@
 
 from __future__ import annotations
 
+import grpc
+
 from ..files import Files
 from ..interceptors import current_principal
 from ..proto import file_pb2, file_pb2_grpc
 from ..uploads import Uploads
+from . import wire
 from .convert import file_entry
 
 DEFAULT_DOWNLOAD_CHUNK = 256 * 1024
 MAX_DOWNLOAD_CHUNK = 4 * 1024 * 1024 - 1024  # under the 4 MiB default client limit
+
+
+SERVICE = file_pb2.DESCRIPTOR.services_by_name["FileService"]
+# The bulk messages skip protobuf's copies (see wire.py); the rest use the generated code.
+_DESERIALIZERS = {"Upload": wire.upload_request}
+_SERIALIZERS = {"Download": wire.download_response}
+_HANDLER_KINDS = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
+def add_to_server(servicer: FileServicer, server: grpc.aio.Server) -> None:
+    """Registers the servicer like file_pb2_grpc does, with wire.py's codec for transfers."""
+    handlers = {}
+    for method in SERVICE.methods:
+        request = getattr(file_pb2, method.input_type.name)
+        response = getattr(file_pb2, method.output_type.name)
+        kind = _HANDLER_KINDS[method.client_streaming, method.server_streaming]
+        handlers[method.name] = kind(
+            getattr(servicer, method.name),
+            request_deserializer=_DESERIALIZERS.get(method.name, request.FromString),
+            response_serializer=_SERIALIZERS.get(method.name, response.SerializeToString))
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(SERVICE.full_name, handlers),))
+    server.add_registered_method_handlers(SERVICE.full_name, handlers)
 
 
 class FileServicer(file_pb2_grpc.FileServiceServicer):

@@ -216,12 +216,12 @@ class _StagedFile:
     def hexdigest(self) -> str:
         return self._hasher.hexdigest()
 
-    async def write(self, chunks: list[bytes]) -> None:
+    async def write(self, chunks: list[bytes | memoryview]) -> None:
         # One thread call per batch: hashing and writing release the GIL, so the
         # event loop goes on reading the stream meanwhile.
         await self._store._io("write", self._append, chunks)
 
-    def _append(self, chunks: list[bytes]) -> None:
+    def _append(self, chunks: list[bytes | memoryview]) -> None:
         for chunk in chunks:
             self._hasher.update(chunk)
         total = sum(len(chunk) for chunk in chunks)
