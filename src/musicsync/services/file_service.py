@@ -58,23 +58,20 @@ class FileServicer(file_pb2_grpc.FileServiceServicer):
         chunk_size = request.chunk_size or DEFAULT_DOWNLOAD_CHUNK
         if not 1024 <= chunk_size <= MAX_DOWNLOAD_CHUNK:
             chunk_size = min(max(chunk_size, 1024), MAX_DOWNLOAD_CHUNK)
-        first = True
         sent = 0
         try:
             async for block in blocks:
+                # Pieces are views of the block; wire.download_response copies each
+                # into its message once (protobuf would copy it twice).
+                view = memoryview(block)
                 for start in range(0, len(block), chunk_size):
-                    piece = block[start:start + chunk_size] if len(block) > chunk_size else block
-                    if first:
-                        yield file_pb2.DownloadResponse(chunk=piece, total_size=total)
-                        first = False
-                    else:
-                        yield file_pb2.DownloadResponse(chunk=piece)
-                    sent += len(piece)
+                    yield wire.Chunk(view[start:start + chunk_size], total if sent == 0 else 0)
+                    sent += min(chunk_size, len(block) - start)
         finally:
             await blocks.aclose()
             self._files.metrics.bytes_sent(sent)
-        if first:  # an empty range still says how big the file is
-            yield file_pb2.DownloadResponse(total_size=total)
+        if sent == 0:  # an empty range still says how big the file is
+            yield wire.Chunk(b"", total)
 
     async def Delete(self, request, context):
         existed = await self._files.delete(current_principal().user_id, request.hash)
