@@ -45,8 +45,8 @@ from .storage import open_blob_store
 from .uploads import Uploads
 from .metrics import Metrics, MetricsEndpoint, NullMetrics
 from .proto import auth_pb2, auth_pb2_grpc, file_pb2, sync_pb2, sync_pb2_grpc
-from .services.auth_service import AuthServicer
 from .services import file_service
+from .services.auth_service import AuthServicer
 from .services.file_service import FileServicer
 from .services.sync_service import SyncServicer
 
