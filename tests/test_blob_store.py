@@ -323,3 +323,56 @@ async def test_open_removes_temporary_data_but_keeps_partials(store, backend):
         await resumed.abort()
     finally:
         await restarted.close()
+
+
+# -- Memoryview chunks; the local store's write-behind ----------------------------------------
+
+async def test_chunks_may_be_memoryviews(store, backend):
+    # Upload chunks reach the store as views of the received messages (services/wire.py).
+    view = memoryview(BIG)
+    staged = await store.stage()
+    for start in range(0, len(BIG), 3 * BLOCK):
+        await staged.write([view[start:start + BLOCK], view[start + BLOCK:start + 3 * BLOCK]])
+    assert await staged.commit() == sha(BIG)
+    assert await read_all(store, sha(BIG)) == BIG
+    assert backend.leftovers() == []
+
+
+@pytest.fixture
+def small_write_behind(monkeypatch):
+    """Many write-behind windows in a 10 MiB blob, so that each step overlaps writes."""
+    monkeypatch.setattr("musicsync.storage.local.WRITE_BEHIND", 64 * 1024)
+
+
+async def test_write_behind_keeps_every_byte_in_order(tmp_path, small_write_behind):
+    store = LocalBlobStore(tmp_path / "blobs")
+    await store.open()
+    staged = await staged_with(store, BIG, batch=48 * 1024)
+    assert staged.size == len(BIG)
+    assert await staged.commit() == sha(BIG)
+    assert await read_all(store, sha(BIG)) == BIG
+
+
+async def test_write_behind_of_a_resumable_upload_keeps_its_partial(tmp_path, small_write_behind):
+    store = LocalBlobStore(tmp_path / "blobs")
+    await store.open()
+    staged = await store.resume("windows", 0)
+    for start in range(0, PART, 100_000):
+        await staged.write([BIG[start:min(start + 100_000, PART)]])
+    assert await staged.suspend() == PART
+    resumed = await store.resume("windows", PART)
+    assert resumed.hexdigest() == sha(BIG[:PART])
+    await resumed.write([BIG[PART:]])
+    assert await resumed.commit() == sha(BIG)
+    assert await read_all(store, sha(BIG)) == BIG
+
+
+async def test_abort_during_write_behind_removes_every_byte(tmp_path, small_write_behind):
+    backend = LocalBackend(tmp_path / "blobs")
+    store = backend.new()
+    await store.open()
+    staged = await store.stage()
+    await staged.write([BIG[:3 * BLOCK]])  # starts a write-behind step in a thread
+    await staged.abort()  # waits for it before the file goes
+    assert backend.leftovers() == []
+    assert await listing(store) == []

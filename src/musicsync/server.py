@@ -44,7 +44,8 @@ from .library import ChangeNotifier
 from .storage import open_blob_store
 from .uploads import Uploads
 from .metrics import Metrics, MetricsEndpoint, NullMetrics
-from .proto import auth_pb2, auth_pb2_grpc, file_pb2, file_pb2_grpc, sync_pb2, sync_pb2_grpc
+from .proto import auth_pb2, auth_pb2_grpc, file_pb2, sync_pb2, sync_pb2_grpc
+from .services import file_service
 from .services.auth_service import AuthServicer
 from .services.file_service import FileServicer
 from .services.sync_service import SyncServicer
@@ -124,8 +125,7 @@ class App:
         servicers = {
             "auth": lambda: auth_pb2_grpc.add_AuthServiceServicer_to_server(
                 AuthServicer(self.accounts), self._server),
-            "file": lambda: file_pb2_grpc.add_FileServiceServicer_to_server(
-                self._file_servicer(), self._server),
+            "file": lambda: file_service.add_to_server(self._file_servicer(), self._server),
             "sync": lambda: sync_pb2_grpc.add_SyncServiceServicer_to_server(
                 self._sync_servicer(), self._server),
         }

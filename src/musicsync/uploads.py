@@ -49,6 +49,8 @@ BATCH_BYTES = 256 * 1024
 CHECKPOINT_BYTES = 16 * 1024 * 1024
 SWEEP_INTERVAL = 3600.0
 
+# Returns the stream's next UploadRequest, a memoryview for a message that is only a
+# chunk (services/wire.py), or grpc.aio.EOF.
 Reader = Callable[[], Awaitable[object]]
 
 
@@ -79,7 +81,9 @@ class Uploads:
         if first is grpc.aio.EOF:
             raise InvalidArgument("empty upload: send a FileMetadata message, then the file "
                                   "in chunks")
-        if first.WhichOneof("data") == "metadata":
+        if isinstance(first, memoryview):
+            meta, first_chunk = None, first
+        elif first.WhichOneof("data") == "metadata":
             meta, first_chunk = first.metadata, None
         else:
             meta, first_chunk = None, first.chunk
@@ -171,7 +175,7 @@ class Uploads:
             raise ResourceExhausted(f"the file is larger ({size} bytes) than this server "
                                     f"accepts ({self.max_file_size} bytes)")
 
-    async def _pump(self, staged: StagedBlob, chunk: bytes | None, read: Reader, *,
+    async def _pump(self, staged: StagedBlob, chunk: bytes | memoryview | None, read: Reader, *,
                     total: int | None, quota: int | None,
                     checkpoint: Callable[[], Awaitable[None]] | None = None) -> None:
         """Moves the stream's chunks into ``staged`` until the stream ends.
@@ -190,12 +194,15 @@ class Uploads:
             while True:
                 if chunk is None:
                     message = await self._next(read)
-                    if message is grpc.aio.EOF:
+                    if isinstance(message, memoryview):  # a chunk message (see services/wire.py)
+                        chunk = message
+                    elif message is grpc.aio.EOF:
                         break
-                    if message.WhichOneof("data") == "metadata":
+                    elif message.WhichOneof("data") == "metadata":
                         raise InvalidArgument("FileMetadata must come once, before the first "
                                               "chunk; nothing was stored")
-                    chunk = message.chunk
+                    else:
+                        chunk = message.chunk
                 size = len(chunk)
                 if size > MAX_CHUNK_BYTES:
                     raise InvalidArgument(f"chunks may be at most 4 MiB (got {size} bytes)")
@@ -280,7 +287,7 @@ class Uploads:
         return SessionInfo(row.id, 0, row.expires_at, complete=False)
 
     async def _receive_resumable(self, user_id: int, meta, declared_sha: bytes | None,
-                                 declared_size: int | None, first_chunk: bytes | None,
+                                 declared_size: int | None, first_chunk: bytes | memoryview | None,
                                  read: Reader) -> LibraryEntry:
         upload_id = meta.upload_id
         async with self.files.db.read() as session:
@@ -310,7 +317,7 @@ class Uploads:
             self._streaming.discard(upload_id)
 
     async def _continue(self, user_id: int, row: UploadSession, staged: StagedBlob, meta,
-                        first_chunk: bytes | None, read: Reader) -> LibraryEntry:
+                        first_chunk: bytes | memoryview | None, read: Reader) -> LibraryEntry:
         async def checkpoint() -> None:
             await self._record_offset(row.id, await staged.flush())
 

@@ -2,14 +2,45 @@
 
 from __future__ import annotations
 
+import grpc
+
 from ..files import Files
 from ..interceptors import current_principal
 from ..proto import file_pb2, file_pb2_grpc
 from ..uploads import Uploads
+from . import wire
 from .convert import file_entry
 
 DEFAULT_DOWNLOAD_CHUNK = 256 * 1024
 MAX_DOWNLOAD_CHUNK = 4 * 1024 * 1024 - 1024  # under the 4 MiB default client limit
+
+
+SERVICE = file_pb2.DESCRIPTOR.services_by_name["FileService"]
+# The bulk messages skip protobuf's copies (see wire.py); the rest use the generated code.
+_DESERIALIZERS = {"Upload": wire.upload_request}
+_SERIALIZERS = {"Download": wire.download_response}
+_HANDLER_KINDS = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
+def add_to_server(servicer: FileServicer, server: grpc.aio.Server) -> None:
+    """Registers the servicer like file_pb2_grpc does, with wire.py's codec for transfers."""
+    handlers = {}
+    for method in SERVICE.methods:
+        request = getattr(file_pb2, method.input_type.name)
+        response = getattr(file_pb2, method.output_type.name)
+        kind = _HANDLER_KINDS[method.client_streaming, method.server_streaming]
+        handlers[method.name] = kind(
+            getattr(servicer, method.name),
+            request_deserializer=_DESERIALIZERS.get(method.name, request.FromString),
+            response_serializer=_SERIALIZERS.get(method.name, response.SerializeToString))
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(SERVICE.full_name, handlers),))
+    server.add_registered_method_handlers(SERVICE.full_name, handlers)
 
 
 class FileServicer(file_pb2_grpc.FileServiceServicer):
@@ -27,23 +58,20 @@ class FileServicer(file_pb2_grpc.FileServiceServicer):
         chunk_size = request.chunk_size or DEFAULT_DOWNLOAD_CHUNK
         if not 1024 <= chunk_size <= MAX_DOWNLOAD_CHUNK:
             chunk_size = min(max(chunk_size, 1024), MAX_DOWNLOAD_CHUNK)
-        first = True
         sent = 0
         try:
             async for block in blocks:
+                # Pieces are views of the block; wire.download_response copies each
+                # into its message once (protobuf would copy it twice).
+                view = memoryview(block)
                 for start in range(0, len(block), chunk_size):
-                    piece = block[start:start + chunk_size] if len(block) > chunk_size else block
-                    if first:
-                        yield file_pb2.DownloadResponse(chunk=piece, total_size=total)
-                        first = False
-                    else:
-                        yield file_pb2.DownloadResponse(chunk=piece)
-                    sent += len(piece)
+                    yield wire.Chunk(view[start:start + chunk_size], total if sent == 0 else 0)
+                    sent += min(chunk_size, len(block) - start)
         finally:
             await blocks.aclose()
             self._files.metrics.bytes_sent(sent)
-        if first:  # an empty range still says how big the file is
-            yield file_pb2.DownloadResponse(total_size=total)
+        if sent == 0:  # an empty range still says how big the file is
+            yield wire.Chunk(b"", total)
 
     async def Delete(self, request, context):
         existed = await self._files.delete(current_principal().user_id, request.hash)

@@ -42,8 +42,8 @@ class StagedBlob(Protocol):
     def hexdigest(self) -> str:
         """SHA-256 of the bytes written so far."""
 
-    async def write(self, chunks: list[bytes]) -> None:
-        """Appends the chunks, hashing them."""
+    async def write(self, chunks: list[bytes | memoryview]) -> None:
+        """Appends the chunks (bytes or memoryviews, which stay valid), hashing them."""
 
     async def flush(self) -> int:
         """Makes every byte written so far durable; returns how many that is."""

@@ -6,8 +6,11 @@ and its folder fsynced, so a blob is either absent or complete and durable.
 Temporary files of crashed uploads are removed by ``open``. Partials of
 resumable uploads live in ``.partial/<upload id>`` until committed or dropped.
 
-File I/O runs in worker threads: hashing and writes release the GIL, so the
-event loop keeps serving while a song is written.
+File I/O that may wait for the disk (opening, fsync, renaming, reading,
+deleting, and an upload's write-behind every 8 MiB) runs in worker threads, so
+the event loop keeps serving meanwhile. An upload's bytes themselves are
+hashed and copied into the page cache on the event loop, which waits for
+neither (see _StagedFile._append).
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ from .base import BlobMissing
 log = logging.getLogger(__name__)
 
 READ_BLOCK = 1024 * 1024
+# Bytes an upload writes between two write-behind steps (see _StagedFile.write).
+WRITE_BEHIND = 8 * 1024 * 1024
+_FADVISE = getattr(os, "posix_fadvise", None)  # not on macOS
+_FDATASYNC = getattr(os, "fdatasync", os.fsync)  # not on macOS either
 _T = TypeVar("_T")
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -57,14 +64,18 @@ class LocalBlobStore:
         except (FileNotFoundError, BlobMissing):
             raise
         except OSError as exc:
-            self._metrics.storage_error(operation)
-            log.error("%s: %s failed: %s", self.description, operation, exc)
-            if exc.errno in _FULL:
-                raise ResourceExhausted(
-                    "the server's storage is full; ask its operator to free space") from None
-            raise StorageUnavailable(
-                f"the server's storage ({self.description}) failed to {operation}; "
-                "try again later") from None
+            raise self._failure(operation, exc) from None
+
+    def _failure(self, operation: str, exc: OSError) -> ResourceExhausted | StorageUnavailable:
+        """The client-facing error for a failed file operation (logged and counted here)."""
+        self._metrics.storage_error(operation)
+        log.error("%s: %s failed: %s", self.description, operation, exc)
+        if exc.errno in _FULL:
+            return ResourceExhausted(
+                "the server's storage is full; ask its operator to free space")
+        return StorageUnavailable(
+            f"the server's storage ({self.description}) failed to {operation}; "
+            "try again later")
 
     # -- Lifetime -------------------------------------------------------------------
 
@@ -209,6 +220,9 @@ class _StagedFile:
         self._size = size
         self._resumable = resumable
         self._published = False
+        # Write-behind (see write): bytes handed to it, and bytes it has made durable.
+        self._behind = self._dropped = size
+        self._syncing: asyncio.Future | None = None
 
     @property
     def size(self) -> int:
@@ -217,26 +231,68 @@ class _StagedFile:
     def hexdigest(self) -> str:
         return self._hasher.hexdigest()
 
-    async def write(self, chunks: list[bytes]) -> None:
-        # Hashing and writing both release the GIL: run them side by side in two
-        # threads, so a batch costs the slower of the two rather than their sum.
-        await asyncio.gather(self._store._io("write", self._hash, chunks),
-                             self._store._io("write", self._write, chunks))
-        self._size += sum(len(chunk) for chunk in chunks)
+    async def write(self, chunks: list[bytes | memoryview]) -> None:
+        # Hashed and copied into the page cache right here on the event loop: a
+        # thread hop per batch cost more than the work itself (see _append). What
+        # can wait for the disk, the write-behind, runs in a worker thread.
+        try:
+            self._append(chunks)
+        except OSError as exc:
+            raise self._store._failure("write", exc) from None
+        if self._size - self._behind >= WRITE_BEHIND:
+            if self._syncing is not None:
+                # The previous window is still on its way to the disk: wait for it, so
+                # that this upload never holds more than two windows of dirty pages.
+                await self._settle()
+            self._behind = self._size
+            self._syncing = asyncio.ensure_future(
+                self._store._io("write", self._write_behind, self._size))
 
-    def _hash(self, chunks: list[bytes]) -> None:
+    def _append(self, chunks: list[bytes | memoryview]) -> None:
+        """Hashes and writes the chunks (on the event loop: neither waits for the disk).
+
+        Measured on the 2-core reference machine, uploads at 64 KiB chunks ran at about 0.57
+        of the bare baseline with this work in a worker thread and about 0.70 here:
+        hashing 256 KiB takes ~0.15 ms and the copy into the page cache less, while
+        handing each batch to a thread and back kept both cores busier than the work.
+        The copy does not wait for the disk as long as the system's dirty pages stay
+        under the kernel's limits, which the write-behind keeps this upload far from.
+        """
         for chunk in chunks:
             self._hasher.update(chunk)
-
-    def _write(self, chunks: list[bytes]) -> None:
         total = sum(len(chunk) for chunk in chunks)
         written = os.writev(self._fd, chunks)
         if written < total:  # short write: finish it piece by piece
             rest = b"".join(chunks)[written:]
             while rest:
                 rest = rest[os.write(self._fd, rest):]
+        self._size += total
+
+    def _write_behind(self, end: int) -> None:
+        """Makes the bytes up to ``end`` durable and drops them from the page cache.
+
+        Runs in a worker thread every WRITE_BEHIND bytes while the upload goes on.
+        Without it a big upload fills the page cache with dirty pages that the
+        commit's fsync then waits for all at once, and evicts what other readers
+        had cached; with it the commit's fsync has at most a window left, and the
+        page cache recycles the same pages instead of taking fresh ones.
+        """
+        _FDATASYNC(self._fd)
+        if _FADVISE is not None:
+            try:
+                _FADVISE(self._fd, self._dropped, end - self._dropped, os.POSIX_FADV_DONTNEED)
+            except OSError:
+                pass  # only advice
+        self._dropped = end
+
+    async def _settle(self) -> None:
+        """Waits for the write-behind in progress, if any; raises its error."""
+        syncing, self._syncing = self._syncing, None
+        if syncing is not None:
+            await syncing
 
     async def flush(self) -> int:
+        await self._settle()
         await self._store._io("write", os.fsync, self._fd)
         return self._size
 
@@ -244,6 +300,7 @@ class _StagedFile:
         return open(self._path, "rb")
 
     async def commit(self) -> str:
+        await self._settle()
         sha256 = self.hexdigest()
         await self._store._io("write", self._commit, sha256)
         return sha256
@@ -257,6 +314,9 @@ class _StagedFile:
     async def abort(self) -> None:
         if self._published:
             return
+        if self._syncing is not None:  # its thread must be done with the file first
+            await asyncio.gather(self._syncing, return_exceptions=True)
+            self._syncing = None
         self._close()
         await self._store._io("delete", self._path.unlink, True)
 
