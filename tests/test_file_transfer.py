@@ -9,6 +9,7 @@ import sqlite3
 import grpc
 import pytest
 
+from musicsync.errors import NotFound
 from musicsync.proto import auth_pb2, file_pb2
 
 from .conftest import PASSWORD, REGISTRATION_KEY
@@ -187,6 +188,19 @@ async def test_download_of_a_lost_blob_is_data_loss_and_logged(client, alice, se
     assert [f.hash for f in stat.files] == [sha]
 
 
+
+async def test_a_download_racing_a_delete_is_not_found_rather_than_data_loss(app, client, alice):
+    """Another device deletes the song between the library check and the first read."""
+    sha = (await upload(client, wav_bytes(salt=b"raced"))).hash
+    alice_id = 1
+    size, blocks = await app.files.open_download(alice_id, sha, 0, 0)
+    assert size > 0
+    assert await app.files.delete(alice_id, sha)  # the last reference: the blob goes too
+    with pytest.raises(NotFound):
+        async for _ in blocks:
+            pass
+    assert not stored_blobs(app.settings.data_dir)
+
 async def test_delete_removes_the_entry_and_records_a_tombstone(client, alice, settings):
     sha = (await upload(client, wav_bytes(salt=b"delete"))).hash
     assert (await client.file.Delete(file_pb2.DeleteRequest(hash=sha), metadata=client.meta())).success
@@ -246,7 +260,9 @@ async def test_concurrent_uploads_and_deletes_of_shared_content_never_lose_a_blo
             await client.file.Delete(file_pb2.DeleteRequest(hash=sha), metadata=client.meta(token))
             await upload(client, song, token=token)
 
-    await asyncio.gather(churn(client.token), churn(bob))
+    async with asyncio.TaskGroup() as group:  # a failure cancels and awaits the other
+        group.create_task(churn(client.token))
+        group.create_task(churn(bob))
     with sqlite3.connect(settings.data_dir / "musicsync.db") as db:
         listed = db.execute("SELECT count(*) FROM library").fetchone()[0]
         blob_rows = db.execute("SELECT count(*) FROM blobs").fetchone()[0]

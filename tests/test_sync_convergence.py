@@ -102,7 +102,11 @@ async def test_devices_changing_the_library_concurrently_converge_with_every_eve
         await converge(devices)
 
         rng = random.Random(count)
-        await asyncio.gather(*(churn(d, devices, random.Random(rng.random()), gone, 12) for d in devices))
+        # A task group, not gather: if one device fails the others are cancelled and
+        # awaited here, before their channels close, so no call is left dangling.
+        async with asyncio.TaskGroup() as group:
+            for device in devices:
+                group.create_task(churn(device, devices, random.Random(rng.random()), gone, 12))
         final = await converge(devices)
 
         server = await library_of(devices[0])

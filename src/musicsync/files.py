@@ -23,8 +23,8 @@ from sqlalchemy import delete, func, select
 
 from .db import Database
 from .db.models import Blob, LibraryEntry, User
-from .errors import (DataLoss, InvalidArgument, NotFound, ResourceExhausted, StorageUnavailable,
-                     Unavailable)
+from .errors import (DataLoss, InvalidArgument, MusicsyncError, NotFound, ResourceExhausted,
+                     StorageUnavailable, Unavailable)
 from .library import ChangeNotifier, Tags, blob_is_referenced, ensure_blob, put_entry, remove_entry
 from .metrics import NullMetrics
 from .storage import BlobMissing, BlobStore, StagedBlob, is_sha256_hex
@@ -215,7 +215,7 @@ class Files:
                            "fsck`); upload the file again to repair it")
         size = await self.store.size(sha256.hex())
         if size is None:
-            raise self._lost(user_id, sha256)
+            raise await self._missing(user_id, sha256)
         if offset > size:
             raise InvalidArgument(f"offset {offset} is beyond the end of the file ({size} bytes)")
         wanted = size - offset if length == 0 else min(length, size - offset)
@@ -229,9 +229,14 @@ class Files:
             async for block in self.store.read(sha256.hex(), offset, length):
                 yield block
         except BlobMissing:
-            raise self._lost(user_id, sha256) from None
+            raise await self._missing(user_id, sha256) from None
 
-    def _lost(self, user_id: int, sha256: bytes) -> DataLoss:
+    async def _missing(self, user_id: int, sha256: bytes) -> MusicsyncError:
+        """Why a listed blob could not be read: deleted meanwhile, or lost."""
+        if await self.entry(user_id, sha256) is None:
+            # Another device deleted the song (and with it the last reference) while
+            # this download started: the same answer as if it had been asked later.
+            return NotFound(NOT_IN_LIBRARY)
         log.error("blob %s of a library entry of user %d is missing from %s; run "
                   "`musicsync fsck`", sha256.hex(), user_id, self.store.description)
         return DataLoss("the server has lost the contents of this file; upload it again")
