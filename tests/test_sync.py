@@ -317,6 +317,25 @@ async def test_watch_ends_cleanly_when_the_server_shuts_down(tmp_path):
     assert code in (grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE)
 
 
+
+async def test_stopping_the_server_as_watchers_hang_up_leaves_nothing_running(tmp_path):
+    """Handlers cancelled at shutdown unwind before the database closes, or the close
+    they were in can wait forever and keep the process from exiting."""
+    for round_ in range(4):
+        async with App(make_settings(tmp_path / str(round_))) as app:
+            async with Client(app) as client:
+                alice = await register(client, "alice")
+                song = await add_song(client, b"x", token=alice)
+                bob = await register(client, "bob")
+                await run_diff(client, [bytes.fromhex(song)], token=bob)
+                await changes(client, token=bob)
+                stream = client.sync.Watch(sync_pb2.WatchRequest(heartbeat_seconds=1),
+                                           metadata=client.meta(bob))
+                await next_message(stream)
+                stream.cancel()  # the phone hangs up as the server goes down
+        left = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        assert not left, f"round {round_}: {left}"
+
 async def _stream_end(stream) -> tuple[grpc.StatusCode, str]:
     try:
         while await stream.read() != grpc.aio.EOF:

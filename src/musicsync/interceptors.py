@@ -53,13 +53,26 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         # accounts is None only in a server without authenticated services.
         self._accounts = accounts
         self._observe = observe
+        self._running: set[asyncio.Task] = set()
+
+    async def drain(self, timeout: float) -> None:
+        """Waits (at most ``timeout`` seconds) for the handlers still running to end.
+
+        grpc's ``server.stop`` cancels the handlers left after its grace period but does
+        not wait for them; closing the database under one that is still unwinding
+        (SQLAlchemy closes its connection in a shielded task) can leave that close
+        waiting forever, and the process with it.
+        """
+        running = {task for task in self._running if not task.done()}
+        if running:
+            await asyncio.wait(running, timeout=timeout)
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
         call = _Call(handler_call_details.method, self._accounts if needs_authentication(
-            handler_call_details.method) else None, self._observe)
+            handler_call_details.method) else None, self._observe, self._running)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 call.unary(handler.unary_unary), handler.request_deserializer,
@@ -80,8 +93,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 class _Call:
     """Wraps one method's behaviour; a new one per RPC."""
 
-    def __init__(self, method: str, accounts: Accounts | None, observe) -> None:
+    def __init__(self, method: str, accounts: Accounts | None, observe,
+                 running: set[asyncio.Task]) -> None:
         self.method = method
+        self.running = running
         self.accounts = accounts
         self.observe = observe
         self.user_id: int | None = None
@@ -90,6 +105,7 @@ class _Call:
 
     def unary(self, behaviour: Callable[..., Awaitable]):
         async def handle(request, context: grpc.aio.ServicerContext):
+            task = self._track()
             try:
                 await self._authenticate(context)
                 return await behaviour(request, context)
@@ -97,11 +113,13 @@ class _Call:
                 self.code = _code_of(exc, context)
                 await _fail(exc, context, self.method)
             finally:
+                self.running.discard(task)
                 self._finish(context)
         return handle
 
     def streaming(self, behaviour: Callable):
         async def handle(request, context: grpc.aio.ServicerContext):
+            task = self._track()
             try:
                 await self._authenticate(context)
                 async for response in behaviour(request, context):
@@ -110,8 +128,15 @@ class _Call:
                 self.code = _code_of(exc, context)
                 await _fail(exc, context, self.method)
             finally:
+                self.running.discard(task)
                 self._finish(context)
         return handle
+
+    def _track(self) -> asyncio.Task | None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.running.add(task)
+        return task
 
     async def _authenticate(self, context: grpc.aio.ServicerContext) -> None:
         if self.accounts is None:

@@ -75,6 +75,8 @@ GRPC_OPTIONS = (
 # How often the storage watcher probes the blob store: while it answers, and while not.
 STORAGE_PROBE_INTERVAL = 5.0
 STORAGE_RETRY_INTERVAL = 1.0
+# How long shutdown waits for cancelled handlers to unwind after the grace period.
+HANDLER_UNWIND_SECONDS = 5.0
 
 
 class App:
@@ -137,8 +139,9 @@ class App:
             await self._open_files()
         if "sync" in self.services:
             await self._open_feed()
+        self._interceptor = ServerInterceptor(self.accounts, observe=observe)
         self._server = grpc.aio.server(
-            interceptors=[ServerInterceptor(self.accounts, observe=observe)],
+            interceptors=[self._interceptor],
             options=GRPC_OPTIONS)
         for service in self.services:
             servicers[service]()
@@ -303,6 +306,9 @@ class App:
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
         await self._server.stop(self.settings.shutdown_grace)
+        # The handlers cancelled at the end of the grace period unwind before the
+        # database and the store they use are closed.
+        await self._interceptor.drain(HANDLER_UNWIND_SECONDS)
 
     async def stop(self) -> None:
         """Stops accepting calls, lets running ones finish within the grace period, closes all."""
