@@ -33,10 +33,10 @@ from pathlib import Path
 
 import grpc
 
-from musicsync.proto import auth_pb2, auth_pb2_grpc, file_pb2, file_pb2_grpc, sync_pb2, sync_pb2_grpc
+from musicsync.proto import file_pb2, file_pb2_grpc, sync_pb2, sync_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from transfer import KEY, Server, free_port, wav_header  # noqa: E402 - bench's sibling module
+from transfer import musicsync_server, register_bench_user, wav_header  # noqa: E402 - sibling
 
 DIFF_BATCH = 50_000  # hashes per DiffRequest: 1.7 MB, well inside 4 MiB
 CHANGED = 100
@@ -164,18 +164,11 @@ async def main() -> None:
     options = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="musicsync-bench-") as folder:
-        port = free_port()
-        server = Server([sys.executable, "-m", "musicsync.cli", "serve", "--data-dir", folder,
-                         "--host", "127.0.0.1", "--auth-port", str(port), "--file-port", "0",
-                         "--sync-port", "0"],
-                        {"SECURITY_KEY": KEY, "LOG_LEVEL": "WARNING"}, port)
+        server = musicsync_server(folder)
+        port = server.port
         try:
             await server.wait_ready()
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                token = (await auth_pb2_grpc.AuthServiceStub(channel).Register(
-                    auth_pb2.RegisterRequest(username="bench", password="bench password",
-                                             security_key=KEY))).token
-            auth = (("authorization", f"Bearer {token}"),)
+            auth = await register_bench_user(port)
             started = time.perf_counter()
             hashes = fill_library(Path(folder) / "musicsync.db", "bench", options.songs)
             fill_s = time.perf_counter() - started

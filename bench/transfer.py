@@ -178,6 +178,24 @@ async def measure(server: Server, metadata, sizes: dict[str, int], total: int, b
     return figures
 
 
+def musicsync_server(folder: str) -> Server:
+    """``musicsync serve`` on a data folder, every service on one free loopback port."""
+    port = free_port()
+    return Server([sys.executable, "-m", "musicsync.cli", "serve", "--data-dir", folder,
+                   "--host", "127.0.0.1", "--auth-port", str(port), "--file-port", "0",
+                   "--sync-port", "0"],
+                  {"SECURITY_KEY": KEY, "LOG_LEVEL": "WARNING"}, port)
+
+
+async def register_bench_user(port: int) -> tuple[tuple[str, str], ...]:
+    """Registers the user "bench"; the call metadata carrying its token."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        token = (await auth_pb2_grpc.AuthServiceStub(channel).Register(
+            auth_pb2.RegisterRequest(username="bench", password="bench password",
+                                     security_key=KEY))).token
+    return (("authorization", f"Bearer {token}"),)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description="File transfer benchmark")
     parser.add_argument("--size-mb", type=int, default=200)
@@ -189,17 +207,9 @@ async def main() -> None:
     sizes = {"64k": 64 * 1024, "1m": MIB}
 
     with tempfile.TemporaryDirectory(prefix="musicsync-bench-") as folder:
-        port = free_port()
-        server = Server([sys.executable, "-m", "musicsync.cli", "serve", "--data-dir", folder,
-                         "--host", "127.0.0.1", "--auth-port", str(port), "--file-port", "0",
-                         "--sync-port", "0"],
-                        {"SECURITY_KEY": KEY, "LOG_LEVEL": "WARNING"}, port)
+        server = musicsync_server(folder)
         await server.wait_ready()
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            token = (await auth_pb2_grpc.AuthServiceStub(channel).Register(
-                auth_pb2.RegisterRequest(username="bench", password="bench password",
-                                         security_key=KEY))).token
-        auth = (("authorization", f"Bearer {token}"),)
+        auth = await register_bench_user(server.port)
 
         async def musicsync_sha(stub, pieces):
             def requests():
