@@ -110,8 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "again; library entries are never removed")
     fsck.add_argument("--no-rehash", dest="rehash", action="store_false",
                       help="only compare names and sizes (fast; skips reading every blob)")
-    fsck.add_argument("--grace", type=parse_duration, default="1h", metavar="DURATION",
-                      help="leave blobs stored more recently than this alone (default 1h)")
+    _add_grace(fsck)
     _add_options(fsck, store_fields)
     fsck.set_defaults(func=_fsck)
 
@@ -121,8 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "--grace), their records, and expired upload sessions with their "
                     "partial data. Safe while the server runs.")
     gc.add_argument("--dry-run", action="store_true", help="list what would go, remove nothing")
-    gc.add_argument("--grace", type=parse_duration, default="1h", metavar="DURATION",
-                    help="leave blobs stored more recently than this alone (default 1h)")
+    _add_grace(gc)
     _add_options(gc, store_fields | {"upload_session_ttl"})
     gc.set_defaults(func=_gc)
 
@@ -220,6 +218,11 @@ def _backup(args, settings: Settings) -> int:
           f"schema version {result.schema_version}, {result.users} users")
     return 0
 
+
+def _add_grace(parser: argparse.ArgumentParser) -> None:
+    """fsck and gc leave young blobs alone: an upload may be publishing them right now."""
+    parser.add_argument("--grace", type=parse_duration, default="1h", metavar="DURATION",
+                        help="leave blobs stored more recently than this alone (default 1h)")
 
 def _fsck(args, settings: Settings) -> int:
     from .maintenance import Maintenance, open_stores

@@ -207,10 +207,14 @@ class Files:
         sha256 = parse_hash(hash_text)
         if offset < 0 or length < 0:
             raise InvalidArgument("offset and length must not be negative")
-        entry = await self.entry(user_id, sha256)
-        if entry is None:
+        async with self.db.read() as session:  # one query on the path of every download
+            listed = (await session.execute(
+                select(LibraryEntry.sha256, Blob.corrupt)
+                .outerjoin(Blob, Blob.sha256 == LibraryEntry.sha256)
+                .where(LibraryEntry.user_id == user_id, LibraryEntry.sha256 == sha256))).first()
+        if listed is None:
             raise NotFound(NOT_IN_LIBRARY)
-        if await self._is_corrupt(sha256):
+        if listed.corrupt:
             raise DataLoss("the server's copy of this file is damaged (found by `musicsync "
                            "fsck`); upload the file again to repair it")
         size = await self.store.size(sha256.hex())
