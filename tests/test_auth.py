@@ -252,7 +252,8 @@ async def test_malformed_authorization_is_unauthenticated(client, alice, header)
     assert code == grpc.StatusCode.UNAUTHENTICATED
 
 
-async def test_expired_access_token_is_unauthenticated(client, alice, clock):
+async def test_access_token_stops_working_when_it_expires(client, alice, clock):
+    assert (await get_sync_status(client, alice.token))[0] == grpc.StatusCode.OK
     clock.advance(3601)
     code, message = await get_sync_status(client, alice.token)
     assert code == grpc.StatusCode.UNAUTHENTICATED and "expired" in message

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from musicsync.db import Database
 from musicsync.db.migrations import LATEST_VERSION, SchemaTooNew, migrate
 from musicsync.db.models import Base
+from musicsync.errors import ConfigError
 from musicsync.proto import auth_pb2
 from musicsync.server import App
 
@@ -94,6 +95,10 @@ async def test_connections_use_wal_foreign_keys_and_a_busy_timeout(app):
         assert (await session.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
         assert (await session.execute(text("PRAGMA foreign_keys"))).scalar() == 1
         assert (await session.execute(text("PRAGMA busy_timeout"))).scalar() > 0
+    quick = await app.db.quick_read(lambda session: [
+        session.execute(text(f"PRAGMA {name}")).scalar()
+        for name in ("journal_mode", "foreign_keys", "busy_timeout")])
+    assert quick[:2] == ["wal", 1] and quick[2] > 0
 
 
 async def test_generated_keys_persist_so_tokens_survive_a_restart(tmp_path):
@@ -115,3 +120,9 @@ async def test_database_url_accepts_a_path_or_a_sqlite_url(tmp_path):
         async with App(make_settings(tmp_path / "data", database_url=url)):
             pass
     assert (tmp_path / "a.db").exists() and (tmp_path / "b.db").exists()
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_database_is_refused_as_it_would_lose_every_library(url):
+    with pytest.raises(ConfigError, match="must name an SQLite file"):
+        Database(url)

@@ -211,8 +211,6 @@ def _backup(args, settings: Settings) -> int:
     from .db.engine import database_file, sqlalchemy_url
 
     source = database_file(sqlalchemy_url(settings.database_path_or_url()))
-    if source is None:
-        raise ConfigError("an in-memory database cannot be backed up")
     result = backup_database(source, args.file.expanduser(), force=args.force)
     print(f"backed up {source} to {result.path}: {result.size} bytes, "
           f"schema version {result.schema_version}, {result.users} users")

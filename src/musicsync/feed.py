@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from .db import Database
 from .db.models import Change, Device, LibraryEntry, User
@@ -96,10 +97,12 @@ class FeedState:
                 "run a full Diff with cursor 0 and keep the cursor it returns")
 
 
+def _state_of(user_id: int):
+    return select(User.last_seq, User.pruned_seq).where(User.id == user_id)
+
+
 async def feed_state(session: AsyncSession, user_id: int) -> FeedState:
-    row = (await session.execute(
-        select(User.last_seq, User.pruned_seq).where(User.id == user_id))).one()
-    return FeedState(row.last_seq, row.pruned_seq)
+    return FeedState(*(await session.execute(_state_of(user_id))).one())
 
 
 @dataclass(frozen=True)
@@ -135,15 +138,16 @@ class Feed:
 
     async def page(self, user_id: int, since: int, limit: int) -> Page:
         """The events after ``since``, at most ``limit`` of them."""
-        async with self._db.read() as session:
-            state = await feed_state(session, user_id)
-            state.check(since, zero_means_full=False)
-            rows = (await session.execute(
+        def read(session: Session) -> list:
+            FeedState(*session.execute(_state_of(user_id)).one()).check(
+                since, zero_means_full=False)
+            return session.execute(
                 select(Change, LibraryEntry)
                 .outerjoin(LibraryEntry, (LibraryEntry.user_id == Change.user_id)
                            & (LibraryEntry.sha256 == Change.sha256))
                 .where(Change.user_id == user_id, Change.seq > since)
-                .order_by(Change.seq).limit(limit + 1))).all()
+                .order_by(Change.seq).limit(limit + 1)).all()
+        rows = await self._db.quick_read(read)
         events = [Event(change, entry) for change, entry in rows[:limit]]
         cursor = events[-1].change.seq if events else since
         return Page(events, cursor, len(rows) > limit)

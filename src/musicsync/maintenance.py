@@ -75,7 +75,7 @@ class GcReport:
 async def open_stores(settings: Settings) -> AsyncIterator[tuple[Database, BlobStore]]:
     """The server's database and blob store, opened for maintenance beside it."""
     path = database_file(sqlalchemy_url(settings.database_path_or_url()))
-    if path is not None and not path.is_file():
+    if not path.is_file():
         raise ConfigError(f"no database at {path}; check --data-dir or DATABASE_URL")
     db = Database(settings.database_path_or_url())
     store = open_blob_store(settings)

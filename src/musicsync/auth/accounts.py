@@ -258,8 +258,7 @@ class Accounts:
             raise Unauthenticated("authorization metadata must be `Bearer <access token>`")
         now = self._now()
         claims = self._access.verify(token, now)
-        async with self._db.read() as session:
-            user = await session.get(User, claims.user_id)
+        user = await self._db.quick_read(lambda session: session.get(User, claims.user_id))
         if user is None:
             raise Unauthenticated("the account of this token no longer exists")
         if user.disabled:
@@ -273,8 +272,8 @@ class Accounts:
             raise Unauthenticated(
                 "missing `authorization: Bearer <access token>` metadata; get a token from "
                 "auth.AuthService/Login")
-        async with self._db.read() as session:
-            user = await session.scalar(select(User).where(User.username_key == self._anonymous_key))
+        user = await self._db.quick_read(lambda session: session.scalar(
+            select(User).where(User.username_key == self._anonymous_key)))
         if user is None or user.disabled:
             raise Unauthenticated(
                 "anonymous access is on, but its user does not exist or is disabled; the "
