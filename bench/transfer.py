@@ -7,7 +7,11 @@ at 64 KiB chunks (what phones send) and at 1 MiB, against both, and prints
 MB/s and the ratio to the baseline; then it uploads 1 GiB at 1 MiB chunks to
 each while sampling the server's RSS, and prints the growth (peak - before).
 
-    python bench/transfer.py [--size-mb 200] [--big-mb 1024] [--repeat 3]
+Both servers run side by side and the timed runs alternate between them
+(musicsync, baseline, musicsync, ...), so a busy moment of a shared machine
+falls on both rather than on one; each figure is the median of its runs.
+
+    python bench/transfer.py [--size-mb 200] [--big-mb 1024] [--repeat 5]
 
 Its last line is machine-readable:
 RESULT up64k=<ratio> up1m=<ratio> down64k=<ratio> down1m=<ratio> rss_growth_mib=<MiB> base_rss_growth_mib=<MiB>
@@ -120,16 +124,6 @@ async def download(stub, sha: str, size: int, chunk: int, metadata) -> int:
     return received
 
 
-async def timed(coro_factory, repeat: int) -> float:
-    """Median seconds of ``repeat`` runs."""
-    runs = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        await coro_factory()
-        runs.append(time.perf_counter() - started)
-    return statistics.median(runs)
-
-
 class RssSampler:
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -151,31 +145,66 @@ class RssSampler:
         self._thread.join()
 
 
-async def measure(server: Server, metadata, sizes: dict[str, int], total: int, big: int,
-                  repeat: int, sha_of_upload) -> dict[str, float]:
-    figures: dict[str, float] = {}
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}",
-                                         options=CHANNEL_OPTIONS) as channel:
-        stub = file_pb2_grpc.FileServiceStub(channel)
-        salt = iter(range(1, 1_000_000))
-        for name, chunk in sizes.items():
-            pieces = chunks_of(total, chunk, 0)
+class Target:
+    """A server under test, with a channel to it and a way to get a downloadable file."""
 
-            async def one_upload():
-                await upload(stub, [first_piece(total, chunk, next(salt)), *pieces[1:]],
-                             metadata)
-            figures[f"up{name}"] = total / await timed(one_upload, repeat) / MB
-            sha = await sha_of_upload(stub, pieces)
-            figures[f"down{name}"] = total / await timed(
-                lambda: download(stub, sha, total, chunk, metadata), repeat) / MB
-        big_pieces = chunks_of(big, MIB, 999_999)
-        await asyncio.sleep(0.5)
-        before = server.rss_mib()
-        with RssSampler(server) as sampler:
-            await upload(stub, big_pieces, metadata)
-        figures["rss_growth"] = max(sampler.peak - before, 0.0)
-        figures["rss_before"] = before
+    def __init__(self, server: Server, metadata, sha_of_upload) -> None:
+        self.server = server
+        self.metadata = metadata
+        self._sha_of_upload = sha_of_upload
+        self._channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}",
+                                                  options=CHANNEL_OPTIONS)
+        self.stub = file_pb2_grpc.FileServiceStub(self._channel)
+
+    async def sha_of_upload(self, pieces: list[bytes]) -> str:
+        return await self._sha_of_upload(self.stub, pieces)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+
+async def alternating(targets: list[Target], make_run, repeat: int) -> list[float]:
+    """Median seconds of ``make_run(target)()`` per target, the runs alternating."""
+    runs: list[list[float]] = [[] for _ in targets]
+    for _ in range(repeat):
+        for target, seconds in zip(targets, runs):
+            started = time.perf_counter()
+            await make_run(target)()
+            seconds.append(time.perf_counter() - started)
+    return [statistics.median(seconds) for seconds in runs]
+
+
+async def measure_speeds(targets: list[Target], sizes: dict[str, int], total: int,
+                         repeat: int) -> list[dict[str, float]]:
+    """MB/s of uploads and downloads per target, keyed up64k, down64k, ..."""
+    figures: list[dict[str, float]] = [{} for _ in targets]
+    salt = iter(range(1, 1_000_000))
+    for name, chunk in sizes.items():
+        pieces = chunks_of(total, chunk, 0)
+
+        def one_upload(target: Target):
+            return lambda: upload(target.stub, [first_piece(total, chunk, next(salt)),
+                                                *pieces[1:]], target.metadata)
+        for figure, seconds in zip(figures, await alternating(targets, one_upload, repeat)):
+            figure[f"up{name}"] = total / seconds / MB
+        shas = {id(target): await target.sha_of_upload(pieces) for target in targets}
+
+        def one_download(target: Target):
+            return lambda: download(target.stub, shas[id(target)], total, chunk,
+                                    target.metadata)
+        for figure, seconds in zip(figures, await alternating(targets, one_download, repeat)):
+            figure[f"down{name}"] = total / seconds / MB
     return figures
+
+
+async def rss_growth(target: Target, big: int) -> tuple[float, float]:
+    """The server's RSS before, and its growth (peak - before) during a ``big`` upload."""
+    big_pieces = chunks_of(big, MIB, 999_999)
+    await asyncio.sleep(0.5)
+    before = target.server.rss_mib()
+    with RssSampler(target.server) as sampler:
+        await upload(target.stub, big_pieces, target.metadata)
+    return before, max(sampler.peak - before, 0.0)
 
 
 def musicsync_server(folder: str) -> Server:
@@ -200,42 +229,44 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description="File transfer benchmark")
     parser.add_argument("--size-mb", type=int, default=200)
     parser.add_argument("--big-mb", type=int, default=1024)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     options = parser.parse_args()
     total = options.size_mb * MB
     big = options.big_mb * MIB
     sizes = {"64k": 64 * 1024, "1m": MIB}
 
     with tempfile.TemporaryDirectory(prefix="musicsync-bench-") as folder:
-        server = musicsync_server(folder)
-        await server.wait_ready()
-        auth = await register_bench_user(server.port)
-
-        async def musicsync_sha(stub, pieces):
-            def requests():
-                yield file_pb2.UploadRequest(metadata=file_pb2.FileMetadata(filename="d.wav"))
-                for piece in pieces:
-                    yield file_pb2.UploadRequest(chunk=piece)
-            return (await stub.Upload(requests(), metadata=auth)).hash
-
-        try:
-            ours = await measure(server, auth, sizes, total, big, options.repeat, musicsync_sha)
-        finally:
-            server.stop()
-
         base_port = free_port()
-        baseline = Server([sys.executable, str(ROOT / "bench" / "baseline_server.py"),
-                           str(base_port)], {}, base_port)
-        await baseline.wait_ready()
-
-        async def baseline_sha(stub, pieces):
-            return "baseline"
+        servers = [musicsync_server(folder),
+                   Server([sys.executable, str(ROOT / "bench" / "baseline_server.py"),
+                           str(base_port)], {}, base_port)]
+        targets: list[Target] = []
         try:
-            base = await measure(baseline, (), sizes, total, big, options.repeat, baseline_sha)
-        finally:
-            baseline.stop()
+            for server in servers:
+                await server.wait_ready()
+            auth = await register_bench_user(servers[0].port)
 
-    print(f"file of {options.size_mb} MB, median of {options.repeat} runs; "
+            async def musicsync_sha(stub, pieces):
+                def requests():
+                    yield file_pb2.UploadRequest(metadata=file_pb2.FileMetadata(filename="d.wav"))
+                    for piece in pieces:
+                        yield file_pb2.UploadRequest(chunk=piece)
+                return (await stub.Upload(requests(), metadata=auth)).hash
+
+            async def baseline_sha(stub, pieces):
+                return "baseline"
+            targets = [Target(servers[0], auth, musicsync_sha),
+                       Target(servers[1], (), baseline_sha)]
+            ours, base = await measure_speeds(targets, sizes, total, options.repeat)
+            for figures, target in zip((ours, base), targets):
+                figures["rss_before"], figures["rss_growth"] = await rss_growth(target, big)
+        finally:
+            for target in targets:
+                await target.close()
+            for server in servers:
+                server.stop()
+
+    print(f"file of {options.size_mb} MB, median of {options.repeat} alternating runs; "
           f"RSS growth during a {options.big_mb} MiB upload at 1 MiB chunks")
     print(f"{'':14} {'musicsync MB/s':>15} {'baseline MB/s':>15} {'ratio':>7}")
     ratios = {}

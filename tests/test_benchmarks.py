@@ -25,3 +25,10 @@ def test_diff_benchmark_prints_its_result_line():
                             "changes_ms", "watch_ms"}
     # 2,900 of the device's hashes go up as 32 raw bytes; GetSync would send them as hex.
     assert figures["getsync_bytes"] > figures["diff_bytes"] > 3000 * 32
+
+
+def test_transfer_benchmark_prints_its_result_line():
+    figures = result_line("bench/transfer.py", "--size-mb", "4", "--big-mb", "8", "--repeat", "1")
+    assert set(figures) == {"up64k", "up1m", "down64k", "down1m", "rss_growth_mib",
+                            "base_rss_growth_mib"}
+    assert all(figures[key] > 0 for key in ("up64k", "up1m", "down64k", "down1m"))

@@ -8,6 +8,7 @@ blob of BIG bytes spans two part objects and a tail.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 from pathlib import Path
 
@@ -376,3 +377,30 @@ async def test_abort_during_write_behind_removes_every_byte(tmp_path, small_writ
     await staged.abort()  # waits for it before the file goes
     assert backend.leftovers() == []
     assert await listing(store) == []
+
+
+def evict_from_page_cache(path: Path, start: int = 0) -> None:
+    """Drops a file's clean pages from [start, end) out of the page cache, so reads go to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, start, 0, os.POSIX_FADV_DONTNEED)
+        try:
+            os.preadv(fd, [bytearray(1)], start, os.RWF_NOWAIT)
+        except BlockingIOError:
+            return  # evicted: the kernel would have to wait for the disk
+        pytest.skip("this file system keeps the file in memory; no disk reads to test")
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(not hasattr(os, "RWF_NOWAIT"), reason="Linux page-cache reads only")
+@pytest.mark.parametrize("evicted_from", [0, 3 * BLOCK])
+async def test_blobs_read_from_the_disk_or_the_page_cache_alike(tmp_path, evicted_from):
+    store = LocalBlobStore(tmp_path / "blobs")
+    await store.open()
+    await put(store, BIG)
+    for offset, length in [(0, None), (1, 10), (2 * BLOCK + 3, 3 * BLOCK + 7),
+                           (len(BIG) - 3, None), (len(BIG), None)]:
+        evict_from_page_cache(store.path_of(sha(BIG)), evicted_from)
+        end = len(BIG) if length is None else offset + length
+        assert await read_all(store, sha(BIG), offset, length) == BIG[offset:end], (offset, length)

@@ -10,7 +10,9 @@ File I/O that may wait for the disk (opening, fsync, renaming, reading,
 deleting, and an upload's write-behind every 8 MiB) runs in worker threads, so
 the event loop keeps serving meanwhile. An upload's bytes themselves are
 hashed and copied into the page cache on the event loop, which waits for
-neither (see _StagedFile._append).
+neither (see _StagedFile._append). Likewise a read the page cache can answer
+(RWF_NOWAIT: the kernel refuses rather than waits for the disk) is done on
+the event loop: a thread hand-off per block cost downloads more than the copy.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ READ_BLOCK = 1024 * 1024
 WRITE_BEHIND = 8 * 1024 * 1024
 _FADVISE = getattr(os, "posix_fadvise", None)  # not on macOS
 _FDATASYNC = getattr(os, "fdatasync", os.fsync)  # not on macOS either
+_NOWAIT = getattr(os, "RWF_NOWAIT", None)  # Linux only
 _T = TypeVar("_T")
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -49,6 +52,7 @@ class LocalBlobStore:
         self._temp = self.root / ".tmp"
         self._partials = self.root / ".partial"
         self._metrics = metrics or NullMetrics()
+        self._cached_reads = _NOWAIT is not None and hasattr(os, "preadv")
 
     async def _io(self, operation: str, func: Callable[..., _T], *args) -> _T:
         """Runs blocking file work in a thread, turning OS errors into client-facing ones."""
@@ -168,32 +172,57 @@ class LocalBlobStore:
             return None
 
     async def read(self, sha256: str, offset: int = 0,
-                   length: int | None = None) -> AsyncIterator[bytes]:
+                   length: int | None = None) -> AsyncIterator[bytes | bytearray]:
         try:
             handle = await self._io("read", open, self.path_of(sha256), "rb", 0)
         except FileNotFoundError:
             raise BlobMissing(sha256) from None
+        fd = handle.fileno()
         remaining = length if length is not None else float("inf")
         pending: asyncio.Future | None = None
         try:
-            # Read the next block while the caller sends the current one.
-            pending = asyncio.ensure_future(self._io(
-                "read", os.pread, handle.fileno(), int(min(READ_BLOCK, remaining)), offset))
             while remaining > 0:
-                block = await pending
-                pending = None
+                want = int(min(READ_BLOCK, remaining))
+                if pending is not None:
+                    block, pending = await pending, None
+                    from_disk = True
+                else:
+                    block = self._read_cached(fd, want, offset)
+                    from_disk = block is None
+                    if from_disk:
+                        block = await self._io("read", os.pread, fd, want, offset)
                 if not block:
                     return
                 offset += len(block)
                 remaining -= len(block)
-                if remaining > 0:
+                if from_disk and remaining > 0:
+                    # The file is not in the page cache: read the next block from the
+                    # disk while the caller sends this one.
                     pending = asyncio.ensure_future(self._io(
-                        "read", os.pread, handle.fileno(), int(min(READ_BLOCK, remaining)), offset))
+                        "read", os.pread, fd, int(min(READ_BLOCK, remaining)), offset))
                 yield block
         finally:
             if pending is not None:
                 await asyncio.gather(pending, return_exceptions=True)
             handle.close()
+
+    def _read_cached(self, fd: int, size: int, offset: int) -> bytearray | None:
+        """What the page cache holds of [offset, offset + size), without waiting for the
+        disk: None if it holds none of it (read in a thread then). Empty at the end."""
+        if not self._cached_reads:
+            return None
+        block = bytearray(size)
+        try:
+            count = os.preadv(fd, [block], offset, _NOWAIT)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                self._cached_reads = False  # this file system or kernel cannot
+                return None
+            raise self._failure("read", exc) from None
+        del block[count:]
+        return block
 
     async def written_at(self, sha256: str) -> float | None:
         return await self._io("stat", _mtime_or_none, self.path_of(sha256))
