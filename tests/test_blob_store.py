@@ -404,3 +404,13 @@ async def test_blobs_read_from_the_disk_or_the_page_cache_alike(tmp_path, evicte
         evict_from_page_cache(store.path_of(sha(BIG)), evicted_from)
         end = len(BIG) if length is None else offset + length
         assert await read_all(store, sha(BIG), offset, length) == BIG[offset:end], (offset, length)
+
+
+async def test_published_tells_whether_the_commit_happened(store):
+    staged = await staged_with(store, BIG)
+    assert not staged.published
+    await staged.commit()
+    assert staged.published
+    aborted = await staged_with(store, b"never published")
+    await aborted.abort()
+    assert not aborted.published

@@ -134,3 +134,28 @@ async def test_start_upload_validates_its_input(client, alice):
     code, _ = await status_of(client.file.StartUpload(file_pb2.StartUploadRequest(
         sha256=sha(SONG), size=3 * 1024**3), metadata=client.meta()))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_a_complete_upload_the_storage_cannot_publish_is_kept_for_a_retry(
+        client, alice, settings):
+    session = await start(client)
+    # The storage fails when the blob goes into place: its folder cannot be made
+    # (a file squats the name), as a failing disk would refuse it.
+    squatter = settings.data_dir / "blobs" / sha(SONG)[:2]
+    squatter.parent.mkdir(parents=True, exist_ok=True)
+    squatter.write_bytes(b"")
+    code, message = await status_of(client.file.Upload(
+        resume_requests(session.upload_id, 0, SONG), metadata=client.meta()))
+    assert code == grpc.StatusCode.UNAVAILABLE
+    assert "kept" in message and f"offset {len(SONG)}" in message
+    assert stored_blobs(settings.data_dir) == []
+
+    squatter.unlink()  # the storage is back
+    again = await start(client)
+    assert (again.upload_id, again.offset) == (session.upload_id, len(SONG))
+    response = await client.file.Upload(
+        resume_requests(session.upload_id, len(SONG), SONG, filename="kept.wav"),
+        metadata=client.meta())
+    assert response.hash == sha(SONG) and response.file.filename == "kept.wav"
+    assert (await download(client, sha(SONG)))[0] == SONG
+    assert leftovers(settings.data_dir) == [] and len(stored_blobs(settings.data_dir)) == 1

@@ -73,6 +73,10 @@ class StorageUnavailable(Unavailable):
     """The blob store cannot be reached or did not answer in time."""
 
 
+class StorageFull(ResourceExhausted):
+    """The blob store has no room left (the operator must free some)."""
+
+
 class DeadlineExceeded(MusicsyncError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 

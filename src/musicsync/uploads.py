@@ -34,6 +34,8 @@ from .errors import (
     InvalidArgument,
     NotFound,
     ResourceExhausted,
+    StorageFull,
+    StorageUnavailable,
 )
 from .filenames import default_filename, sanitize_filename
 from .files import Files, parse_hash, quota_exceeded, tags_with_overrides
@@ -321,7 +323,9 @@ class Uploads:
         async def checkpoint() -> None:
             await self._record_offset(row.id, await staged.flush())
 
-        finished = False
+        # What arrived is kept (even when the client vanished mid-stream), unless the file
+        # is complete and then turns out bad or is published.
+        keep = True
         try:
             quota, _ = await self.files.quota(user_id)
             await self._pump(staged, first_chunk, read, total=row.size, quota=quota,
@@ -330,22 +334,30 @@ class Uploads:
                 raise FailedPrecondition(
                     f"the stream ended after {staged.size} of {row.size} bytes; they are kept: "
                     f"continue from byte {staged.size}")
-            finished = True
+            keep = False
             if staged.hexdigest() != row.sha256.hex():
                 raise DataLoss(f"the bytes received hash to {staged.hexdigest()}, not to the "
                                f"session's {row.sha256.hex()}; the upload was discarded, "
                                "start it again")
-            entry = await self._publish(user_id, staged, meta)
+            try:
+                entry = await self._publish(user_id, staged, meta)
+            except (StorageUnavailable, StorageFull) as exc:
+                if staged.published:
+                    raise
+                # Verified bytes the storage could not take now: worth keeping for a retry.
+                keep = True
+                raise type(exc)(f"{exc.message}. The whole file arrived and is kept: when the "
+                                f"server is back, call StartUpload again (it answers offset "
+                                f"{staged.size}) and send the Upload with no chunks") from None
             await self._end_session(row.id, drop_partial=False)
             return entry
         except BaseException:
-            if finished:  # complete but bad: nothing of it is worth keeping
+            if not keep:  # complete but bad: nothing of it is worth keeping
                 await staged.abort()
                 await self._end_session(row.id)
             raise
         finally:
-            if not finished:
-                # Keep what arrived, even when the client vanished mid-stream.
+            if keep:
                 await asyncio.shield(self._suspend(row.id, staged))
 
     async def _suspend(self, upload_id: str, staged: StagedBlob) -> None:

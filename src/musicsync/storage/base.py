@@ -42,6 +42,10 @@ class StagedBlob(Protocol):
     def hexdigest(self) -> str:
         """SHA-256 of the bytes written so far."""
 
+    @property
+    def published(self) -> bool:
+        """Whether commit succeeded: the bytes are the blob now, no longer staged."""
+
     async def write(self, chunks: list[bytes | memoryview]) -> None:
         """Appends the chunks (bytes or memoryviews, which stay valid), hashing them."""
 

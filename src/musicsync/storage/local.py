@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-from ..errors import ResourceExhausted, StorageUnavailable
+from ..errors import StorageFull, StorageUnavailable
 from ..metrics import NullMetrics
 from .base import BlobMissing
 
@@ -70,12 +70,12 @@ class LocalBlobStore:
         except OSError as exc:
             raise self._failure(operation, exc) from None
 
-    def _failure(self, operation: str, exc: OSError) -> ResourceExhausted | StorageUnavailable:
+    def _failure(self, operation: str, exc: OSError) -> StorageFull | StorageUnavailable:
         """The client-facing error for a failed file operation (logged and counted here)."""
         self._metrics.storage_error(operation)
         log.error("%s: %s failed: %s", self.description, operation, exc)
         if exc.errno in _FULL:
-            return ResourceExhausted(
+            return StorageFull(
                 "the server's storage is full; ask its operator to free space")
         return StorageUnavailable(
             f"the server's storage ({self.description}) failed to {operation}; "
@@ -260,6 +260,10 @@ class _StagedFile:
     def hexdigest(self) -> str:
         return self._hasher.hexdigest()
 
+    @property
+    def published(self) -> bool:
+        return self._published
+
     async def write(self, chunks: list[bytes | memoryview]) -> None:
         # Hashed and copied into the page cache right here on the event loop: a
         # thread hop per batch cost more than the work itself (see _append). What
@@ -336,9 +340,9 @@ class _StagedFile:
 
     def _commit(self, sha256: str) -> None:
         os.fsync(self._fd)
-        self._close()
         self._store._publish(self._path, sha256)
         self._published = True
+        self._close()  # only now: if publishing fails, the file can still be suspended
 
     async def abort(self) -> None:
         if self._published:

@@ -372,12 +372,17 @@ class _StagedObjects:
         self._size = 0
         self._durable = 0  # bytes held by objects
         self._touched = False  # objects may exist under the prefix
-        self._spent = False  # committed or aborted
+        self._spent = False  # committed, aborted or suspended
+        self._published = False
         self._running: asyncio.Future | None = None  # a call that may outlive its deadline
 
     @property
     def size(self) -> int:
         return self._size
+
+    @property
+    def published(self) -> bool:
+        return self._published
 
     def hexdigest(self) -> str:
         return self._hasher.hexdigest()
@@ -461,7 +466,7 @@ class _StagedObjects:
                                 memoryview(self._tail), nbytes=len(self._tail))
             else:
                 await self._compose(final)
-        self._spent = True
+        self._published = self._spent = True
         self._tail = bytearray()
         if self._touched:
             try:
