@@ -61,6 +61,20 @@ async def test_idle_upload_stream_is_aborted_and_leaves_nothing(tmp_path):
     assert stored_blobs(tmp_path) == [] and leftovers(tmp_path) == []
 
 
+async def test_a_slow_stream_that_never_pauses_for_the_idle_timeout_is_not_aborted(tmp_path):
+    async with App(make_settings(tmp_path, upload_idle_timeout=2)) as app:
+        async with await signed_in(app) as client:
+            song = wav_bytes(30, salt=b"slow")
+            call = client.file.Upload(metadata=client.meta())
+            pieces = [song[start:start + 100_000] for start in range(0, len(song), 100_000)]
+            for piece in pieces:  # longer in all than the idle timeout, never idle for it
+                await call.write(file_pb2.UploadRequest(chunk=piece))
+                await asyncio.sleep(0.5)
+            await call.done_writing()
+            assert len(pieces) * 0.5 > 2
+            assert (await call).hash == hashlib.sha256(song).hexdigest()
+
+
 async def test_client_vanishing_mid_upload_leaves_nothing(tmp_path):
     async with App(make_settings(tmp_path)) as app:
         async with await signed_in(app) as client:

@@ -79,7 +79,14 @@ class Uploads:
 
     async def receive(self, user_id: int, read: Reader) -> LibraryEntry:
         """Takes one Upload stream to its end and returns the library entry."""
-        first = await self._next(read)
+        idle_limit = IdleLimit(read, self.idle_timeout)
+        try:
+            return await self._receive(user_id, idle_limit)
+        finally:
+            idle_limit.close()
+
+    async def _receive(self, user_id: int, read: Reader) -> LibraryEntry:
+        first = await read()
         if first is grpc.aio.EOF:
             raise InvalidArgument("empty upload: send a FileMetadata message, then the file "
                                   "in chunks")
@@ -161,15 +168,6 @@ class Uploads:
         filename = sanitize_filename(meta.filename) or entry.filename
         return await self.files.update_entry(user_id, entry, filename, tags)
 
-    async def _next(self, read: Reader):
-        try:
-            async with asyncio.timeout(self.idle_timeout):
-                return await read()
-        except TimeoutError:
-            raise DeadlineExceeded(
-                f"the upload sent nothing for {self.idle_timeout:g} seconds and was aborted; "
-                "nothing was stored") from None
-
     def _check_size(self, size: int) -> None:
         if size < 0:
             raise InvalidArgument("size must not be negative")
@@ -195,7 +193,7 @@ class Uploads:
         try:
             while True:
                 if chunk is None:
-                    message = await self._next(read)
+                    message = await read()
                     if isinstance(message, memoryview):  # a chunk message (see services/wire.py)
                         chunk = message
                     elif message is grpc.aio.EOF:
@@ -405,6 +403,49 @@ class Uploads:
                 await self.sweep()
             except Exception:  # noqa: BLE001 - try again next hour
                 log.exception("sweeping upload sessions failed")
+
+
+class IdleLimit:
+    """An upload stream's reader that aborts a read waiting longer than ``seconds``.
+
+    One timer for the whole stream, moved on only when it fires: ``asyncio.timeout``
+    around each read armed and cancelled a timer per 64 KiB chunk, a sixth of an
+    upload's time on the event loop.
+    """
+
+    def __init__(self, read: Reader, seconds: float) -> None:
+        self._read = read
+        self._seconds = seconds
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._reading_since: float | None = None
+        self._expired = False
+        self._timer = self._loop.call_later(seconds, self._check)
+
+    async def __call__(self):
+        self._reading_since = self._loop.time()
+        try:
+            return await self._read()
+        except asyncio.CancelledError:
+            if self._expired and self._task.uncancel() == 0:
+                raise DeadlineExceeded(
+                    f"the upload sent nothing for {self._seconds:g} seconds and was aborted; "
+                    "nothing was stored") from None
+            raise
+        finally:
+            self._reading_since = None
+
+    def _check(self) -> None:
+        now, since = self._loop.time(), self._reading_since
+        if since is not None and now - since >= self._seconds:
+            self._expired = True
+            self._task.cancel()
+        else:
+            self._timer = self._loop.call_at((now if since is None else since) + self._seconds,
+                                             self._check)
+
+    def close(self) -> None:
+        self._timer.cancel()
 
 
 def _read_staged_audio(staged: StagedBlob):
