@@ -105,6 +105,11 @@ async def feed_state(session: AsyncSession, user_id: int) -> FeedState:
     return FeedState(*(await session.execute(_state_of(user_id))).one())
 
 
+def _read_state(session: Session, user_id: int) -> FeedState:
+    """feed_state for Database.quick_read."""
+    return FeedState(*session.execute(_state_of(user_id)).one())
+
+
 @dataclass(frozen=True)
 class Event:
     """One change, with the entry as it is now (None once deleted)."""
@@ -139,8 +144,7 @@ class Feed:
     async def page(self, user_id: int, since: int, limit: int) -> Page:
         """The events after ``since``, at most ``limit`` of them."""
         def read(session: Session) -> list:
-            FeedState(*session.execute(_state_of(user_id)).one()).check(
-                since, zero_means_full=False)
+            _read_state(session, user_id).check(since, zero_means_full=False)
             return session.execute(
                 select(Change, LibraryEntry)
                 .outerjoin(LibraryEntry, (LibraryEntry.user_id == Change.user_id)
@@ -188,9 +192,9 @@ class Feed:
         if device is None:
             return
         now = self.now()
-        async with self._db.read() as session:
-            known = (await session.execute(select(Device.name, Device.cursor, Device.last_seen)
-                     .where(Device.user_id == user_id, Device.device_id == device.id))).first()
+        known = await self._db.quick_read(lambda session: session.execute(
+            select(Device.name, Device.cursor, Device.last_seen)
+            .where(Device.user_id == user_id, Device.device_id == device.id)).first())
         if known is not None and (
                 (not device.name or known.name == device.name)
                 and (cursor is None or cursor <= known.cursor)
@@ -208,8 +212,8 @@ class Feed:
                 index_elements=[Device.user_id, Device.device_id], set_=changes))
 
     async def acknowledge(self, user_id: int, device: DeviceRef, cursor: int) -> None:
-        async with self._db.read() as session:
-            (await feed_state(session, user_id)).check(cursor, zero_means_full=True)
+        state = await self._db.quick_read(lambda session: _read_state(session, user_id))
+        state.check(cursor, zero_means_full=True)
         await self.seen(user_id, device, cursor)
 
     # -- Pruning ------------------------------------------------------------------------

@@ -84,9 +84,8 @@ class Files:
     # -- Looking up -----------------------------------------------------------------
 
     async def entry(self, user_id: int, sha256: bytes) -> LibraryEntry | None:
-        async with self.db.read() as session:
-            return await session.scalar(select(LibraryEntry).where(
-                LibraryEntry.user_id == user_id, LibraryEntry.sha256 == sha256))
+        return await self.db.quick_read(lambda session: session.scalar(select(LibraryEntry).where(
+            LibraryEntry.user_id == user_id, LibraryEntry.sha256 == sha256)))
 
     async def stat(self, user_id: int, hashes: Iterable[str]) -> tuple[list[LibraryEntry], list[str]]:
         """The caller's entries among ``hashes``, and the hashes they do not have."""
@@ -158,8 +157,8 @@ class Files:
         return entry
 
     async def _is_corrupt(self, sha256: bytes) -> bool:
-        async with self.db.read() as session:
-            return bool(await session.scalar(select(Blob.corrupt).where(Blob.sha256 == sha256)))
+        return bool(await self.db.quick_read(lambda session: session.scalar(
+            select(Blob.corrupt).where(Blob.sha256 == sha256))))
 
     async def update_entry(self, user_id: int, entry: LibraryEntry, filename: str,
                            tags: Tags) -> LibraryEntry:
@@ -207,11 +206,10 @@ class Files:
         sha256 = parse_hash(hash_text)
         if offset < 0 or length < 0:
             raise InvalidArgument("offset and length must not be negative")
-        async with self.db.read() as session:  # one query on the path of every download
-            listed = (await session.execute(
-                select(LibraryEntry.sha256, Blob.corrupt)
-                .outerjoin(Blob, Blob.sha256 == LibraryEntry.sha256)
-                .where(LibraryEntry.user_id == user_id, LibraryEntry.sha256 == sha256))).first()
+        listed = await self.db.quick_read(lambda session: session.execute(  # every download's
+            select(LibraryEntry.sha256, Blob.corrupt)
+            .outerjoin(Blob, Blob.sha256 == LibraryEntry.sha256)
+            .where(LibraryEntry.user_id == user_id, LibraryEntry.sha256 == sha256)).first())
         if listed is None:
             raise NotFound(NOT_IN_LIBRARY)
         if listed.corrupt:
