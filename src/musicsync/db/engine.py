@@ -10,7 +10,8 @@ Every aiosqlite call is a hand-off to its connection thread and back (a cursor,
 each statement, each fetch, the rollback at the end), about ten per session,
 which dominates a read of one row. ``quick_read`` runs a short read whole in a
 worker thread on a plain sqlite3 engine over the same file instead: one
-hand-off. The caller check of every call and the feed's "anything new?" use it.
+hand-off. The caller check of every call, the feed's "anything new?" and other
+one-row lookups on the path of a call use it.
 """
 
 from __future__ import annotations
