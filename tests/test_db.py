@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
+import grpc
 import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -12,11 +14,12 @@ from musicsync.db import Database
 from musicsync.db.migrations import LATEST_VERSION, SchemaTooNew, migrate
 from musicsync.db.models import Base
 from musicsync.errors import ConfigError
-from musicsync.proto import auth_pb2
+from musicsync.proto import auth_pb2, file_pb2
 from musicsync.server import App
 
 from .conftest import PASSWORD, REGISTRATION_KEY, make_settings
-from .helpers import Client
+from .helpers import Client, status_of
+from .transfer import download, upload, wav_bytes
 
 
 def describe_schema(connection) -> dict:
@@ -126,3 +129,54 @@ async def test_database_url_accepts_a_path_or_a_sqlite_url(tmp_path):
 def test_an_in_memory_database_is_refused_as_it_would_lose_every_library(url):
     with pytest.raises(ConfigError, match="must name an SQLite file"):
         Database(url)
+
+
+@pytest.fixture
+def no_busy_wait(monkeypatch):
+    """SQLite gives up at once on a locked database: any clash of writers shows."""
+    monkeypatch.setattr("musicsync.db.engine.BUSY_TIMEOUT_MS", 0)
+
+
+async def test_writers_of_one_process_take_turns_rather_than_clash(tmp_path, no_busy_wait):
+    db = Database(str(tmp_path / "turns.db"))
+    try:
+        await migrate(db.writer_engine())
+
+        async def writer(number: int) -> None:
+            async with db.write() as session:
+                await session.execute(text("INSERT INTO login_failures (username_key, failed_at) "
+                                           "VALUES (:key, 0)"), {"key": f"user{number}"})
+                await asyncio.sleep(0.001)  # hold the lock across a turn of the event loop
+                await session.execute(text("UPDATE login_failures SET failed_at = 1 "
+                                           "WHERE username_key = :key"), {"key": f"user{number}"})
+
+        async with asyncio.TaskGroup() as group:
+            for number in range(40):
+                group.create_task(writer(number))
+        async with db.read() as session:
+            assert (await session.execute(text(
+                "SELECT count(*) FROM login_failures WHERE failed_at = 1"))).scalar() == 40
+    finally:
+        await db.close()
+
+
+async def test_a_database_another_program_locks_gives_unavailable_and_loses_nothing(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr("musicsync.db.engine.BUSY_TIMEOUT_MS", 200)
+    settings = make_settings(tmp_path / "data")
+    async with App(settings) as app, Client(app) as client:
+        client.token = (await client.auth.Register(auth_pb2.RegisterRequest(
+            username="alice", password=PASSWORD, security_key=REGISTRATION_KEY))).token
+        song = await upload(client, wav_bytes(1, salt=b"locked"))
+        other_program = sqlite3.connect(settings.data_dir / "musicsync.db", isolation_level=None)
+        try:
+            other_program.execute("BEGIN IMMEDIATE")  # holds the write lock
+            code, message = await status_of(client.file.Delete(
+                file_pb2.DeleteRequest(hash=song.hash), metadata=client.meta()))
+            assert code == grpc.StatusCode.UNAVAILABLE and "busy" in message
+            other_program.execute("ROLLBACK")
+        finally:
+            other_program.close()
+        assert (await download(client, song.hash))[0] == wav_bytes(1, salt=b"locked")
+        assert (await client.file.Delete(file_pb2.DeleteRequest(hash=song.hash),
+                                         metadata=client.meta())).success

@@ -3,8 +3,10 @@
 For every RPC it
 - authenticates the caller of File and Sync calls (and ChangePassword) from
   the ``authorization`` metadata and makes them ``current_principal()``;
-- maps ``MusicsyncError`` to its gRPC status and message, and anything else to
-  a bare INTERNAL while the traceback goes to the log;
+- maps ``MusicsyncError`` to its gRPC status and message (and a failure of
+  SQLite itself, such as a database locked by another program, to the error
+  it means for the client), and anything else to a bare INTERNAL while the
+  traceback goes to the log;
 - logs one line: method, user id, status code, duration.
 """
 
@@ -19,6 +21,7 @@ from collections.abc import Awaitable, Callable
 import grpc
 
 from .auth.accounts import Accounts, Principal
+from .db.engine import database_failure
 from .errors import MusicsyncError, Unauthenticated
 
 log = logging.getLogger("musicsync.rpc")
@@ -110,6 +113,7 @@ class _Call:
                 await self._authenticate(context)
                 return await behaviour(request, context)
             except BaseException as exc:  # noqa: BLE001 - mapped and re-raised by _fail
+                exc = database_failure(exc) or exc
                 self.code = _code_of(exc, context)
                 await _fail(exc, context, self.method)
             finally:
@@ -125,6 +129,7 @@ class _Call:
                 async for response in behaviour(request, context):
                     yield response
             except BaseException as exc:  # noqa: BLE001 - mapped and re-raised by _fail
+                exc = database_failure(exc) or exc
                 self.code = _code_of(exc, context)
                 await _fail(exc, context, self.method)
             finally:

@@ -3,8 +3,12 @@
 SQLite allows one writer at a time. A transaction that starts as a reader and
 later writes can fail at once with "database is locked" when another writer
 got in between, whatever the busy timeout. So write transactions take the
-write lock up front (BEGIN IMMEDIATE) and wait their turn under the busy
-timeout, while read transactions stay deferred and never block anyone (WAL).
+write lock up front (BEGIN IMMEDIATE), while read transactions stay deferred
+and never block anyone (WAL). Writers of this process also queue for their
+turn in order (``write``) before they ask SQLite: SQLite's busy handler polls,
+so under load one writer could lose every race for the lock until its busy
+timeout ran out; the busy timeout is left for writers of other processes
+(the CLI's user, gc and fsck commands beside a running server).
 
 Every aiosqlite call is a hand-off to its connection thread and back (a cursor,
 each statement, each fetch, the rollback at the end), about ten per session,
@@ -17,6 +21,7 @@ one-row lookups on the path of a call use it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -25,12 +30,14 @@ from typing import TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..errors import ConfigError
+from ..errors import ConfigError, MusicsyncError, ResourceExhausted, Unavailable
 
 BUSY_TIMEOUT_MS = 10_000
+log = logging.getLogger(__name__)
 _BEGIN_OPTION = "musicsync_begin"
 # Threads (and connections) for quick reads: they take well under a millisecond.
 QUICK_READERS = 2
@@ -67,6 +74,8 @@ class Database:
         self._writer = self.engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
         self._read_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = async_sessionmaker(self._writer, expire_on_commit=False)
+        self._write_turn = asyncio.Lock()
+        self._writing: asyncio.Task | None = None
         self._quick_engine = create_engine(make_url(self.url).set(drivername="sqlite+pysqlite"),
                                            pool_size=QUICK_READERS, max_overflow=0)
         _install_sqlite_hooks(self._quick_engine)
@@ -82,9 +91,18 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        """A session holding the write lock; commits on success, rolls back on error."""
-        async with self._write_sessions() as session, session.begin():
-            yield session
+        """A session holding the write lock; commits on success, rolls back on error.
+
+        Writers of this process take turns, first come first served (see above)."""
+        if self._writing is not None and self._writing is asyncio.current_task():
+            raise RuntimeError("a write transaction inside another would wait for itself")
+        async with self._write_turn:
+            self._writing = asyncio.current_task()
+            try:
+                async with self._write_sessions() as session, session.begin():
+                    yield session
+            finally:
+                self._writing = None
 
     async def quick_read(self, work: Callable[[Session], T]) -> T:
         """``work(session)`` in one read transaction, whole in a worker thread.
@@ -108,6 +126,23 @@ class Database:
         await asyncio.to_thread(self._quick_threads.shutdown)
         self._quick_engine.dispose()
         await self.engine.dispose()
+
+
+def database_failure(exc: BaseException) -> MusicsyncError | None:
+    """What a failure of SQLite itself means for the client, or None if it is not one."""
+    if not isinstance(exc, OperationalError):
+        return None
+    reason = str(exc.orig).lower()
+    log.warning("database: %s", exc.orig)
+    if "locked" in reason or "busy" in reason:
+        return Unavailable("the server's database is busy (another program is writing to "
+                           "it); try again in a moment")
+    if "full" in reason:
+        return ResourceExhausted("the server's disk is full; ask its operator to free space")
+    if "disk i/o" in reason or "unable to open" in reason or "readonly" in reason:
+        return Unavailable("the server cannot write its database; try again later, or ask "
+                           "its operator to check the disk")
+    return None
 
 
 def _install_sqlite_hooks(sync_engine) -> None:
