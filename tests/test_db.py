@@ -180,3 +180,20 @@ async def test_a_database_another_program_locks_gives_unavailable_and_loses_noth
         assert (await download(client, song.hash))[0] == wav_bytes(1, salt=b"locked")
         assert (await client.file.Delete(file_pb2.DeleteRequest(hash=song.hash),
                                          metadata=client.meta())).success
+
+
+async def test_a_write_session_holds_the_write_lock_before_its_first_statement(tmp_path):
+    db = Database(str(tmp_path / "eager.db"))
+    try:
+        await migrate(db.writer_engine())
+        other_program = sqlite3.connect(tmp_path / "eager.db", timeout=0, isolation_level=None)
+        try:
+            async with db.write():
+                with pytest.raises(sqlite3.OperationalError, match="locked"):
+                    other_program.execute("BEGIN IMMEDIATE")
+            other_program.execute("BEGIN IMMEDIATE")  # free again once the session ends
+            other_program.execute("ROLLBACK")
+        finally:
+            other_program.close()
+    finally:
+        await db.close()

@@ -100,6 +100,9 @@ class Database:
             self._writing = asyncio.current_task()
             try:
                 async with self._write_sessions() as session, session.begin():
+                    # BEGIN IMMEDIATE now, not at the first statement: checks made in the
+                    # block (such as a blob's existence) then hold against other writers.
+                    await session.connection()
                     yield session
             finally:
                 self._writing = None
