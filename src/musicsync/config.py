@@ -79,7 +79,7 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("data_dir", "DATA_DIR", Path, "folder for the database, blobs and generated keys "
            "(default ./data)", "DIR"),
-    Option("database_url", "DATABASE_URL", str, "SQLite file path or sqlite:// URL "
+    Option("database_url", "DATABASE_URL", str, "SQLite file path or sqlite:// URL of a file "
            "(default DATA_DIR/musicsync.db)", "URL"),
     Option("host", "HOST", str, "address to listen on (default 0.0.0.0)", "ADDR"),
     Option("auth_port", "AUTH_PORT", parse_port, "auth port (default 50051)", "N"),
