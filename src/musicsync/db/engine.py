@@ -36,8 +36,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import ConfigError, MusicsyncError, ResourceExhausted, Unavailable
 
-BUSY_TIMEOUT_MS = 10_000
 log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 10_000
 _BEGIN_OPTION = "musicsync_begin"
 # Threads (and connections) for quick reads: they take well under a millisecond.
 QUICK_READERS = 2
