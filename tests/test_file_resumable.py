@@ -147,7 +147,7 @@ async def test_a_complete_upload_the_storage_cannot_publish_is_kept_for_a_retry(
     code, message = await status_of(client.file.Upload(
         resume_requests(session.upload_id, 0, SONG), metadata=client.meta()))
     assert code == grpc.StatusCode.UNAVAILABLE
-    assert "kept" in message and f"offset {len(SONG)}" in message
+    assert "kept" in message and "StartUpload" in message
     assert stored_blobs(settings.data_dir) == []
 
     squatter.unlink()  # the storage is back

@@ -344,9 +344,10 @@ class Uploads:
                     raise
                 # Verified bytes the storage could not take now: worth keeping for a retry.
                 keep = True
-                raise type(exc)(f"{exc.message}. The whole file arrived and is kept: when the "
-                                f"server is back, call StartUpload again (it answers offset "
-                                f"{staged.size}) and send the Upload with no chunks") from None
+                raise type(exc)(f"{exc.message}. The whole file arrived and is kept as far as "
+                                f"the storage allows: when the server is back, call StartUpload "
+                                f"again and continue from the offset it answers (at "
+                                f"{staged.size}, the end, send an Upload with no chunks)") from None
             await self._end_session(row.id, drop_partial=False)
             return entry
         except BaseException:
