@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import socket
 import statistics
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -163,15 +165,15 @@ class Target:
         await self._channel.close()
 
 
-async def alternating(targets: list[Target], make_run, repeat: int) -> list[float]:
-    """Median seconds of ``make_run(target)()`` per target, the runs alternating."""
-    runs: list[list[float]] = [[] for _ in targets]
+async def alternating(runs: list[Callable[[], Awaitable]], repeat: int) -> list[float]:
+    """Median seconds of each run (one per target), the runs taking turns."""
+    seconds: list[list[float]] = [[] for _ in runs]
     for _ in range(repeat):
-        for target, seconds in zip(targets, runs):
+        for run, times in zip(runs, seconds):
             started = time.perf_counter()
-            await make_run(target)()
-            seconds.append(time.perf_counter() - started)
-    return [statistics.median(seconds) for seconds in runs]
+            await run()
+            times.append(time.perf_counter() - started)
+    return [statistics.median(times) for times in seconds]
 
 
 async def measure_speeds(targets: list[Target], sizes: dict[str, int], total: int,
@@ -182,17 +184,15 @@ async def measure_speeds(targets: list[Target], sizes: dict[str, int], total: in
     for name, chunk in sizes.items():
         pieces = chunks_of(total, chunk, 0)
 
-        def one_upload(target: Target):
-            return lambda: upload(target.stub, [first_piece(total, chunk, next(salt)),
-                                                *pieces[1:]], target.metadata)
-        for figure, seconds in zip(figures, await alternating(targets, one_upload, repeat)):
+        async def one_upload(target: Target) -> None:
+            await upload(target.stub, [first_piece(total, chunk, next(salt)), *pieces[1:]],
+                         target.metadata)
+        uploads = [functools.partial(one_upload, target) for target in targets]
+        for figure, seconds in zip(figures, await alternating(uploads, repeat)):
             figure[f"up{name}"] = total / seconds / MB
-        shas = {id(target): await target.sha_of_upload(pieces) for target in targets}
-
-        def one_download(target: Target):
-            return lambda: download(target.stub, shas[id(target)], total, chunk,
-                                    target.metadata)
-        for figure, seconds in zip(figures, await alternating(targets, one_download, repeat)):
+        downloads = [functools.partial(download, target.stub, await target.sha_of_upload(pieces),
+                                       total, chunk, target.metadata) for target in targets]
+        for figure, seconds in zip(figures, await alternating(downloads, repeat)):
             figure[f"down{name}"] = total / seconds / MB
     return figures
 

@@ -97,17 +97,14 @@ class FeedState:
                 "run a full Diff with cursor 0 and keep the cursor it returns")
 
 
-def _state_of(user_id: int):
-    return select(User.last_seq, User.pruned_seq).where(User.id == user_id)
+def _read_state(session: Session, user_id: int) -> FeedState:
+    """The user's FeedState (for Database.quick_read; feed_state for async sessions)."""
+    return FeedState(*session.execute(
+        select(User.last_seq, User.pruned_seq).where(User.id == user_id)).one())
 
 
 async def feed_state(session: AsyncSession, user_id: int) -> FeedState:
-    return FeedState(*(await session.execute(_state_of(user_id))).one())
-
-
-def _read_state(session: Session, user_id: int) -> FeedState:
-    """feed_state for Database.quick_read."""
-    return FeedState(*session.execute(_state_of(user_id)).one())
+    return await session.run_sync(_read_state, user_id)
 
 
 @dataclass(frozen=True)

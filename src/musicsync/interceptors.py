@@ -112,10 +112,8 @@ class _Call:
             try:
                 await self._authenticate(context)
                 return await behaviour(request, context)
-            except BaseException as exc:  # noqa: BLE001 - mapped and re-raised by _fail
-                exc = database_failure(exc) or exc
-                self.code = _code_of(exc, context)
-                await _fail(exc, context, self.method)
+            except BaseException as exc:  # noqa: BLE001 - mapped and re-raised by _failed
+                await self._failed(exc, context)
             finally:
                 self.running.discard(task)
                 self._finish(context)
@@ -128,14 +126,18 @@ class _Call:
                 await self._authenticate(context)
                 async for response in behaviour(request, context):
                     yield response
-            except BaseException as exc:  # noqa: BLE001 - mapped and re-raised by _fail
-                exc = database_failure(exc) or exc
-                self.code = _code_of(exc, context)
-                await _fail(exc, context, self.method)
+            except BaseException as exc:  # noqa: BLE001 - mapped and re-raised by _failed
+                await self._failed(exc, context)
             finally:
                 self.running.discard(task)
                 self._finish(context)
         return handle
+
+    async def _failed(self, exc: BaseException, context: grpc.aio.ServicerContext) -> None:
+        """Records and sends the status the exception stands for; always raises."""
+        exc = database_failure(exc) or exc
+        self.code = _code_of(exc, context)
+        await _fail(exc, context, self.method)
 
     def _track(self) -> asyncio.Task | None:
         task = asyncio.current_task()

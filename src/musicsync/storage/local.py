@@ -190,7 +190,7 @@ class LocalBlobStore:
                     block = self._read_cached(fd, want, offset)
                     from_disk = block is None
                     if from_disk:
-                        block = await self._io("read", os.pread, fd, want, offset)
+                        block = await self._read_from_disk(fd, want, offset)
                 if not block:
                     return
                 offset += len(block)
@@ -198,13 +198,16 @@ class LocalBlobStore:
                 if from_disk and remaining > 0:
                     # The file is not in the page cache: read the next block from the
                     # disk while the caller sends this one.
-                    pending = asyncio.ensure_future(self._io(
-                        "read", os.pread, fd, int(min(READ_BLOCK, remaining)), offset))
+                    pending = asyncio.ensure_future(
+                        self._read_from_disk(fd, int(min(READ_BLOCK, remaining)), offset))
                 yield block
         finally:
             if pending is not None:
                 await asyncio.gather(pending, return_exceptions=True)
             handle.close()
+
+    async def _read_from_disk(self, fd: int, size: int, offset: int) -> bytes:
+        return await self._io("read", os.pread, fd, size, offset)
 
     def _read_cached(self, fd: int, size: int, offset: int) -> bytearray | None:
         """What the page cache holds of [offset, offset + size), without waiting for the
