@@ -32,3 +32,10 @@ def test_transfer_benchmark_prints_its_result_line():
     assert set(figures) == {"up64k", "up1m", "down64k", "down1m", "rss_growth_mib",
                             "base_rss_growth_mib"}
     assert all(figures[key] > 0 for key in ("up64k", "up1m", "down64k", "down1m"))
+
+
+def test_diff_memory_benchmark_prints_its_result_line():
+    figures = result_line("bench/diff_memory.py", "--rounds", "1")
+    assert set(figures) == {"peak_growth_mib", "rss_start_mib", "rss_end_mib", "end_ratio",
+                            "max_diff_ms"}
+    assert figures["rss_end_mib"] > 0 and figures["max_diff_ms"] > 0

@@ -110,7 +110,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("user_quota", "USER_QUOTA", parse_size,
            "storage each user may fill, 0 for no limit (default 0)", "SIZE"),
     Option("upload_idle_timeout", "UPLOAD_IDLE_TIMEOUT", parse_duration,
-           "abort an upload stream idle this long (default 60s)", "DURATION"),
+           "end an Upload or Diff stream that sends nothing this long (default 60s)", "DURATION"),
     Option("upload_session_ttl", "UPLOAD_SESSION_TTL", parse_duration,
            "drop unfinished resumable uploads after (default 24h)", "DURATION"),
     Option("tombstone_retention", "TOMBSTONE_RETENTION", parse_duration,

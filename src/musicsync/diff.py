@@ -9,13 +9,20 @@ sync. In one read snapshot the server compares that set with the library:
 - held by the device, not in the library otherwise: upload;
 - in the library, not held by the device: download.
 
-Only hashes are compared, so the work is a set difference over the library's
-hashes; full entries are read only for the songs to download.
+Memory is bounded by the request, not by what a client chooses to send: the
+hashes are checked and counted as each message arrives (the cap applies
+before anything is kept) and kept packed, 32 bytes each in one buffer, not as
+hundreds of thousands of Python objects. They are compared with the library
+a run at a time; what the device must upload is kept packed and sorted too.
+Everything a Diff holds is released when its call ends, however it ends.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import asyncio
+import heapq
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -26,35 +33,67 @@ from .errors import InvalidArgument, ResourceExhausted
 from .feed import feed_state
 from .library import ChangeKind
 
-# 32 bytes of hash plus Python's set overhead: ~100 bytes each, ~50 MiB at most.
+HASH_BYTES = 32
+# At most this many hashes in one Diff: 16 MB packed. Larger collections page
+# through ListFiles instead.
 MAX_DIFF_HASHES = 500_000
+# Held hashes are compared with the library this many at a time (a set of this
+# many costs about 5 MB while it lives).
+RUN_HASHES = 50_000
 # Entries fetched per query (SQLite's limit on bound parameters is far above).
 FETCH_BATCH = 1000
+# Diffs of one user running at once; more get RESOURCE_EXHAUSTED (a device
+# needs one, and a second covers a device reconnecting before its old call ended).
+MAX_DIFFS_PER_USER = 2
+# Diffs comparing at once in the whole server; more wait their turn.
+MAX_DIFFS_COMPARING = 4
 
 
 class HeldHashes:
-    """The set of hashes a device says it holds, checked as they arrive."""
+    """The hashes a device says it holds: checked as they arrive, kept packed."""
 
-    def __init__(self) -> None:
-        self.hashes: set[bytes] = set()
-        self._received = 0
+    def __init__(self, limit: int = MAX_DIFF_HASHES) -> None:
+        self._limit = limit
+        self._packed = bytearray()
 
-    def add(self, hashes: Iterable[bytes]) -> None:
-        batch = list(hashes)
-        for index, value in enumerate(batch):
-            if len(value) != 32:
-                number = self._received + index
-                hint = (" (it looks like hex text: send the raw bytes)"
-                        if len(value) == 64 and _is_ascii_hex(value) else "")
-                raise InvalidArgument(
-                    f"hash #{number} ({value[:40].hex()}{'...' if len(value) > 40 else ''}) "
-                    f"is {len(value)} bytes; Diff takes SHA-256 values as 32 raw bytes{hint}")
-        self._received += len(batch)
-        self.hashes.update(batch)
-        if len(self.hashes) > MAX_DIFF_HASHES:
+    def __len__(self) -> int:
+        return len(self._packed) // HASH_BYTES
+
+    def add(self, hashes: Sequence[bytes]) -> None:
+        """Takes one message's hashes; raises before keeping any of a bad or excess batch."""
+        received = len(self)
+        if received + len(hashes) > self._limit:
             raise ResourceExhausted(
-                f"a Diff may name at most {MAX_DIFF_HASHES} distinct hashes; for a larger "
-                "collection, page through ListFiles instead")
+                f"a Diff may name at most {self._limit} hashes (this one sent more than "
+                f"{received}); for a larger collection, page through ListFiles instead")
+        if set(map(len, hashes)) - {HASH_BYTES}:
+            _raise_bad_hash(hashes, received)
+        self._packed += b"".join(hashes)
+
+    def runs(self) -> Iterator[set[bytes]]:
+        """The distinct hashes held, RUN_HASHES at a time (a hash may recur across runs)."""
+        step = RUN_HASHES * HASH_BYTES
+        packed = self._packed
+        for start in range(0, len(packed), step):
+            yield _unpack(packed, start, min(start + step, len(packed)))
+
+    def release(self) -> None:
+        """Frees the buffer at once (the call may end long before this object goes)."""
+        self._packed = bytearray()
+
+
+def _raise_bad_hash(hashes: Sequence[bytes], received: int) -> None:
+    for index, value in enumerate(hashes):
+        if len(value) != HASH_BYTES:
+            hint = (" (it looks like hex text: send the raw bytes)"
+                    if len(value) == 64 and _is_ascii_hex(value) else "")
+            raise InvalidArgument(
+                f"hash #{received + index} ({value[:40].hex()}{'...' if len(value) > 40 else ''})"
+                f" is {len(value)} bytes; Diff takes SHA-256 values as 32 raw bytes{hint}")
+
+
+def _unpack(packed: bytes | bytearray, start: int, end: int) -> set[bytes]:
+    return {bytes(packed[i:i + HASH_BYTES]) for i in range(start, end, HASH_BYTES)}
 
 
 def _is_ascii_hex(value: bytes) -> bool:
@@ -65,37 +104,119 @@ def _is_ascii_hex(value: bytes) -> bool:
     return True
 
 
+class PackedHashes(Sequence):
+    """A sorted list of hashes kept as one bytes object; slicing gives lists of hashes."""
+
+    def __init__(self, packed: bytes | bytearray = b"") -> None:
+        self._packed = packed
+
+    def __len__(self) -> int:
+        return len(self._packed) // HASH_BYTES
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                raise ValueError("PackedHashes slices take no step")
+            packed = self._packed
+            return [bytes(packed[i:i + HASH_BYTES])
+                    for i in range(start * HASH_BYTES, max(start, stop) * HASH_BYTES,
+                                   HASH_BYTES)]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        start = (index % len(self)) * HASH_BYTES
+        return bytes(self._packed[start:start + HASH_BYTES])
+
+
 @dataclass
 class DiffPart:
     """A slice of the answer; the first carries upload and delete, the rest downloads."""
 
     cursor: int
-    upload: list[bytes] = field(default_factory=list)
-    delete: list[bytes] = field(default_factory=list)
+    upload: Sequence[bytes] = ()
+    delete: Sequence[bytes] = ()
     download: list[LibraryEntry] = field(default_factory=list)
 
 
-async def diff(db: Database, user_id: int, held: set[bytes], cursor: int
+class DiffSlots:
+    """Bounds the Diffs in progress: per user (refused beyond) and comparing (queued)."""
+
+    def __init__(self, per_user: int = MAX_DIFFS_PER_USER,
+                 comparing: int = MAX_DIFFS_COMPARING) -> None:
+        self._per_user = per_user
+        self._running: dict[int, int] = {}
+        self.comparing = asyncio.Semaphore(comparing)
+
+    @asynccontextmanager
+    async def hold(self, user_id: int):
+        running = self._running.get(user_id, 0)
+        if running >= self._per_user:
+            raise ResourceExhausted(
+                f"{running} Diffs of this account are already in progress (at most "
+                f"{self._per_user} at once); wait for them to finish, then try again")
+        self._running[user_id] = running + 1
+        try:
+            yield
+        finally:
+            left = self._running[user_id] - 1
+            if left:
+                self._running[user_id] = left
+            else:
+                del self._running[user_id]
+
+
+async def diff(db: Database, user_id: int, held: HeldHashes, cursor: int
                ) -> AsyncIterator[DiffPart]:
     """The answer in parts: one with the upload and delete lists, then downloads."""
     async with db.read() as session:
         state = await feed_state(session, user_id)
         state.check(cursor, zero_means_full=True)
-        library = {sha for (sha,) in await session.execute(
-            select(LibraryEntry.sha256).where(LibraryEntry.user_id == user_id))}
-        unknown_here = held - library
+        library = set(await session.scalars(
+            select(LibraryEntry.sha256).where(LibraryEntry.user_id == user_id)))
+        not_held = set(library)
+        unknown_runs: list[bytes] = []
+        for run in held.runs():
+            not_held.difference_update(run)
+            unknown = run - library
+            if unknown:
+                unknown_runs.append(b"".join(sorted(unknown)))
+            del run, unknown
+            await asyncio.sleep(0)  # a maximal Diff takes a while: let other calls in
+        held.release()
         deleted: set[bytes] = set()
-        if cursor and unknown_here:
-            deleted = {sha for (sha,) in await session.execute(
+        if cursor and unknown_runs:
+            deleted = set(await session.scalars(
                 select(Change.sha256).where(Change.user_id == user_id, Change.seq > cursor,
-                                            Change.kind == int(ChangeKind.DELETED)))}
-        delete = unknown_here & deleted
-        yield DiffPart(state.last_seq, upload=sorted(unknown_here - delete),
-                       delete=sorted(delete))
-        missing = sorted(library - held)
+                                            Change.kind == int(ChangeKind.DELETED))))
+        upload, delete = _split_unknown(unknown_runs, deleted)
+        del unknown_runs, library
+        yield DiffPart(state.last_seq, upload=upload, delete=delete)
+        del upload, delete
+        missing = sorted(not_held)
+        del not_held
         for start in range(0, len(missing), FETCH_BATCH):
             batch = missing[start:start + FETCH_BATCH]
             entries = list(await session.scalars(select(LibraryEntry).where(
                 LibraryEntry.user_id == user_id, LibraryEntry.sha256.in_(batch))
                 .order_by(LibraryEntry.id)))
             yield DiffPart(state.last_seq, download=entries)
+
+
+def _split_unknown(runs: list[bytes], deleted: set[bytes]
+                   ) -> tuple[PackedHashes, PackedHashes]:
+    """The held hashes the library lacks, sorted and without repeats: (upload, delete)."""
+    if len(runs) == 1 and not deleted:  # the common case: nothing to merge or split
+        return PackedHashes(runs.pop()), PackedHashes()
+    upload, delete = bytearray(), bytearray()
+    previous = None
+    for sha in heapq.merge(*(_slices(run) for run in runs)):
+        if sha != previous:
+            (delete if sha in deleted else upload).extend(sha)
+            previous = sha
+    runs.clear()
+    return PackedHashes(upload), PackedHashes(delete)
+
+
+def _slices(packed: bytes) -> Iterator[bytes]:
+    for start in range(0, len(packed), HASH_BYTES):
+        yield packed[start:start + HASH_BYTES]

@@ -184,6 +184,9 @@ def _code_of(exc: BaseException, context: grpc.aio.ServicerContext) -> grpc.Stat
 async def _fail(exc: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:
     """Turns an exception into the call's status; always raises."""
     if isinstance(exc, MusicsyncError):
+        # The client's error needs no traceback; kept, its frames would keep the call's
+        # data (a Diff's hashes, request messages) alive as long as grpc keeps the error.
+        exc.__traceback__ = None
         await context.abort(exc.code, exc.message)  # raises AbortError
     if isinstance(exc, grpc.aio.AbortError):
         # The servicer aborted with a status of its own; grpc sends it.

@@ -41,6 +41,7 @@ from .files import Files
 from .interceptors import ServerInterceptor
 from .keys import load_or_create_key
 from .library import ChangeNotifier
+from .memory import tune_allocator
 from .storage import open_blob_store
 from .uploads import Uploads
 from .metrics import Metrics, MetricsEndpoint, NullMetrics
@@ -115,6 +116,7 @@ class App:
 
     async def _start(self) -> None:
         settings = self.settings
+        tune_allocator()
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.db = Database(settings.database_path_or_url())
         self._stack.push_async_callback(self.db.close)
@@ -242,7 +244,7 @@ class App:
         return FileServicer(self.files, self.uploads)
 
     def _sync_servicer(self) -> SyncServicer:
-        return SyncServicer(self.db, self.feed)
+        return SyncServicer(self.db, self.feed, idle_timeout=self.settings.upload_idle_timeout)
 
     def _build_accounts(self) -> Accounts:
         settings = self.settings

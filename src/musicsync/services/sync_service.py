@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
 from .. import listing
 from ..db import Database
-from ..diff import HeldHashes, diff
-from ..errors import InvalidArgument, ResourceExhausted
+from ..diff import DiffPart, DiffSlots, HeldHashes, diff
+from ..errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
 from ..feed import Feed, page_size, parse_device
 from ..interceptors import current_principal
 from ..proto import sync_pb2, sync_pb2_grpc
@@ -16,14 +20,20 @@ CLIENT_MESSAGE_LIMIT = 4 * 1024 * 1024
 # Keep each streamed answer well under that limit.
 MESSAGE_BUDGET = 1024 * 1024
 HASHES_PER_MESSAGE = 25_000
+# Request messages one Diff may send (each may carry 50,000 hashes): a bound on
+# a stream that sends empty messages for ever.
+MAX_DIFF_MESSAGES = 10_000
 DEFAULT_HEARTBEAT = 30
 MAX_HEARTBEAT = 3600
 
 
 class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
-    def __init__(self, db: Database, feed: Feed) -> None:
+    def __init__(self, db: Database, feed: Feed, *, idle_timeout: float = 60,
+                 diff_slots: DiffSlots | None = None) -> None:
         self._db = db
         self._feed = feed
+        self._idle_timeout = idle_timeout
+        self._diff_slots = diff_slots or DiffSlots()
 
     async def GetSync(self, request, context):
         user_id = current_principal().user_id
@@ -45,31 +55,37 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
 
     async def Diff(self, request_iterator, context):
         user_id = current_principal().user_id
-        held = HeldHashes()
-        first = None
-        async for request in request_iterator:
-            if first is None:
-                first = request
-            elif request.cursor or request.HasField("device"):
-                raise InvalidArgument("send cursor and device in the first Diff message only")
-            held.add(request.hashes)
-        cursor = first.cursor if first is not None else 0
-        device = parse_device(first.device.id, first.device.name) if first else None
-        async for part in diff(self._db, user_id, held.hashes, cursor):
-            for start in range(0, max(len(part.upload), len(part.delete)), HASHES_PER_MESSAGE):
-                yield sync_pb2.DiffResponse(
-                    upload=part.upload[start:start + HASHES_PER_MESSAGE],
-                    delete=part.delete[start:start + HASHES_PER_MESSAGE], cursor=part.cursor)
-            if not part.upload and not part.delete and not part.download:
-                yield sync_pb2.DiffResponse(cursor=part.cursor)
-            message = sync_pb2.DiffResponse(cursor=part.cursor)
-            for entry in part.download:
-                message.download.append(file_entry(entry))
-                if message.ByteSize() >= MESSAGE_BUDGET:
-                    yield message
-                    message = sync_pb2.DiffResponse(cursor=part.cursor)
-            if message.download:
-                yield message
+        async with self._diff_slots.hold(user_id):
+            held = HeldHashes()
+            try:
+                first = None
+                requests = _idle_limited(request_iterator, self._idle_timeout)
+                try:
+                    async for request in requests:
+                        if first is None:
+                            first = request
+                        elif request.cursor or request.HasField("device"):
+                            raise InvalidArgument(
+                                "send cursor and device in the first Diff message only")
+                        held.add(request.hashes)
+                        del request
+                except (InvalidArgument, ResourceExhausted):
+                    # Answered while the device is still sending, the status could be lost
+                    # in the reset of the stream (grpc then reports INTERNAL to it): read
+                    # the rest, within the same bounds, and drop it.
+                    held.release()
+                    await _drain(requests)
+                    raise
+                cursor = first.cursor if first is not None else 0
+                device = parse_device(first.device.id, first.device.name) if first else None
+                del first
+                async with aclosing(diff(self._db, user_id, held, cursor)) as parts:
+                    async with self._diff_slots.comparing:
+                        first_part = await anext(parts)
+                    async for message in _diff_messages(first_part, parts):
+                        yield message
+            finally:
+                held.release()
         # Diffing from a cursor means the device applied everything up to it.
         await self._feed.seen(user_id, device, cursor or None)
 
@@ -102,3 +118,59 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
             raise InvalidArgument("Ack needs device.id: the device whose cursor to remember")
         await self._feed.acknowledge(current_principal().user_id, device, request.cursor)
         return sync_pb2.AckResponse()
+
+
+async def _idle_limited(requests: AsyncIterator, seconds: float) -> AsyncIterator:
+    """The request stream, ended with DEADLINE_EXCEEDED when it sends nothing for
+    ``seconds`` and with INVALID_ARGUMENT past MAX_DIFF_MESSAGES messages."""
+    requests = aiter(requests)
+    try:
+        for _ in range(MAX_DIFF_MESSAGES):
+            try:
+                async with asyncio.timeout(seconds):
+                    request = await anext(requests)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise DeadlineExceeded(
+                    f"the Diff sent nothing for {seconds:g} seconds and was ended; send all "
+                    "hashes, then half-close the stream") from None
+            yield request
+            del request
+    finally:
+        # grpc keeps a failed call's state for a while, and through it this generator
+        # with the last message it received: end it now.
+        await requests.aclose()
+    raise InvalidArgument(f"a Diff may send at most {MAX_DIFF_MESSAGES} request messages; "
+                          "put up to 50,000 hashes in each")
+
+
+async def _drain(requests: AsyncIterator) -> None:
+    """Reads what is left of a rejected request stream, keeping none of it."""
+    try:
+        async for _ in requests:
+            pass
+    except (InvalidArgument, DeadlineExceeded):
+        pass  # past its bounds: the first error stands
+
+
+async def _diff_messages(first: DiffPart, rest: AsyncIterator[DiffPart]
+                         ) -> AsyncIterator[sync_pb2.DiffResponse]:
+    """The Diff's answer as messages of at most HASHES_PER_MESSAGE hashes / MESSAGE_BUDGET."""
+    part: DiffPart | None = first
+    while part is not None:
+        for start in range(0, max(len(part.upload), len(part.delete)), HASHES_PER_MESSAGE):
+            yield sync_pb2.DiffResponse(
+                upload=part.upload[start:start + HASHES_PER_MESSAGE],
+                delete=part.delete[start:start + HASHES_PER_MESSAGE], cursor=part.cursor)
+        if not part.upload and not part.delete and not part.download:
+            yield sync_pb2.DiffResponse(cursor=part.cursor)
+        message = sync_pb2.DiffResponse(cursor=part.cursor)
+        for entry in part.download:
+            message.download.append(file_entry(entry))
+            if message.ByteSize() >= MESSAGE_BUDGET:
+                yield message
+                message = sync_pb2.DiffResponse(cursor=part.cursor)
+        if message.download:
+            yield message
+        part = await anext(rest, None)
