@@ -195,7 +195,8 @@ async def test_gc_leaves_an_upload_in_progress_alone(client, alice, settings, ca
 
 async def test_fsck_without_a_database_is_a_usage_error(tmp_path, capsys):
     code = await asyncio.to_thread(cli.main, ["fsck", "--data-dir", str(tmp_path / "none")])
-    assert code == 2 and "no database" in capsys.readouterr().err
+    assert code == 2 and "no musicsync database at" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
 
 
 async def test_fsck_finds_a_corrupt_object_in_s3(tmp_path, s3_server, s3_bucket, capsys):

@@ -19,11 +19,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import delete, func, select, update
 
+from .admin import open_database
 from .config import Settings
-from .errors import ConfigError
 from .db import Database
-from .db.engine import database_file, sqlalchemy_url
-from .db.migrations import migrate
 from .db.models import Blob, LibraryEntry
 from .files import Files
 from .library import ChangeNotifier, blob_is_referenced
@@ -74,18 +72,13 @@ class GcReport:
 @asynccontextmanager
 async def open_stores(settings: Settings) -> AsyncIterator[tuple[Database, BlobStore]]:
     """The server's database and blob store, opened for maintenance beside it."""
-    path = database_file(sqlalchemy_url(settings.database_path_or_url()))
-    if not path.is_file():
-        raise ConfigError(f"no database at {path}; check --data-dir or DATABASE_URL")
-    db = Database(settings.database_path_or_url())
-    store = open_blob_store(settings)
-    try:
-        await migrate(db.writer_engine())
-        await store.open(sweep=False)
-        yield db, store
-    finally:
-        await store.close()
-        await db.close()
+    async with open_database(settings) as db:
+        store = open_blob_store(settings)
+        try:
+            await store.open(sweep=False)
+            yield db, store
+        finally:
+            await store.close()
 
 
 class Maintenance:
