@@ -365,11 +365,22 @@ def _user_delete(args, settings: Settings) -> int:
             print("nothing deleted")
             return 1
 
-    async def run() -> None:
-        async with _open_accounts(settings) as accounts:
-            await accounts.delete_user(args.username)
-    asyncio.run(run())
-    print(f"deleted {args.username}")
+    from .admin import accounts_over, open_database
+    from .maintenance import remove_left_behind
+
+    async def run():
+        async with open_database(settings) as db:
+            left = await accounts_over(db, settings).delete_user(args.username)
+            print(f"deleted {args.username}", flush=True)
+            return await remove_left_behind(settings, db, left)
+    removal = asyncio.run(run())
+    print(f"removed {removal.removed} files no other library holds (kept {removal.shared} "
+          f"that others hold) and {removal.partials} unfinished uploads")
+    if removal.failure:
+        print(f"musicsync: {removal.left} files of {args.username} are still in the storage: "
+              f"{removal.failure}; no library lists them, so `musicsync gc` removes them once "
+              "the storage answers", file=sys.stderr)
+        return 1
     return 0
 
 
