@@ -274,3 +274,27 @@ async def test_user_delete_with_the_storage_down_deletes_the_user_and_leaves_blo
                               str(settings.data_dir))
     assert code == 0 and f"removed blob {sha(SONG)}" in out
     assert stored_blobs(settings.data_dir) == []
+
+
+async def test_user_delete_given_other_storage_than_the_servers_says_so_and_keeps_records(
+        tmp_path, s3_server, s3_bucket, capsys):
+    """Run where S3_* is not set (e.g. in the auth container) against a server storing in S3."""
+    s3 = s3_server.settings(s3_bucket)
+    settings = make_settings(tmp_path / "data", **s3)
+    async with App(settings) as app:
+        client = await registered_client(app)
+        await upload(client, SONG)
+        code = await asyncio.to_thread(cli.main, ["user", "delete", "alice", "--yes",
+                                                  "--data-dir", str(settings.data_dir)])
+        out, err = capsys.readouterr()
+        assert code == 1
+        assert "removed 0 files" in out
+        assert "1 files of alice were not in local folder" in err and "S3_ENDPOINT" in err
+        flags = ["--data-dir", str(settings.data_dir), "--s3-endpoint", s3["s3_endpoint"],
+                 "--s3-access-key", s3["s3_access_key"], "--s3-secret-key",
+                 s3["s3_secret_key"], "--s3-bucket", s3_bucket, "--grace", "0s"]
+        code, out = await run_cli(capsys, "gc", *flags)
+        assert code == 0 and f"removed blob {sha(SONG)}" in out
+        code, out = await run_cli(capsys, "fsck", *flags)
+        assert code == 0 and "all is well" in out, out
+        await client.channel.close()

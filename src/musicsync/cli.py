@@ -39,7 +39,9 @@ USER_EPILOGS = {
               "store at once, so `delete` takes the same storage options as `serve` and "
               "`gc` (--data-dir, S3_*). If the storage cannot be reached, the user is "
               "deleted all the same, the command says how many songs are left in the "
-              "store, and exits 1: run `musicsync gc` once the storage answers again.",
+              "store, and exits 1: run `musicsync gc` once the storage answers again. It "
+              "also exits 1, touching nothing there, when the storage it was given does "
+              "not hold the songs (e.g. a local folder where the server uses S3).",
 }
 
 
@@ -374,14 +376,18 @@ def _user_delete(args, settings: Settings) -> int:
             print(f"deleted {args.username}", flush=True)
             return await remove_left_behind(settings, db, left)
     removal = asyncio.run(run())
+    where = removal.where
     print(f"removed {removal.removed} files no other library holds (kept {removal.shared} "
-          f"that others hold) and {removal.partials} unfinished uploads")
+          f"that others hold) and {removal.partials} unfinished uploads from {where}")
     if removal.failure:
         print(f"musicsync: {removal.left} files of {args.username} are still in the storage: "
               f"{removal.failure}; no library lists them, so `musicsync gc` removes them once "
               "the storage answers", file=sys.stderr)
-        return 1
-    return 0
+    if removal.absent:
+        print(f"musicsync: {removal.absent} files of {args.username} were not in {where}: if "
+              "the server keeps songs elsewhere (S3_ENDPOINT), run `musicsync gc` with its "
+              "storage options to remove them", file=sys.stderr)
+    return 1 if removal.failure or removal.absent else 0
 
 
 if __name__ == "__main__":

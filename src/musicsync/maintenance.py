@@ -84,8 +84,10 @@ class Removal:
     removed: int = 0  # blobs no other library listed: gone from the store
     shared: int = 0  # blobs another library still lists: kept
     partials: int = 0  # partial data of the user's unfinished resumable uploads: gone
+    absent: int = 0  # blobs this store does not hold (other storage settings? lost?): kept
     left: int = 0  # blobs not dealt with because the store failed: `musicsync gc` removes them
     failure: str = ""  # why the store failed ("" when it did not)
+    where: str = ""  # the store, for messages
 
 
 @asynccontextmanager
@@ -220,7 +222,12 @@ class Maintenance:
         done = 0
         try:
             for sha in left.blobs:
-                if await self._remove_if_unreferenced(sha):
+                if await self.store.size(sha.hex()) is None:
+                    # Not here: the command may have been given other storage settings
+                    # than the server's (a local folder where the server uses S3). Its
+                    # record stays, for `gc` with the right settings.
+                    report.absent += 1
+                elif await self._remove_if_unreferenced(sha):
                     report.removed += 1
                 else:
                     report.shared += 1
@@ -268,8 +275,11 @@ async def remove_left_behind(settings: Settings, db: Database, left: LeftBehind)
         try:
             await store.open(sweep=False)
         except StorageUnavailable as exc:
-            return Removal(left=len(left.blobs), failure=exc.message)
-        return await Maintenance(db, store, grace=0).remove_left_behind(left)
+            report = Removal(left=len(left.blobs), failure=exc.message)
+        else:
+            report = await Maintenance(db, store, grace=0).remove_left_behind(left)
+        report.where = store.description
+        return report
     finally:
         await store.close()
 
