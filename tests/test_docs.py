@@ -130,3 +130,27 @@ def test_every_port_serving_every_service_is_said_only_of_one_process(name, text
     assert claims, f"{name} no longer says which ports serve what"
     for sentence in claims:
         assert "one process" in sentence, (name, sentence)
+
+
+async def test_the_sync_limits_in_the_guide_are_the_ones_the_server_enforces(client, alice):
+    text = " ".join(ANDROID.split())
+    assert "The id is 1 to 128 printable characters and the name at most 256" in text
+    assert "500 if 0, at most 1,000" in text and "1 to 3,600; 30 if 0" in text
+
+    async def changes(**fields) -> grpc.StatusCode:
+        return (await status_of(client.sync.Changes(sync_pb2.ChangesRequest(**fields),
+                                                    metadata=client.meta())))[0]
+
+    def device(id_length: int, name_length: int = 0) -> sync_pb2.Device:
+        return sync_pb2.Device(id="d" * id_length, name="n" * name_length)
+
+    assert await changes(device=device(128, 256), limit=1000) == grpc.StatusCode.OK
+    assert await changes(device=device(129)) == grpc.StatusCode.INVALID_ARGUMENT
+    assert await changes(device=device(8, 257)) == grpc.StatusCode.INVALID_ARGUMENT
+    assert await changes(limit=1001) == grpc.StatusCode.INVALID_ARGUMENT
+    watch = client.sync.Watch(sync_pb2.WatchRequest(heartbeat_seconds=3601),
+                              metadata=client.meta())
+    assert (await stream_status(watch))[0] == grpc.StatusCode.INVALID_ARGUMENT
+    code, _ = await status_of(client.sync.Ack(sync_pb2.AckRequest(cursor=0),
+                                              metadata=client.meta()))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
