@@ -373,7 +373,9 @@ def _user_delete(args, settings: Settings) -> int:
     async def run():
         async with open_database(settings) as db:
             left = await accounts_over(db, settings).delete_user(args.username)
-            print(f"deleted {args.username}", flush=True)
+            # About 1.5 ms a song on a local disk: say what is going on meanwhile.
+            print(f"deleted {args.username}; removing the files of their {len(left.blobs)} "
+                  "songs that no other library holds", flush=True)
             return await remove_left_behind(settings, db, left)
     removal = asyncio.run(run())
     where = removal.where
