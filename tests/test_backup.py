@@ -164,11 +164,12 @@ async def test_backup_is_readable_by_its_owner_only(app, tmp_path):
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
 
 
-def test_backup_without_a_database_fails_and_creates_none(tmp_path, capsys):
+def test_backup_without_a_database_is_a_usage_error_and_creates_none(tmp_path, capsys):
     settings = make_settings(tmp_path / "empty")
     settings.data_dir.mkdir()
-    assert backup(settings, tmp_path / "backup.db") == 1
-    assert "no database" in capsys.readouterr().err
+    assert backup(settings, tmp_path / "backup.db") == 2  # as fsck, gc and user commands
+    assert f"no musicsync database at {settings.data_dir / 'musicsync.db'}" in \
+        capsys.readouterr().err
     assert list(settings.data_dir.iterdir()) == []
     assert not (tmp_path / "backup.db").exists()
 

@@ -137,7 +137,7 @@ async def test_busy_port_is_reported_clearly(tmp_path, ports):
 
 async def test_user_admin_commands_manage_accounts_while_the_server_runs(tmp_path, ports):
     data = tmp_path / "data"
-    added = musicsync("user", "add", "alice", "--password-stdin", data_dir=data,
+    added = musicsync("user", "add", "alice", "--password-stdin", "--create", data_dir=data,
                       stdin=PASSWORD + "\n")
     assert added.returncode == 0, added.stderr
     assert musicsync("user", "add", "Alice", "--password-stdin", data_dir=data,
@@ -187,3 +187,50 @@ async def test_idle_server_stays_within_80_mib_rss(tmp_path, ports):
     finally:
         server.stop()
     assert rss_kib <= 80 * 1024, f"idle RSS {rss_kib / 1024:.1f} MiB"
+
+
+@pytest.mark.parametrize("command", [
+    ["user", "list"], ["user", "add", "alice", "--password-stdin"], ["user", "disable", "alice"],
+    ["user", "delete", "alice", "--yes"], ["backup", "copy.db"], ["fsck"], ["gc"],
+])
+def test_commands_other_than_serve_refuse_to_create_a_missing_database(tmp_path, command):
+    """Run from the wrong folder, they name the file they looked for and create nothing."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATA_DIR", "DATABASE_URL")}
+    result = subprocess.run([sys.executable, "-m", "musicsync.cli", *command],
+                            input=PASSWORD + "\n", capture_output=True, text=True,
+                            env={**env, **CHEAP_ARGON2}, cwd=elsewhere, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert f"no musicsync database at {elsewhere / 'data' / 'musicsync.db'}" in result.stderr
+    assert "--data-dir or DATABASE_URL" in result.stderr
+    assert ("--create" in result.stderr) == (command[:2] == ["user", "add"])
+    assert "Traceback" not in result.stderr
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_database_url_naming_a_missing_file_is_refused_by_name(tmp_path):
+    missing = tmp_path / "nowhere" / "music.db"
+    result = musicsync("user", "list", "--database-url", f"sqlite:///{missing}",
+                       data_dir=tmp_path / "data")
+    assert result.returncode == 2 and f"no musicsync database at {missing}" in result.stderr
+    assert not missing.parent.exists() and not (tmp_path / "data").exists()
+
+
+async def test_user_add_with_create_starts_a_database_the_server_then_uses(tmp_path, ports):
+    data = tmp_path / "data"
+    added = musicsync("user", "add", "alice", "--password-stdin", "--create", data_dir=data,
+                      stdin=PASSWORD + "\n")
+    assert added.returncode == 0, added.stderr
+    assert (data / "musicsync.db").is_file() and (data.stat().st_mode & 0o777) == 0o700
+    again = musicsync("user", "add", "bob", "--password-stdin", "--create", data_dir=data,
+                      stdin=PASSWORD + "\n")  # harmless on an existing database
+    assert again.returncode == 0, again.stderr
+    server = ServerProcess(serve_args(data, ports), {**CHEAP_ARGON2, "REGISTRATION": "closed"},
+                           tmp_path / "log")
+    try:
+        await server.wait_serving(ports["auth"])
+        assert (await login(ports["auth"], "alice"))[0] == grpc.StatusCode.OK
+        assert (await login(ports["auth"], "bob"))[0] == grpc.StatusCode.OK
+    finally:
+        server.stop()

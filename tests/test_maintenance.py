@@ -16,7 +16,7 @@ from musicsync.proto import auth_pb2, file_pb2
 from musicsync.server import App
 
 from .conftest import PASSWORD, REGISTRATION_KEY, make_settings
-from .helpers import Client, FakeClock
+from .helpers import Client, FakeClock, free_port, status_of
 from .transfer import download, leftovers, stored_blobs, upload, wav_bytes
 
 SONG = wav_bytes(2, salt=b"maintenance one")
@@ -55,6 +55,19 @@ async def registered_client(app: App) -> Client:
     client.token = (await client.auth.Register(auth_pb2.RegisterRequest(
         username="alice", password=PASSWORD, security_key=REGISTRATION_KEY))).token
     return client
+
+
+async def partial_upload(client, data: bytes, sent: int) -> None:
+    """A resumable upload that stopped after ``sent`` bytes: its partial data is kept."""
+    session = await client.file.StartUpload(file_pb2.StartUploadRequest(
+        sha256=sha(data), size=len(data)), metadata=client.meta())
+    call = client.file.Upload(metadata=client.meta())
+    await call.write(file_pb2.UploadRequest(metadata=file_pb2.FileMetadata(
+        upload_id=session.upload_id, offset=0)))
+    await call.write(file_pb2.UploadRequest(chunk=data[:sent]))
+    await call.done_writing()
+    with pytest.raises(grpc.aio.AioRpcError):  # "continue from byte <sent>"
+        await call
 
 
 async def download_status(client, digest: str) -> tuple[grpc.StatusCode, str]:
@@ -150,15 +163,7 @@ async def test_gc_drops_expired_upload_sessions_and_keeps_live_ones(tmp_path, ca
     async with App(settings, clock=clock) as app:
         client = await registered_client(app)
         for data in (LONG_ONE, LONG_TWO):
-            session = await client.file.StartUpload(file_pb2.StartUploadRequest(
-                sha256=sha(data), size=len(data)), metadata=client.meta())
-            call = client.file.Upload(metadata=client.meta())
-            await call.write(file_pb2.UploadRequest(metadata=file_pb2.FileMetadata(
-                upload_id=session.upload_id, offset=0)))
-            await call.write(file_pb2.UploadRequest(chunk=data[:100_000]))
-            await call.done_writing()
-            with pytest.raises(grpc.aio.AioRpcError):  # "continue from byte 100000"
-                await call
+            await partial_upload(client, data, 100_000)
             clock.now = time.time()  # the second one starts now
             client.token = (await client.auth.Login(auth_pb2.LoginRequest(
                 username="alice", password=PASSWORD))).token
@@ -195,7 +200,8 @@ async def test_gc_leaves_an_upload_in_progress_alone(client, alice, settings, ca
 
 async def test_fsck_without_a_database_is_a_usage_error(tmp_path, capsys):
     code = await asyncio.to_thread(cli.main, ["fsck", "--data-dir", str(tmp_path / "none")])
-    assert code == 2 and "no database" in capsys.readouterr().err
+    assert code == 2 and "no musicsync database at" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
 
 
 async def test_fsck_finds_a_corrupt_object_in_s3(tmp_path, s3_server, s3_bucket, capsys):
@@ -218,4 +224,77 @@ async def test_fsck_finds_a_corrupt_object_in_s3(tmp_path, s3_server, s3_bucket,
         assert code == 1 and "corrupt" in out and sha(SONG) in out and sha(OTHER) not in out
         status, _ = await download_status(client, sha(SONG))
         assert status == grpc.StatusCode.DATA_LOSS
+        await client.channel.close()
+
+
+async def test_user_delete_removes_the_songs_no_other_library_holds_at_once(
+        client, alice, settings, capsys):
+    bob = (await client.auth.Register(auth_pb2.RegisterRequest(
+        username="bob", password=PASSWORD, security_key=REGISTRATION_KEY))).token
+    await upload(client, SONG, file_pb2.FileMetadata(filename="alice only.wav"))
+    await upload(client, OTHER, file_pb2.FileMetadata(filename="both.wav"))
+    await upload(client, OTHER, file_pb2.FileMetadata(filename="bob's.wav"), token=bob)
+    await partial_upload(client, LONG_ONE, 100_000)
+    assert len(leftovers(settings.data_dir)) == 1
+
+    code = await asyncio.to_thread(cli.main, ["user", "delete", "alice", "--yes",
+                                              "--data-dir", str(settings.data_dir)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert stored_blobs(settings.data_dir) == [blob_path(settings, sha(OTHER))]
+    assert leftovers(settings.data_dir) == []
+    assert "deleted alice" in out and "removed 1 files" in out and "kept 1" in out
+    assert "1 unfinished uploads" in out
+    assert (await download(client, sha(OTHER), token=bob))[0] == OTHER
+    code, out = await run_cli(capsys, "fsck", "--grace", "0s", "--data-dir",
+                              str(settings.data_dir))
+    assert code == 0 and "all is well" in out, out
+    code, out = await run_cli(capsys, "gc", "--grace", "0s", "--data-dir",
+                              str(settings.data_dir))
+    assert code == 0 and "removed 0 unreferenced blobs" in out and "0 stale blob records" in out
+
+
+async def test_user_delete_with_the_storage_down_deletes_the_user_and_leaves_blobs_to_gc(
+        client, alice, settings, capsys):
+    await upload(client, SONG)
+    unreachable = ["--s3-endpoint", f"127.0.0.1:{free_port()}", "--s3-access-key", "key",
+                   "--s3-secret-key", "secret", "--storage-timeout", "5s"]
+    code = await asyncio.to_thread(cli.main, ["user", "delete", "alice", "--yes", *unreachable,
+                                              "--data-dir", str(settings.data_dir)])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "deleted alice" in out
+    assert "1 files of alice are still in the storage" in err and "musicsync gc" in err
+    assert "Traceback" not in err
+    code, _ = await status_of(client.auth.Login(auth_pb2.LoginRequest(
+        username="alice", password=PASSWORD)))
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    assert blob_path(settings, sha(SONG)).exists()
+    code, out = await run_cli(capsys, "gc", "--grace", "0s", "--data-dir",
+                              str(settings.data_dir))
+    assert code == 0 and f"removed blob {sha(SONG)}" in out
+    assert stored_blobs(settings.data_dir) == []
+
+
+async def test_user_delete_given_other_storage_than_the_servers_says_so_and_keeps_records(
+        tmp_path, s3_server, s3_bucket, capsys):
+    """Run where S3_* is not set (e.g. in the auth container) against a server storing in S3."""
+    s3 = s3_server.settings(s3_bucket)
+    settings = make_settings(tmp_path / "data", **s3)
+    async with App(settings) as app:
+        client = await registered_client(app)
+        await upload(client, SONG)
+        code = await asyncio.to_thread(cli.main, ["user", "delete", "alice", "--yes",
+                                                  "--data-dir", str(settings.data_dir)])
+        out, err = capsys.readouterr()
+        assert code == 1
+        assert "removed 0 files" in out
+        assert "1 files of alice were not in local folder" in err and "S3_ENDPOINT" in err
+        flags = ["--data-dir", str(settings.data_dir), "--s3-endpoint", s3["s3_endpoint"],
+                 "--s3-access-key", s3["s3_access_key"], "--s3-secret-key",
+                 s3["s3_secret_key"], "--s3-bucket", s3_bucket, "--grace", "0s"]
+        code, out = await run_cli(capsys, "gc", *flags)
+        assert code == 0 and f"removed blob {sha(SONG)}" in out
+        code, out = await run_cli(capsys, "fsck", *flags)
+        assert code == 0 and "all is well" in out, out
         await client.channel.close()

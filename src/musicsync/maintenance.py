@@ -1,4 +1,4 @@
-"""`musicsync fsck` and `musicsync gc`: checking and tidying the blob store.
+"""`musicsync fsck`, `musicsync gc`, and the files a deleted user leaves: tidying the blob store.
 
 Both run beside a live server, on the same database and blob store, so they
 never touch temporary data of uploads in progress (the store is opened
@@ -7,6 +7,12 @@ and remove a blob only inside a write transaction that re-checks that no
 library entry lists it. The server checks, inside its own write transaction,
 that the blob of a new entry still exists: either side sees the other's
 commit, so a blob can never vanish under a fresh library entry.
+
+`musicsync user delete` removes the deleted user's blobs the same way, at once
+(no grace period: those blobs were listed until the user's deletion committed).
+An upload of the same content by another user that is publishing right then
+finds its blob gone in its own write transaction and answers UNAVAILABLE "send
+the file again": nothing is lost, and nothing is left listed without a blob.
 """
 
 from __future__ import annotations
@@ -19,12 +25,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import delete, func, select, update
 
+from .admin import open_database
+from .auth.accounts import LeftBehind
 from .config import Settings
-from .errors import ConfigError
 from .db import Database
-from .db.engine import database_file, sqlalchemy_url
-from .db.migrations import migrate
 from .db.models import Blob, LibraryEntry
+from .errors import StorageUnavailable
 from .files import Files
 from .library import ChangeNotifier, blob_is_referenced
 from .storage import BlobMissing, BlobStore, open_blob_store
@@ -71,21 +77,29 @@ class GcReport:
         return sum(size for _, size in self.blobs)
 
 
+@dataclass
+class Removal:
+    """What became of the blobs and partial uploads a deleted user left behind."""
+
+    removed: int = 0  # blobs no other library listed: gone from the store
+    shared: int = 0  # blobs another library still lists: kept
+    partials: int = 0  # partial data of the user's unfinished resumable uploads: gone
+    absent: int = 0  # blobs this store does not hold (other storage settings? lost?): kept
+    left: int = 0  # blobs not dealt with because the store failed: `musicsync gc` removes them
+    failure: str = ""  # why the store failed ("" when it did not)
+    where: str = ""  # the store, for messages
+
+
 @asynccontextmanager
 async def open_stores(settings: Settings) -> AsyncIterator[tuple[Database, BlobStore]]:
     """The server's database and blob store, opened for maintenance beside it."""
-    path = database_file(sqlalchemy_url(settings.database_path_or_url()))
-    if not path.is_file():
-        raise ConfigError(f"no database at {path}; check --data-dir or DATABASE_URL")
-    db = Database(settings.database_path_or_url())
-    store = open_blob_store(settings)
-    try:
-        await migrate(db.writer_engine())
-        await store.open(sweep=False)
-        yield db, store
-    finally:
-        await store.close()
-        await db.close()
+    async with open_database(settings) as db:
+        store = open_blob_store(settings)
+        try:
+            await store.open(sweep=False)
+            yield db, store
+        finally:
+            await store.close()
 
 
 class Maintenance:
@@ -198,6 +212,34 @@ class Maintenance:
             await self.store.delete(sha.hex())
         return True
 
+    # -- a deleted user's files ---------------------------------------------------------
+
+    async def remove_left_behind(self, left: LeftBehind) -> Removal:
+        """Removes the blobs of a deleted user that no library lists any more, and the
+        partial data of their unfinished uploads. Stops at the first storage failure,
+        with what is left counted (``gc`` removes it later: no library lists it)."""
+        report = Removal()
+        done = 0
+        try:
+            for sha in left.blobs:
+                if await self.store.size(sha.hex()) is None:
+                    # Not here: the command may have been given other storage settings
+                    # than the server's (a local folder where the server uses S3). Its
+                    # record stays, for `gc` with the right settings.
+                    report.absent += 1
+                elif await self._remove_if_unreferenced(sha):
+                    report.removed += 1
+                else:
+                    report.shared += 1
+                done += 1
+            for upload_id in left.uploads:
+                await self.store.drop_partial(upload_id)
+                report.partials += 1
+        except StorageUnavailable as exc:
+            report.left = len(left.blobs) - done
+            report.failure = exc.message
+        return report
+
     # -- gc ------------------------------------------------------------------------------
 
     async def gc(self, uploads: Uploads | None = None, *, dry_run: bool = False) -> GcReport:
@@ -223,6 +265,23 @@ class Maintenance:
         if uploads is not None and not dry_run:
             report.sessions, report.partials = await uploads.sweep()
         return report
+
+
+async def remove_left_behind(settings: Settings, db: Database, left: LeftBehind) -> Removal:
+    """Opens the configured blob store beside the server and removes what a deleted
+    user left there that nobody else lists (see ``Maintenance.remove_left_behind``)."""
+    store = open_blob_store(settings)
+    try:
+        try:
+            await store.open(sweep=False)
+        except StorageUnavailable as exc:
+            report = Removal(left=len(left.blobs), failure=exc.message)
+        else:
+            report = await Maintenance(db, store, grace=0).remove_left_behind(left)
+        report.where = store.description
+        return report
+    finally:
+        await store.close()
 
 
 def files_for_gc(settings: Settings, db: Database, store: BlobStore) -> Uploads:

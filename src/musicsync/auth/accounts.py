@@ -19,7 +19,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..db import Database
-from ..db.models import LoginFailure, RefreshToken, User
+from ..db.models import LibraryEntry, LoginFailure, RefreshToken, UploadSession, User
 from ..errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -52,6 +52,14 @@ class UserInfo:
     username: str
     disabled: bool
     created_at: int
+
+
+@dataclass(frozen=True)
+class LeftBehind:
+    """What a deleted user's library held in the blob store."""
+
+    blobs: tuple[bytes, ...]  # SHA-256 of each song; other libraries may list some
+    uploads: tuple[str, ...]  # ids of unfinished resumable uploads' partial data
 
 
 @dataclass(frozen=True)
@@ -310,11 +318,20 @@ class Accounts:
                     .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
                     .values(revoked_at=now))
 
-    async def delete_user(self, username: str) -> None:
-        """Removes the user with their library, tokens and devices (blobs: `musicsync gc`)."""
+    async def delete_user(self, username: str) -> LeftBehind:
+        """Removes the user with their library, tokens, devices and upload sessions.
+
+        Returns what the library and the sessions pointed at in the blob store, for
+        the caller to remove what no other library lists (``maintenance``)."""
         user = await self.find_user(username)
         async with self._db.write() as session:
+            blobs = (await session.scalars(select(LibraryEntry.sha256).where(
+                LibraryEntry.user_id == user.id))).all()
+            uploads = (await session.scalars(select(UploadSession.id).where(
+                UploadSession.user_id == user.id))).all()
             await session.execute(delete(User).where(User.id == user.id))
+        log.info("deleted user %d", user.id)
+        return LeftBehind(tuple(blobs), tuple(uploads))
 
     async def count_users(self) -> int:
         async with self._db.read() as session:
