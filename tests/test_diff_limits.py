@@ -83,6 +83,9 @@ async def test_a_user_runs_at_most_two_diffs_at_once_and_a_third_is_refused(clie
                 await asyncio.sleep(0.05)
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert f"at most {MAX_DIFFS_PER_USER} at once" in message
+        # Refused on arrival while 15 MB are still in flight, it hears why all the same.
+        code, _ = await status_of(run_diff(client, random_hashes(9 * DIFF_BATCH)))
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     finally:
         release.set()
     for stream in open_streams:

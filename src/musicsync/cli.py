@@ -192,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
 # -- serve ------------------------------------------------------------------------
 
 def _serve(args, settings: Settings) -> int:
+    from .memory import tune_allocator
+    tune_allocator()  # before the server's modules allocate (see memory.py)
     services = (args.service,) if args.service else SERVICES
     asyncio.run(_run_server(settings, services))
     return 0

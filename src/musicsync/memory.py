@@ -23,11 +23,15 @@ import logging
 log = logging.getLogger(__name__)
 
 MMAP_THRESHOLD = 1536 * 1024
-_M_MMAP_THRESHOLD = -3  # glibc's malloc.h
+# glibc raised its trim threshold along with the mmap threshold (to twice it) while
+# adapting; fixed, it no longer moves, so set it to where that rule puts it.
+TRIM_THRESHOLD = 2 * MMAP_THRESHOLD
+_M_TRIM_THRESHOLD = -1  # glibc's malloc.h
+_M_MMAP_THRESHOLD = -3
 
 
 def tune_allocator() -> None:
-    """Fixes glibc's mmap threshold at MMAP_THRESHOLD (once per process is enough)."""
+    """Fixes glibc's mmap and trim thresholds (once per process is enough)."""
     name = ctypes.util.find_library("c")
     if name is None:
         return
@@ -35,5 +39,6 @@ def tune_allocator() -> None:
         mallopt = ctypes.CDLL(name).mallopt
     except (OSError, AttributeError):
         return  # not glibc
-    if not mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD):
-        log.debug("mallopt(M_MMAP_THRESHOLD) refused; memory is given back less eagerly")
+    if not (mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+            and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)):
+        log.debug("mallopt refused a threshold; memory is given back less eagerly")

@@ -10,7 +10,7 @@ from .. import listing
 from ..db import Database
 from ..diff import DiffPart, DiffSlots, HeldHashes, diff
 from ..errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
-from ..feed import Feed, page_size, parse_device
+from ..feed import DeviceRef, Feed, page_size, parse_device
 from ..interceptors import current_principal
 from ..proto import sync_pb2, sync_pb2_grpc
 from .convert import change_event, file_entry
@@ -55,37 +55,25 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
 
     async def Diff(self, request_iterator, context):
         user_id = current_principal().user_id
-        async with self._diff_slots.hold(user_id):
-            held = HeldHashes()
-            try:
-                first = None
-                requests = _idle_limited(request_iterator, self._idle_timeout)
-                try:
-                    async for request in requests:
-                        if first is None:
-                            first = request
-                        elif request.cursor or request.HasField("device"):
-                            raise InvalidArgument(
-                                "send cursor and device in the first Diff message only")
-                        held.add(request.hashes)
-                        del request
-                except (InvalidArgument, ResourceExhausted):
-                    # Answered while the device is still sending, the status could be lost
-                    # in the reset of the stream (grpc then reports INTERNAL to it): read
-                    # the rest, within the same bounds, and drop it.
-                    held.release()
-                    await _drain(requests)
-                    raise
-                cursor = first.cursor if first is not None else 0
-                device = parse_device(first.device.id, first.device.name) if first else None
-                del first
+        requests = _idle_limited(request_iterator, self._idle_timeout)
+        held = HeldHashes()
+        try:
+            async with self._diff_slots.hold(user_id):
+                cursor, device = await _receive_diff(requests, held)
                 async with aclosing(diff(self._db, user_id, held, cursor)) as parts:
                     async with self._diff_slots.comparing:
                         first_part = await anext(parts)
                     async for message in _diff_messages(first_part, parts):
                         yield message
-            finally:
-                held.release()
+        except (InvalidArgument, ResourceExhausted):
+            # Refused while the device may still be sending, the status could be lost in
+            # the reset of the stream (grpc then reports INTERNAL to the device): read the
+            # rest, within the same bounds, and drop it.
+            held.release()
+            await _drain(requests)
+            raise
+        finally:
+            held.release()
         # Diffing from a cursor means the device applied everything up to it.
         await self._feed.seen(user_id, device, cursor or None)
 
@@ -143,6 +131,22 @@ async def _idle_limited(requests: AsyncIterator, seconds: float) -> AsyncIterato
         await requests.aclose()
     raise InvalidArgument(f"a Diff may send at most {MAX_DIFF_MESSAGES} request messages; "
                           "put up to 50,000 hashes in each")
+
+
+async def _receive_diff(requests: AsyncIterator, held: HeldHashes
+                        ) -> tuple[int, DeviceRef | None]:
+    """Reads a Diff's request messages into ``held``: the cursor and device of the first."""
+    cursor, device, first = 0, None, True
+    async for request in requests:
+        if first:
+            cursor = request.cursor
+            device = parse_device(request.device.id, request.device.name)
+            first = False
+        elif request.cursor or request.HasField("device"):
+            raise InvalidArgument("send cursor and device in the first Diff message only")
+        held.add(request.hashes)
+        del request  # one message at a time: it may hold 4 MiB
+    return cursor, device
 
 
 async def _drain(requests: AsyncIterator) -> None:
