@@ -1,0 +1,81 @@
+"""The access log: one line per call with the status the client saw, no stray tracebacks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from musicsync.proto import file_pb2
+
+from .helpers import wait_until
+from .transfer import upload, wav_bytes
+
+
+def rpc_lines(caplog, method: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records
+            if r.name == "musicsync.rpc" and f"rpc {method} " in r.getMessage()]
+
+
+def errors(caplog) -> list[str]:
+    return [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_download_past_its_deadline_logs_deadline_exceeded_and_no_traceback(
+        client, alice, caplog):
+    caplog.set_level(logging.DEBUG)
+    sha = (await upload(client, wav_bytes(400, salt=b"long"))).hash  # 6.4 MB
+    call = client.file.Download(file_pb2.DownloadRequest(hash=sha), metadata=client.meta(),
+                                timeout=0.5)
+    code = grpc.StatusCode.OK
+    try:
+        async for _ in call:  # too slow a reader: the server's writes wait on flow control
+            await asyncio.sleep(0.1)
+    except grpc.aio.AioRpcError as error:
+        code = error.code()
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+    await wait_until(lambda: rpc_lines(caplog, "/file.FileService/Download"), "the access line")
+    assert "code=DEADLINE_EXCEEDED" in rpc_lines(caplog, "/file.FileService/Download")[0].getMessage()
+    assert errors(caplog) == []
+
+
+async def test_download_cancelled_by_its_client_logs_cancelled_and_no_traceback(
+        client, alice, caplog):
+    caplog.set_level(logging.DEBUG)
+    sha = (await upload(client, wav_bytes(400, salt=b"long"))).hash
+    for _ in range(3):
+        call = client.file.Download(file_pb2.DownloadRequest(hash=sha, chunk_size=1024),
+                                    metadata=client.meta())
+        async for _ in call:
+            break
+        call.cancel()
+    method = "/file.FileService/Download"
+    await wait_until(lambda: len(rpc_lines(caplog, method)) == 3, "three access lines")
+    assert all("code=CANCELLED" in r.getMessage() for r in rpc_lines(caplog, method))
+    assert errors(caplog) == []
+
+
+async def test_reflection_and_health_watch_are_logged_at_info_and_check_at_debug(
+        client, caplog):
+    caplog.set_level(logging.DEBUG, logger="musicsync.rpc")
+    health = health_pb2_grpc.HealthStub(client.channel)
+    await health.Check(health_pb2.HealthCheckRequest())
+    watch = health.Watch(health_pb2.HealthCheckRequest())
+    async for _ in watch:
+        break
+    watch.cancel()
+    reflection = reflection_pb2_grpc.ServerReflectionStub(client.channel)
+    async for _ in reflection.ServerReflectionInfo(iter([
+            reflection_pb2.ServerReflectionRequest(list_services="")])):
+        pass
+    check, watching = "/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"
+    reflecting = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+    await wait_until(lambda: all(rpc_lines(caplog, m) for m in (check, watching, reflecting)),
+                     "an access line for each call")
+    assert rpc_lines(caplog, check)[0].levelno == logging.DEBUG
+    assert rpc_lines(caplog, watching)[0].levelno == logging.INFO
+    assert "code=CANCELLED" in rpc_lines(caplog, watching)[0].getMessage()
+    assert rpc_lines(caplog, reflecting)[0].levelno == logging.INFO
