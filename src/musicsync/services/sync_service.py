@@ -88,6 +88,8 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         if not 1 <= heartbeat <= MAX_HEARTBEAT:
             raise InvalidArgument(f"heartbeat_seconds must be between 1 and {MAX_HEARTBEAT} "
                                   f"(0 means {DEFAULT_HEARTBEAT}); got {heartbeat}")
+        # Checked before it is recorded as the device's cursor.
+        await self._feed.check_cursor(user_id, request.since, zero_means_full=False)
         await self._feed.seen(user_id, device, request.since or None)
         async for item in self._feed.watch(user_id, request.since, heartbeat):
             if isinstance(item, int):
