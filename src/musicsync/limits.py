@@ -16,8 +16,10 @@ budget, so every answer stays under the 4 MiB a client accepts by default.
     MAX_PAGE_TOKEN_CHARS    128   ListFilesRequest.page_token
     MAX_ID_CHARS            128   FileMetadata.upload_id
     MAX_SECRET_CHARS       1024   security_key, refresh_token
-    (usernames: 3-64 characters, passwords: at most 1024 bytes; see auth/rules.py.
-    Hashes must be 64 hex characters; see files.parse_hash.)
+    MAX_USERNAME_INPUT_CHARS 256  a username as sent (a new one must have 3-64
+                                  characters once normalized; see auth/rules.py)
+    (passwords: at most 1024 bytes of UTF-8, auth/rules.py; hashes: 64 hex
+    characters, files.parse_hash.)
 
     CLIENT_MESSAGE_BYTES   4 MiB  the answer size a client accepts by default
     PAGE_BUDGET_BYTES      1 MiB  ListFiles and Changes pages end before passing it
@@ -35,6 +37,7 @@ MAX_DEVICE_NAME_CHARS = 256
 MAX_PAGE_TOKEN_CHARS = 128
 MAX_ID_CHARS = 128
 MAX_SECRET_CHARS = 1024
+MAX_USERNAME_INPUT_CHARS = 256
 
 CLIENT_MESSAGE_BYTES = 4 * 1024 * 1024
 PAGE_BUDGET_BYTES = 1024 * 1024
