@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -141,6 +142,7 @@ def tolerant_deserializer(deserializer: Callable[[bytes], object] | None, method
     return deserialize
 
 
+@functools.lru_cache(maxsize=256)  # only methods the server has handlers for get here
 def _request_type(method: str) -> str:
     """The request message's full name for "/package.Service/Method", if the pool knows it."""
     service, _, name = method.lstrip("/").partition("/")
