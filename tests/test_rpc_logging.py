@@ -10,8 +10,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from musicsync.proto import file_pb2
+from musicsync.server import App
 
-from .helpers import wait_until
+from .conftest import make_settings
+from .helpers import Client, wait_until
+from .test_metrics import rpc, samples
 from .transfer import upload, wav_bytes
 
 
@@ -79,3 +82,21 @@ async def test_reflection_and_health_watch_are_logged_at_info_and_check_at_debug
     assert rpc_lines(caplog, watching)[0].levelno == logging.INFO
     assert "code=CANCELLED" in rpc_lines(caplog, watching)[0].getMessage()
     assert rpc_lines(caplog, reflecting)[0].levelno == logging.INFO
+
+
+async def test_health_and_reflection_calls_are_counted_in_metrics(tmp_path):
+    async with App(make_settings(tmp_path / "data", metrics_port=0)) as app:
+        async with Client(app) as client:
+            await health_pb2_grpc.HealthStub(client.channel).Check(
+                health_pb2.HealthCheckRequest())
+            async for _ in reflection_pb2_grpc.ServerReflectionStub(
+                    client.channel).ServerReflectionInfo(iter([
+                        reflection_pb2.ServerReflectionRequest(list_services="")])):
+                pass
+            reflection = "grpc.reflection.v1alpha.ServerReflection"
+            # Counted before the call ends: the interceptor observes, then grpc answers.
+            scraped = await samples(app.metrics_port)
+            assert scraped[rpc("musicsync_rpc_total", "grpc.health.v1.Health", "Check",
+                               "OK")] == 1
+            assert scraped[rpc("musicsync_rpc_total", reflection, "ServerReflectionInfo",
+                               "OK")] == 1
