@@ -16,7 +16,6 @@ from musicsync.limits import (
 from musicsync.proto import auth_pb2, file_pb2, sync_pb2
 
 from .audio_samples import TAGS, mp3
-from .conftest import REGISTRATION_KEY
 from .helpers import status_of
 from .transfer import upload, wav_bytes
 
