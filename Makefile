@@ -9,7 +9,7 @@ MOTO_SPEC := moto[server]>=5.0,<6
 BIN    := $(VENV)/bin
 BUF    := npx --yes @bufbuild/buf@1.75.0
 
-.PHONY: run test protos protos-check lint bench clean
+.PHONY: run test fuzz protos protos-check lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ $(MOTO_VENV)/.installed:
 
 test: $(VENV)/.installed-dev $(MOTO_VENV)/.installed protos-check
 	MOTO_PYTHON=$(abspath $(MOTO_VENV))/bin/python $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The property-based fuzz suite at length (`make test` runs a short sample of it).
+FUZZ_EXAMPLES ?= 5000
+fuzz: $(VENV)/.installed-dev
+	MUSICSYNC_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/test_fuzz.py \
+		--timeout=0 --hypothesis-show-statistics $(PYTEST_ARGS)
 
 protos: $(VENV)/.installed-dev
 	$(BIN)/python scripts/gen_protos.py

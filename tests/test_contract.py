@@ -142,7 +142,8 @@ async def list_services(port: int) -> set[str]:
 
 async def test_reflection_lists_every_service_on_every_port(app):
     expected = {"auth.AuthService", "file.FileService", "sync.SyncService",
-                "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
+                "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
+                "grpc.reflection.v1.ServerReflection"}
     for port in app.ports.values():
         assert await list_services(port) == expected
 
@@ -158,6 +159,27 @@ async def test_reflection_describes_methods_for_clients_without_protos(app):
     from google.protobuf import descriptor_pb2
     names = {descriptor_pb2.FileDescriptorProto.FromString(f).name for f in files}
     assert "sync.proto" in names and "file.proto" in names  # sync.proto imports file.proto
+
+
+async def test_reflection_v1_lists_and_describes_services_like_v1alpha(app):
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.ports['sync']}") as channel:
+        # A v1 client: the method path of grpc.reflection.v1 (its messages are v1alpha's).
+        call = channel.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
+        responses = [r async for r in call(iter([
+            reflection_pb2.ServerReflectionRequest(list_services=""),
+            reflection_pb2.ServerReflectionRequest(
+                file_containing_symbol="grpc.reflection.v1.ServerReflection"),
+            reflection_pb2.ServerReflectionRequest(file_containing_symbol="file.FileService")]))]
+    listed = {service.name for service in responses[0].list_services_response.service}
+    assert {"file.FileService", "grpc.reflection.v1.ServerReflection"} <= listed
+    from google.protobuf import descriptor_pb2
+    for response, package in ((responses[1], "grpc.reflection.v1"), (responses[2], "file")):
+        files = [descriptor_pb2.FileDescriptorProto.FromString(f)
+                 for f in response.file_descriptor_response.file_descriptor_proto]
+        assert package in {f.package for f in files}, response
 
 
 @pytest.mark.skipif(shutil.which("npx") is None, reason="buf comes from the npm registry (npx)")
@@ -203,7 +225,8 @@ async def test_single_service_mode_serves_only_that_service(tmp_path):
             code, _ = await status_of(client.sync.GetSync(empty_pb2.Empty()))
             assert code == grpc.StatusCode.UNAUTHENTICATED
         assert await list_services(app.ports["sync"]) == {
-            "sync.SyncService", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
+            "sync.SyncService", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
+            "grpc.reflection.v1.ServerReflection"}
         assert await health_of(app.ports["sync"], "sync.SyncService") == \
             health_pb2.HealthCheckResponse.SERVING
 

@@ -25,6 +25,7 @@ from typing import BinaryIO
 
 from .errors import StorageUnavailable
 from .library import Tags
+from .limits import MAX_TAG_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ SUPPORTED = "MP3, FLAC, WAV, Ogg Vorbis, Opus, M4A/AAC or WMA"
 NOT_AUDIO = f"not a supported audio file (send {SUPPORTED})"
 SNIFF_BYTES = 16
 _MAX_ID3_TAGS = 8  # stacked ID3v2 tags skipped before the audio starts
-_MAX_TAG_CHARS = 1024
+_MAX_TAG_CHARS = MAX_TAG_CHARS  # a file may carry megabytes of tags
 _INT32_MAX = 2**31 - 1
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 

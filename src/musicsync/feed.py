@@ -29,13 +29,16 @@ from .db import Database
 from .db.models import Change, Device, LibraryEntry, User
 from .errors import FailedPrecondition, InvalidArgument
 from .library import ChangeNotifier
+from .limits import MAX_DEVICE_ID_CHARS, MAX_DEVICE_NAME_CHARS
 
 log = logging.getLogger(__name__)
 
+# Sequence numbers are SQLite integers.
+MAX_SEQ = 2**63 - 1
 MAX_PAGE = 1000
 DEFAULT_PAGE = 500
-MAX_DEVICE_ID = 128
-MAX_DEVICE_NAME = 256
+MAX_DEVICE_ID = MAX_DEVICE_ID_CHARS
+MAX_DEVICE_NAME = MAX_DEVICE_NAME_CHARS
 # A device's last_seen is written at most this often (reads stay read-only).
 SEEN_RESOLUTION = 60
 PRUNE_INTERVAL = 3600
@@ -184,10 +187,13 @@ class Feed:
         """Records that a device was active and, with ``cursor``, applied changes up to it.
 
         A cursor never moves back. Writes only when something changed or the last
-        sighting is older than a minute, so frequent reads stay cheap.
+        sighting is older than a minute, so frequent reads stay cheap. The caller has
+        checked ``cursor`` against the feed (check_cursor) first.
         """
         if device is None:
             return
+        if cursor is not None and not 0 <= cursor <= MAX_SEQ:  # a caller forgot to check it
+            raise InvalidArgument(f"cursor must be between 0 and {MAX_SEQ}; got {cursor}")
         now = self.now()
         known = await self._db.quick_read(lambda session: session.execute(
             select(Device.name, Device.cursor, Device.last_seen)
@@ -208,9 +214,13 @@ class Feed:
             await session.execute(insert.on_conflict_do_update(
                 index_elements=[Device.user_id, Device.device_id], set_=changes))
 
-    async def acknowledge(self, user_id: int, device: DeviceRef, cursor: int) -> None:
+    async def check_cursor(self, user_id: int, cursor: int, *, zero_means_full: bool) -> None:
+        """FAILED_PRECONDITION for a cursor this feed cannot continue from (FeedState.check)."""
         state = await self._db.quick_read(lambda session: _read_state(session, user_id))
-        state.check(cursor, zero_means_full=True)
+        state.check(cursor, zero_means_full=zero_means_full)
+
+    async def acknowledge(self, user_id: int, device: DeviceRef, cursor: int) -> None:
+        await self.check_cursor(user_id, cursor, zero_means_full=True)
         await self.seen(user_id, device, cursor)
 
     # -- Pruning ------------------------------------------------------------------------

@@ -7,24 +7,41 @@ For every RPC it
   SQLite itself, such as a database locked by another program, to the error
   it means for the client), and anything else to a bare INTERNAL while the
   traceback goes to the log;
-- logs one line: method, user id, status code, duration.
+- answers INVALID_ARGUMENT "malformed request" for a request body (or a
+  message of a request stream) that does not decode: every deserializer is
+  wrapped so a decode failure becomes a ``Malformed`` value, which the
+  behaviour wrappers (and the request stream and ``context.read`` they hand
+  on) turn into the status before the servicer sees it;
+- accepts every handler shape grpc does (a coroutine, an async generator, a
+  coroutine writing with ``context.write``, a function returning an iterator);
+- logs one line: method, user id, status code, duration (health checks at
+  DEBUG, everything else at INFO), and reports it to the metrics; a stream
+  whose client went away, or whose deadline passed, ends quietly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
 import grpc
+from google.protobuf import descriptor_pool
+from google.protobuf.message import DecodeError
 
 from .auth.accounts import Accounts, Principal
 from .db.engine import database_failure
-from .errors import MusicsyncError, Unauthenticated
+from .errors import InvalidArgument, MusicsyncError, Unauthenticated
 
 log = logging.getLogger("musicsync.rpc")
+
+try:  # what grpc raises from context.write once the call is over (client gone, deadline)
+    from grpc._cython.cygrpc import ExecuteBatchError as _WriteFailed
+except ImportError:  # pragma: no cover - a grpc that renamed it: such writes log as bugs
+    _WriteFailed = ()
 
 _principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
     "musicsync_principal", default=None)
@@ -32,8 +49,8 @@ _principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
 # Methods of these services, and these single methods, need a signed-in caller.
 AUTHENTICATED_SERVICES = ("/file.FileService/", "/sync.SyncService/")
 AUTHENTICATED_METHODS = frozenset({"/auth.AuthService/ChangePassword"})
-# Probes call these every few seconds: keep them out of the INFO log.
-QUIET_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+# Probes call this every few seconds: keep it out of the INFO log.
+QUIET_METHODS = frozenset({"/grpc.health.v1.Health/Check"})
 
 
 def current_principal() -> Principal:
@@ -74,23 +91,100 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        call = _Call(handler_call_details.method, self._accounts if needs_authentication(
-            handler_call_details.method) else None, self._observe, self._running)
+        method = handler_call_details.method
+        call = _Call(method, self._accounts if needs_authentication(method) else None,
+                     self._observe, self._running)
+        deserializer = tolerant_deserializer(handler.request_deserializer, method)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                call.unary(handler.unary_unary), handler.request_deserializer,
-                handler.response_serializer)
+                call.unary(handler.unary_unary), deserializer, handler.response_serializer)
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                call.unary(handler.stream_unary), handler.request_deserializer,
+                call.unary(handler.stream_unary, streaming_request=True), deserializer,
                 handler.response_serializer)
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                call.streaming(handler.unary_stream), handler.request_deserializer,
+                call.streaming(handler.unary_stream), deserializer,
                 handler.response_serializer)
         return grpc.stream_stream_rpc_method_handler(
-            call.streaming(handler.stream_stream), handler.request_deserializer,
+            call.streaming(handler.stream_stream, streaming_request=True), deserializer,
             handler.response_serializer)
+
+
+class Malformed:
+    """What a wrapped deserializer returns for bytes that are not the message it expects."""
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def error(self) -> InvalidArgument:
+        return InvalidArgument(f"malformed request: the bytes sent are not a valid {self.what} "
+                               "message")
+
+
+def tolerant_deserializer(deserializer: Callable[[bytes], object] | None, method: str):
+    """``deserializer`` returning ``Malformed`` instead of raising for undecodable bytes.
+
+    grpc answers a deserializer's exception itself, before any handler runs (UNKNOWN
+    naming the exception's class for a unary request, INTERNAL for a stream).
+    """
+    if deserializer is None:
+        return None
+    malformed = Malformed(_request_type(method))
+
+    def deserialize(data: bytes):
+        try:
+            return deserializer(data)
+        except DecodeError:
+            return malformed
+    return deserialize
+
+
+@functools.lru_cache(maxsize=256)  # only methods the server has handlers for get here
+def _request_type(method: str) -> str:
+    """The request message's full name for "/package.Service/Method", if the pool knows it."""
+    service, _, name = method.lstrip("/").partition("/")
+    try:
+        found = descriptor_pool.Default().FindServiceByName(service).methods_by_name.get(name)
+    except KeyError:
+        found = None
+    return found.input_type.full_name if found is not None else "request"
+
+
+def _checked(message):
+    if isinstance(message, Malformed):
+        raise message.error()
+    return message
+
+
+async def _checked_stream(requests):
+    """The request stream, raising InvalidArgument at a message that did not decode."""
+    messages = aiter(requests)
+    try:
+        async for message in messages:
+            yield _checked(message)
+    finally:
+        # grpc keeps a failed call's state for a while, and through it its request
+        # generator with the last message received (up to 4 MiB): end that now.
+        close = getattr(messages, "aclose", None)
+        if close is not None:
+            await close()
+
+
+class _CheckedContext:
+    """The servicer's context, whose ``read`` raises InvalidArgument for a malformed message."""
+
+    def __init__(self, context: grpc.aio.ServicerContext) -> None:
+        self._context = context
+
+    def __getattr__(self, name: str):
+        return getattr(self._context, name)
+
+    async def read(self):
+        message = await self._context.read()
+        return message if message is grpc.aio.EOF else _checked(message)
 
 
 class _Call:
@@ -106,12 +200,14 @@ class _Call:
         self.code = grpc.StatusCode.OK
         self.started = time.perf_counter()
 
-    def unary(self, behaviour: Callable[..., Awaitable]):
+    def unary(self, behaviour: Callable[..., Awaitable], *, streaming_request: bool = False):
         async def handle(request, context: grpc.aio.ServicerContext):
             task = self._track()
             try:
                 await self._authenticate(context)
-                return await behaviour(request, context)
+                request, servicer_context = _checked_arguments(request, context,
+                                                               streaming_request)
+                return await behaviour(request, servicer_context)
             except BaseException as exc:  # noqa: BLE001 - mapped and re-raised by _failed
                 await self._failed(exc, context)
             finally:
@@ -119,13 +215,26 @@ class _Call:
                 self._finish(context)
         return handle
 
-    def streaming(self, behaviour: Callable):
+    def streaming(self, behaviour: Callable, *, streaming_request: bool = False):
+        """Wraps a response-streaming behaviour, whatever its shape, as a coroutine.
+
+        grpc accepts an async generator function, a coroutine function that writes with
+        ``context.write`` (health's Watch), or a function returning a (sync or async)
+        iterator; the wrapper drives each of them and writes the answers itself, so a
+        write that fails because the call already ended (client gone, deadline passed)
+        ends the call quietly instead of being logged by grpc as a failure.
+        """
         async def handle(request, context: grpc.aio.ServicerContext):
             task = self._track()
             try:
                 await self._authenticate(context)
-                async for response in behaviour(request, context):
-                    yield response
+                request, servicer_context = _checked_arguments(request, context,
+                                                               streaming_request)
+                responses = behaviour(request, servicer_context)
+                if hasattr(responses, "__await__"):
+                    responses = await responses  # None once it wrote its answers itself
+                if responses is not None:
+                    await _write_all(responses, context)
             except BaseException as exc:  # noqa: BLE001 - mapped and re-raised by _failed
                 await self._failed(exc, context)
             finally:
@@ -162,11 +271,42 @@ class _Call:
         if code == grpc.StatusCode.OK and context.code() not in (None, grpc.StatusCode.OK):
             code = context.code()  # the servicer set a status without raising
         elapsed = time.perf_counter() - self.started
-        level = logging.DEBUG if self.method.startswith(QUIET_PREFIXES) else logging.INFO
+        level = logging.DEBUG if self.method in QUIET_METHODS else logging.INFO
         log.log(level, "rpc %s user=%s code=%s ms=%.1f", self.method,
                 self.user_id if self.user_id is not None else "-", code.name, elapsed * 1000)
         if self.observe is not None:
             self.observe(self.method, code, elapsed)
+
+
+async def _write_all(responses, context: grpc.aio.ServicerContext) -> None:
+    """Writes every answer of a (sync or async) iterator; closes an async one however it ends."""
+    if not hasattr(responses, "__aiter__"):
+        for response in responses:
+            await context.write(response)
+        return
+    try:
+        async for response in responses:
+            await context.write(response)
+    finally:
+        close = getattr(responses, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def _checked_arguments(request, context: grpc.aio.ServicerContext, streaming_request: bool):
+    """The request (or request stream) and context to hand the servicer: malformed
+    messages among them raise InvalidArgument."""
+    if streaming_request:
+        return _checked_stream(request), _CheckedContext(context)
+    return _checked(request), context
+
+
+def _ended_code(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    """Why a call ended under its handler: its deadline passed, or it was cancelled."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return grpc.StatusCode.CANCELLED
 
 
 def _code_of(exc: BaseException, context: grpc.aio.ServicerContext) -> grpc.StatusCode:
@@ -174,8 +314,8 @@ def _code_of(exc: BaseException, context: grpc.aio.ServicerContext) -> grpc.Stat
         return exc.code
     if isinstance(exc, grpc.aio.AbortError):
         return context.code() or grpc.StatusCode.UNKNOWN
-    if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
-        return grpc.StatusCode.CANCELLED
+    if isinstance(exc, (asyncio.CancelledError, GeneratorExit, _WriteFailed)):
+        return _ended_code(context)
     if isinstance(exc, NotImplementedError):
         return grpc.StatusCode.UNIMPLEMENTED
     return grpc.StatusCode.INTERNAL
@@ -194,6 +334,10 @@ async def _fail(exc: BaseException, context: grpc.aio.ServicerContext, method: s
     if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
         # The client went away or the server is stopping: nothing to send.
         raise exc
+    if isinstance(exc, _WriteFailed):
+        # An answer could not be sent: the call is over. grpc takes a cancellation
+        # quietly, while it logs this error with its traceback.
+        raise asyncio.CancelledError() from None
     if isinstance(exc, NotImplementedError):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
     log.error("unexpected error in %s", method, exc_info=exc)

@@ -15,8 +15,11 @@ from sqlalchemy import select
 from .db import Database
 from .db.models import LibraryEntry
 from .errors import InvalidArgument
+from .limits import MAX_PAGE_TOKEN_CHARS
 
 _TOKEN_PREFIX = b"after:"
+# Entry ids are SQLite integers: a token naming a larger one cannot be ours.
+_MAX_ID = 2**63 - 1
 
 
 def encode_page_token(last_id: int) -> str:
@@ -24,14 +27,19 @@ def encode_page_token(last_id: int) -> str:
 
 
 def decode_page_token(token: str) -> int:
+    """The id a page token continues after; InvalidArgument for one this server did not issue."""
     if not token:
         return 0
-    try:
-        raw = base64.urlsafe_b64decode(token.encode("ascii"))
-        if raw.startswith(_TOKEN_PREFIX):
-            return int(raw[len(_TOKEN_PREFIX):])
-    except (UnicodeEncodeError, binascii.Error, ValueError):
-        pass
+    if len(token) <= MAX_PAGE_TOKEN_CHARS:
+        try:
+            raw = base64.urlsafe_b64decode(token.encode("ascii"))
+        except (UnicodeEncodeError, binascii.Error, ValueError):
+            raw = b""
+        digits = raw[len(_TOKEN_PREFIX):]
+        # Only what encode_page_token writes: ASCII digits, no sign, no leading zeros.
+        if (raw.startswith(_TOKEN_PREFIX) and digits.isdigit()
+                and digits == str(int(digits)).encode() and int(digits) <= _MAX_ID):
+            return int(digits)
     raise InvalidArgument("page_token is not one this server issued; pass the "
                           "next_page_token of the previous page, or nothing to start over")
 

@@ -27,7 +27,8 @@ from contextlib import AsyncExitStack
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from google.protobuf import descriptor_pb2, descriptor_pool
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from .auth.accounts import Accounts, LoginPolicy
 from .auth.passwords import PasswordHasher
@@ -150,8 +151,7 @@ class App:
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         names = [SERVICE_NAMES[s] for s in self.services]
-        reflection.enable_server_reflection(
-            [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server)
+        _serve_reflection([*names, health.SERVICE_NAME], self._server)
         self._bind()
         await self._server.start()
         self._stack.push_async_callback(self._stop_server)
@@ -318,6 +318,53 @@ class App:
 
     async def wait_for_termination(self) -> None:
         await self._server.wait_for_termination()
+
+
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def _serve_reflection(service_names: list[str], server: grpc.aio.Server) -> None:
+    """Serves reflection as grpc.reflection.v1alpha and, for newer clients, v1.
+
+    grpcio-reflection implements only v1alpha; v1's messages are the same on the
+    wire, so the same servicer answers under the v1 name, and a copy of the v1alpha
+    descriptor renamed to v1 lets reflection describe the v1 service too.
+    """
+    _add_v1_reflection_descriptor()
+    servicer = reflection.aio.ReflectionServicer(
+        [*service_names, reflection.SERVICE_NAME, REFLECTION_V1])
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    handlers = {"ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString)}
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(REFLECTION_V1, handlers),))
+    server.add_registered_method_handlers(REFLECTION_V1, handlers)
+
+
+def _add_v1_reflection_descriptor() -> None:
+    """grpc/reflection/v1/reflection.proto in the default pool (once per process)."""
+    pool = descriptor_pool.Default()
+    name = "grpc/reflection/v1/reflection.proto"
+    try:
+        pool.FindFileByName(name)
+        return
+    except KeyError:
+        pass
+    proto = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(proto)
+    old, new = proto.package, "grpc.reflection.v1"
+    proto.name, proto.package = name, new
+    for message in proto.message_type:
+        for field in message.field:
+            if field.type_name:
+                field.type_name = field.type_name.replace(f".{old}.", f".{new}.")
+    for service in proto.service:
+        for method in service.method:
+            method.input_type = method.input_type.replace(f".{old}.", f".{new}.")
+            method.output_type = method.output_type.replace(f".{old}.", f".{new}.")
+    pool.AddSerializedFile(proto.SerializeToString())
 
 
 class _StorageAlarm:

@@ -12,6 +12,8 @@ import jwt
 from ..errors import Unauthenticated
 
 ACCESS = "access"
+# The claims are SQLite integers (user id) and Unix times: anything beyond int64 is forged.
+_MAX_CLAIM = 2**63 - 1
 # Checking a JWT's signature and claims costs more than the rest of a small call;
 # a device sends the same token for many calls, so recent verdicts are kept.
 VERIFIED_TOKENS_KEPT = 1024
@@ -68,8 +70,11 @@ class AccessTokens:
             raise Unauthenticated("this is not an access token")
         try:
             user_id, issued_at, expires = int(claims["sub"]), int(claims["iat"]), int(claims["exp"])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: exp = Infinity
             raise Unauthenticated("access token is invalid; sign in again") from None
+        if not (0 < user_id <= _MAX_CLAIM and 0 <= issued_at <= _MAX_CLAIM
+                and 0 <= expires <= _MAX_CLAIM):
+            raise Unauthenticated("access token is invalid; sign in again")
         return AccessClaims(user_id=user_id, issued_at=issued_at,
                             token_id=str(claims["jti"])), expires
 

@@ -1,21 +1,55 @@
-"""Database rows to wire messages, shared by the File and Sync servicers."""
+"""Database rows to wire messages, shared by the File and Sync servicers.
+
+Stored text is clipped to the bounds of limits.py on its way out: rows written
+before those bounds existed must not make an answer too big to send.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+
+from google.protobuf.message import Message
 
 from ..db.models import LibraryEntry
 from ..feed import Event
 from ..library import ChangeKind
+from ..limits import MAX_FILENAME_BYTES, MAX_TAG_CHARS, PAGE_BUDGET_BYTES, clip, clip_utf8
 from ..proto import file_pb2, sync_pb2
+
+# A repeated message field's tag and length prefix, at most.
+_FIELD_OVERHEAD = 6
 
 
 def file_entry(entry: LibraryEntry) -> file_pb2.FileEntry:
     return file_pb2.FileEntry(
-        hash=entry.sha256.hex(), filename=entry.filename, size=entry.size, title=entry.title,
-        artist=entry.artist, album=entry.album, album_artist=entry.album_artist,
-        track=entry.track, disc=entry.disc, year=entry.year, genre=entry.genre,
+        hash=entry.sha256.hex(), filename=filename(entry.filename), size=entry.size,
+        title=clip(entry.title, MAX_TAG_CHARS), artist=clip(entry.artist, MAX_TAG_CHARS),
+        album=clip(entry.album, MAX_TAG_CHARS),
+        album_artist=clip(entry.album_artist, MAX_TAG_CHARS), track=entry.track,
+        disc=entry.disc, year=entry.year, genre=clip(entry.genre, MAX_TAG_CHARS),
         duration=(entry.duration_ms + 500) // 1000, duration_ms=entry.duration_ms,
         bitrate=entry.bitrate, sample_rate=entry.sample_rate, channels=entry.channels,
-        codec=entry.codec, created_at=entry.created_at, updated_at=entry.updated_at)
+        codec=clip(entry.codec, MAX_TAG_CHARS), created_at=entry.created_at,
+        updated_at=entry.updated_at)
+
+
+def filename(stored: str) -> str:
+    return clip_utf8(stored, MAX_FILENAME_BYTES)
+
+
+def encoded_size(messages: Sequence[Message]) -> int:
+    """About the bytes ``messages`` take as a repeated field (a little over, never under)."""
+    return sum(message.ByteSize() + _FIELD_OVERHEAD for message in messages)
+
+
+def within_budget(messages: Sequence[Message], budget: int = PAGE_BUDGET_BYTES) -> int:
+    """How many of the leading ``messages`` fit in ``budget`` bytes (at least one)."""
+    used = 0
+    for count, message in enumerate(messages):
+        used += message.ByteSize() + _FIELD_OVERHEAD
+        if used > budget and count > 0:
+            return count
+    return len(messages)
 
 
 def change_event(event: Event) -> sync_pb2.ChangeEvent:

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import grpc
 
+from ..errors import InvalidArgument, ResourceExhausted
 from ..files import Files
 from ..interceptors import current_principal
+from ..limits import (
+    CLIENT_MESSAGE_BYTES,
+    MAX_FILENAME_BYTES,
+    MAX_ID_CHARS,
+    MAX_PATH_BYTES,
+    MAX_TAG_CHARS,
+    check_chars,
+)
 from ..proto import file_pb2, file_pb2_grpc
-from ..uploads import Uploads
+from ..uploads import Reader, Uploads
 from . import wire
-from .convert import file_entry
+from .convert import encoded_size, file_entry, within_budget
 
 DEFAULT_DOWNLOAD_CHUNK = 256 * 1024
 MAX_DOWNLOAD_CHUNK = 4 * 1024 * 1024 - 1024  # under the 4 MiB default client limit
+# A Stat answer leaves this much of a client's 4 MiB for the missing hashes and framing.
+STAT_ANSWER_BUDGET = CLIENT_MESSAGE_BYTES - 1024 * 1024
+TAG_FIELDS = ("title", "artist", "album", "album_artist", "genre")
 
 
 SERVICE = file_pb2.DESCRIPTOR.services_by_name["FileService"]
@@ -49,7 +61,8 @@ class FileServicer(file_pb2_grpc.FileServiceServicer):
         self._uploads = uploads
 
     async def Upload(self, request_iterator, context):
-        entry = await self._uploads.receive(current_principal().user_id, context.read)
+        entry = await self._uploads.receive(current_principal().user_id,
+                                            checked_metadata(context.read))
         return file_pb2.UploadResponse(hash=entry.sha256.hex(), file=file_entry(entry))
 
     async def Download(self, request, context):
@@ -85,4 +98,36 @@ class FileServicer(file_pb2_grpc.FileServiceServicer):
 
     async def Stat(self, request, context):
         entries, missing = await self._files.stat(current_principal().user_id, request.hashes)
-        return file_pb2.StatResponse(files=[file_entry(e) for e in entries], missing=missing)
+        files = [file_entry(e) for e in entries]
+        if encoded_size(files) > STAT_ANSWER_BUDGET:
+            fit = within_budget(files, STAT_ANSWER_BUDGET)
+            raise ResourceExhausted(
+                f"the {len(files)} files found do not fit in one Stat answer (4 MiB); ask for "
+                f"at most {fit} hashes per call")
+        return file_pb2.StatResponse(files=files, missing=missing)
+
+
+def checked_metadata(read: Reader) -> Reader:
+    """The Upload stream's reader, refusing a FileMetadata message with a field over its limit."""
+    async def read_checked():
+        message = await read()
+        if (message is not grpc.aio.EOF and not isinstance(message, memoryview)
+                and message.WhichOneof("data") == "metadata"):
+            check_file_metadata(message.metadata)
+        return message
+    return read_checked
+
+
+def check_file_metadata(meta: file_pb2.FileMetadata) -> None:
+    """InvalidArgument naming the first field of ``meta`` over its limit (see limits.py)."""
+    for field in TAG_FIELDS:
+        check_chars(getattr(meta, field), f"metadata.{field}", MAX_TAG_CHARS)
+    check_chars(meta.upload_id, "metadata.upload_id", MAX_ID_CHARS)
+    path = meta.filename.encode("utf-8")
+    if len(path) > MAX_PATH_BYTES:
+        raise InvalidArgument(f"metadata.filename may be at most {MAX_PATH_BYTES} bytes of "
+                              f"UTF-8 (got {len(path)})")
+    name = path.replace(b"\\", b"/").rstrip(b"/").rsplit(b"/", 1)[-1]
+    if len(name) > MAX_FILENAME_BYTES:
+        raise InvalidArgument(f"metadata.filename: a file name may be at most "
+                              f"{MAX_FILENAME_BYTES} bytes of UTF-8 (got {len(name)})")

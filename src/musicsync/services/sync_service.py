@@ -13,10 +13,11 @@ from ..errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
 from ..feed import DeviceRef, Feed, page_size, parse_device
 from ..interceptors import current_principal
 from ..proto import sync_pb2, sync_pb2_grpc
-from .convert import change_event, file_entry
+from ..limits import CLIENT_MESSAGE_BYTES
+from .convert import change_event, file_entry, filename, within_budget
 
 # What a client accepts in one message unless configured otherwise.
-CLIENT_MESSAGE_LIMIT = 4 * 1024 * 1024
+CLIENT_MESSAGE_LIMIT = CLIENT_MESSAGE_BYTES
 # Keep each streamed answer well under that limit.
 MESSAGE_BUDGET = 1024 * 1024
 HASHES_PER_MESSAGE = 25_000
@@ -37,7 +38,7 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
 
     async def GetSync(self, request, context):
         user_id = current_principal().user_id
-        files = [sync_pb2.FileInfo(hash=sha.hex(), filename=name)
+        files = [sync_pb2.FileInfo(hash=sha.hex(), filename=filename(name))
                  for sha, name in await listing.all_names(self._db, user_id)]
         response = sync_pb2.GetSyncResponse(files=files)
         if response.ByteSize() > CLIENT_MESSAGE_LIMIT:
@@ -50,8 +51,11 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         entries, next_token = await listing.page(
             self._db, current_principal().user_id, request.page_token,
             page_size(request.page_size))
-        return sync_pb2.ListFilesResponse(files=[file_entry(e) for e in entries],
-                                          next_page_token=next_token)
+        files = [file_entry(e) for e in entries]
+        fit = within_budget(files)  # big entries: a shorter page, the rest on the next
+        if fit < len(files):
+            files, next_token = files[:fit], listing.encode_page_token(entries[fit - 1].id)
+        return sync_pb2.ListFilesResponse(files=files, next_page_token=next_token)
 
     async def Diff(self, request_iterator, context):
         user_id = current_principal().user_id
@@ -82,8 +86,12 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         device = parse_device(request.device.id, request.device.name)
         page = await self._feed.page(user_id, request.since, page_size(request.limit))
         await self._feed.seen(user_id, device, request.since or None)
-        return sync_pb2.ChangesResponse(events=[change_event(e) for e in page.events],
-                                        cursor=page.cursor, has_more=page.has_more)
+        events = [change_event(e) for e in page.events]
+        cursor, has_more = page.cursor, page.has_more
+        fit = within_budget(events)  # big entries: fewer events, the rest on the next call
+        if fit < len(events):
+            events, cursor, has_more = events[:fit], events[fit - 1].seq, True
+        return sync_pb2.ChangesResponse(events=events, cursor=cursor, has_more=has_more)
 
     async def Watch(self, request, context):
         user_id = current_principal().user_id
@@ -92,6 +100,8 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         if not 1 <= heartbeat <= MAX_HEARTBEAT:
             raise InvalidArgument(f"heartbeat_seconds must be between 1 and {MAX_HEARTBEAT} "
                                   f"(0 means {DEFAULT_HEARTBEAT}); got {heartbeat}")
+        # Checked before it is recorded as the device's cursor.
+        await self._feed.check_cursor(user_id, request.since, zero_means_full=False)
         await self._feed.seen(user_id, device, request.since or None)
         async for item in self._feed.watch(user_id, request.since, heartbeat):
             if isinstance(item, int):

@@ -1,0 +1,63 @@
+"""Bounds on the strings a client sends, and on the size of what the server answers.
+
+Every string field of a request is bounded, so no request can store a row that
+later makes an answer too big to send; requests over a bound fail with
+INVALID_ARGUMENT naming the field and the bound (checked in ``services/``, where
+the wire is decoded). Rows stored before these bounds existed are clipped when
+they are put on the wire, and paged answers stop adding entries at a byte
+budget, so every answer stays under the 4 MiB a client accepts by default.
+
+    MAX_TAG_CHARS          1024   FileMetadata title, artist, album, album_artist, genre
+                                  (tags read from the audio file are clipped to it)
+    MAX_FILENAME_BYTES      255   the last path component of FileMetadata.filename, UTF-8
+    MAX_PATH_BYTES         4096   FileMetadata.filename as sent, folders included, UTF-8
+    MAX_DEVICE_ID_CHARS     128   Device.id (Diff, Changes, Watch, Ack)
+    MAX_DEVICE_NAME_CHARS   256   Device.name
+    MAX_PAGE_TOKEN_CHARS    128   ListFilesRequest.page_token
+    MAX_ID_CHARS            128   FileMetadata.upload_id
+    MAX_SECRET_CHARS       1024   security_key, refresh_token
+    MAX_USERNAME_INPUT_CHARS 256  a username as sent (a new one must have 3-64
+                                  characters once normalized; see auth/rules.py)
+    (passwords: at most 1024 bytes of UTF-8, auth/rules.py; hashes: 64 hex
+    characters, files.parse_hash.)
+
+    CLIENT_MESSAGE_BYTES   4 MiB  the answer size a client accepts by default
+    PAGE_BUDGET_BYTES      1 MiB  ListFiles and Changes pages end before passing it
+"""
+
+from __future__ import annotations
+
+from .errors import InvalidArgument
+
+MAX_TAG_CHARS = 1024
+MAX_FILENAME_BYTES = 255
+MAX_PATH_BYTES = 4096
+MAX_DEVICE_ID_CHARS = 128
+MAX_DEVICE_NAME_CHARS = 256
+MAX_PAGE_TOKEN_CHARS = 128
+MAX_ID_CHARS = 128
+MAX_SECRET_CHARS = 1024
+MAX_USERNAME_INPUT_CHARS = 256
+
+CLIENT_MESSAGE_BYTES = 4 * 1024 * 1024
+PAGE_BUDGET_BYTES = 1024 * 1024
+
+
+def check_chars(value: str, field: str, limit: int) -> str:
+    """``value``, or InvalidArgument if it has more than ``limit`` characters."""
+    if len(value) > limit:
+        raise InvalidArgument(f"{field} may be at most {limit} characters long "
+                              f"(got {len(value)})")
+    return value
+
+
+def clip(value: str, limit: int = MAX_TAG_CHARS) -> str:
+    """``value`` cut to ``limit`` characters (for stored or read text, never for input)."""
+    return value if len(value) <= limit else value[:limit]
+
+
+def clip_utf8(value: str, limit: int) -> str:
+    """``value`` cut to at most ``limit`` bytes of UTF-8, on a character boundary."""
+    if len(value) * 4 <= limit or len(value.encode("utf-8")) <= limit:
+        return value
+    return value.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
