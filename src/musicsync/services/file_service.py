@@ -18,7 +18,7 @@ from ..limits import (
 from ..proto import file_pb2, file_pb2_grpc
 from ..uploads import Reader, Uploads
 from . import wire
-from .convert import encoded_size, file_entry, within_budget
+from .convert import encoded_size, file_entry
 
 DEFAULT_DOWNLOAD_CHUNK = 256 * 1024
 MAX_DOWNLOAD_CHUNK = 4 * 1024 * 1024 - 1024  # under the 4 MiB default client limit
@@ -98,12 +98,14 @@ class FileServicer(file_pb2_grpc.FileServiceServicer):
 
     async def Stat(self, request, context):
         entries, missing = await self._files.stat(current_principal().user_id, request.hashes)
-        files = [file_entry(e) for e in entries]
-        if encoded_size(files) > STAT_ANSWER_BUDGET:
-            fit = within_budget(files, STAT_ANSWER_BUDGET)
-            raise ResourceExhausted(
-                f"the {len(files)} files found do not fit in one Stat answer (4 MiB); ask for "
-                f"at most {fit} hashes per call")
+        files, size = [], 0
+        for entry in entries:  # built one at a time: stop as soon as the answer is too big
+            files.append(file_entry(entry))
+            size += encoded_size(files[-1:])
+            if size > STAT_ANSWER_BUDGET:
+                raise ResourceExhausted(
+                    f"the {len(entries)} files found do not fit in one Stat answer (4 MiB); "
+                    f"ask for at most {len(files) - 1} hashes per call")
         return file_pb2.StatResponse(files=files, missing=missing)
 
 
