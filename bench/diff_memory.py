@@ -124,7 +124,14 @@ async def main() -> None:
                     if (round_number + 1) % 25 == 0:
                         print(f"  after {round_number + 1} rounds: RSS "
                               f"{proc_status(pid, 'VmRSS'):.1f} MiB")
-                end = proc_status(pid, "VmRSS")
+                # RSS at rest: the last call's answer has arrived, but the server may
+                # still be freeing what it held; samples over two seconds, the last kept.
+                trail = []
+                for _ in range(10):
+                    await asyncio.sleep(0.2)
+                    trail.append(proc_status(pid, "VmRSS"))
+                print("  RSS at rest, every 0.2 s: " + " ".join(f"{r:.1f}" for r in trail))
+                end = trail[-1]
         finally:
             server.stop()
 
