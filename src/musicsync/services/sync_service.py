@@ -13,13 +13,9 @@ from ..errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
 from ..feed import DeviceRef, Feed, page_size, parse_device
 from ..interceptors import current_principal
 from ..proto import sync_pb2, sync_pb2_grpc
-from ..limits import CLIENT_MESSAGE_BYTES
+from ..limits import CLIENT_MESSAGE_BYTES, PAGE_BUDGET_BYTES
 from .convert import change_event, file_entry, filename, within_budget
 
-# What a client accepts in one message unless configured otherwise.
-CLIENT_MESSAGE_LIMIT = CLIENT_MESSAGE_BYTES
-# Keep each streamed answer well under that limit.
-MESSAGE_BUDGET = 1024 * 1024
 HASHES_PER_MESSAGE = 25_000
 # Request messages one Diff may send (each may carry 50,000 hashes): a bound on
 # a stream that sends empty messages for ever.
@@ -41,7 +37,7 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         files = [sync_pb2.FileInfo(hash=sha.hex(), filename=filename(name))
                  for sha, name in await listing.all_names(self._db, user_id)]
         response = sync_pb2.GetSyncResponse(files=files)
-        if response.ByteSize() > CLIENT_MESSAGE_LIMIT:
+        if response.ByteSize() > CLIENT_MESSAGE_BYTES:
             raise ResourceExhausted(
                 f"your library of {len(files)} songs no longer fits GetSync's single "
                 f"message (4 MiB); use ListFiles (paged) or Diff instead")
@@ -170,7 +166,7 @@ async def _drain(requests: AsyncIterator) -> None:
 
 async def _diff_messages(first: DiffPart, rest: AsyncIterator[DiffPart]
                          ) -> AsyncIterator[sync_pb2.DiffResponse]:
-    """The Diff's answer as messages of at most HASHES_PER_MESSAGE hashes / MESSAGE_BUDGET."""
+    """The Diff's answer as messages of at most HASHES_PER_MESSAGE hashes / PAGE_BUDGET_BYTES."""
     part: DiffPart | None = first
     while part is not None:
         for start in range(0, max(len(part.upload), len(part.delete)), HASHES_PER_MESSAGE):
@@ -182,7 +178,7 @@ async def _diff_messages(first: DiffPart, rest: AsyncIterator[DiffPart]
         message = sync_pb2.DiffResponse(cursor=part.cursor)
         for entry in part.download:
             message.download.append(file_entry(entry))
-            if message.ByteSize() >= MESSAGE_BUDGET:
+            if message.ByteSize() >= PAGE_BUDGET_BYTES:
                 yield message
                 message = sync_pb2.DiffResponse(cursor=part.cursor)
         if message.download:
