@@ -32,3 +32,11 @@ def test_transfer_benchmark_prints_its_result_line():
     assert set(figures) == {"up64k", "up1m", "down64k", "down1m", "rss_growth_mib",
                             "base_rss_growth_mib"}
     assert all(figures[key] > 0 for key in ("up64k", "up1m", "down64k", "down1m"))
+
+
+def test_soak_benchmark_prints_its_result_line():
+    figures = result_line("bench/soak.py", "--seconds", "3", "--sample", "1", "--devices", "4",
+                          "--users", "2")
+    assert set(figures) == {"calls_per_s", "errors", "rss_start_mib", "rss_end_mib",
+                            "rss_peak_mib"}
+    assert figures["calls_per_s"] > 0 and figures["rss_peak_mib"] > 0
