@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from musicsync.proto import auth_pb2, auth_pb2_grpc, file_pb2, file_pb2_grpc, sync_pb2, sync_pb2_grpc
+from musicsync.proto import (auth_pb2, auth_pb2_grpc, file_pb2, file_pb2_grpc, sync_pb2,
+                             sync_pb2_grpc)
 
 PASSWORD = "load test password"
 SHARED_SONGS = 2  # songs every user uploads
@@ -190,6 +191,10 @@ class Device:
         """Uploads a song; with ``own``, this device may delete it later."""
         data = song(salt, frames)
         sha = hashlib.sha256(data).hexdigest()
+        ledger = self.user.ledger
+        # Known as this user's before it is sent: a Diff of another device may see it
+        # committed before this device reads the answer.
+        ledger.recipes[sha] = (salt, frames)
 
         def requests():
             yield file_pb2.UploadRequest(metadata=file_pb2.FileMetadata(filename=filename))
@@ -201,8 +206,6 @@ class Device:
         if response.hash != sha:
             self.user.load.problems.add(f"{self.name}: upload answered {response.hash}, "
                                         f"its SHA-256 is {sha}")
-        ledger = self.user.ledger
-        ledger.recipes[sha] = (salt, frames)
         ledger.live.add(sha)
         ledger.deleted.discard(sha)
         self.held.add(sha)
@@ -265,8 +268,9 @@ class Device:
             for sha in (h.hex() for h in answer.delete):
                 self.held.discard(sha)
             for sha in (h.hex() for h in answer.upload):
+                state = "deleted since" if sha in ledger.deleted else "live"
                 problems.add(f"{self.name}: Diff asked to upload {sha}, which the server "
-                             f"acknowledged ({'deleted since' if sha in ledger.deleted else 'live'})")
+                             f"acknowledged ({state})")
                 salt, frames = ledger.recipes[sha]
                 await self.upload(salt, frames, "again.wav", own=False)
             for entry in answer.download:

@@ -120,7 +120,8 @@ async def main() -> None:
     calls = stats.calls
     calls_per_s = calls / elapsed
 
-    print(f"{calls} calls in {elapsed:.1f} s (the checks after it not counted): {calls_per_s:.1f} calls/s")
+    print(f"{calls} calls in {elapsed:.1f} s (the checks after it not counted): "
+          f"{calls_per_s:.1f} calls/s")
     print(f"{'RPC':<10} {'calls':>7} {'p50 ms':>8} {'p99 ms':>8}")
     for rpc, values in sorted(stats.latencies.items()):
         print(f"{rpc:<10} {len(values):>7} {statistics.median(values) * 1000:>8.1f} "
