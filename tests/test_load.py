@@ -71,3 +71,24 @@ async def test_twenty_devices_of_four_users_lose_nothing_and_see_only_their_own(
     assert len(load.stats.latencies["Diff"]) >= 20  # each device's last Diff at least
     uploads = sum(len(u.ledger.recipes) for u in load.users)
     assert uploads > 4 * 2  # more than the shared songs went up
+
+
+async def test_the_load_checks_notice_a_lost_song_and_a_song_of_another_user(tmp_path):
+    async with serving("one", tmp_path) as addresses:
+        load = Load(addresses, users=2, devices=2, strict=False)
+        try:
+            await load.start(REGISTRATION_KEY)
+            await load.run(3, seconds=60)
+            first, second = load.users
+            first.ledger.live.add("0" * 64)  # acknowledged, as far as the ledger knows
+            first.ledger.recipes["0" * 64] = ("never sent", 1)
+            shown = next(iter(second.ledger.live - set(first.ledger.recipes)))
+            second.ledger.recipes.pop(shown)  # as if the server showed another user's song
+            second.ledger.live.discard(shown)
+            problems = await load.check()
+        finally:
+            await load.close()
+    assert any("acknowledged songs are not listed" in p for p in problems), problems
+    assert any("songs listed that are deleted or were never this user's" in p
+               for p in problems), problems
+    assert any(f"Changes shows {shown}" in p for p in problems), problems
