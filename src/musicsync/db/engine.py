@@ -14,11 +14,11 @@ process in order, on an asyncio lock; then every process on one file lock
 the moment its holder lets go. Without it, the services run as separate
 processes met in the busy handler: the sync service's one write per Diff (the
 device's cursor) waited there behind the file service's uploads and deletes,
-and Diff took about twice as long as in one process (p50 377 ms against
-199 ms, p99 1,278 against 325; bench/soak.py, 20 devices). The file lock only
-orders writers; SQLite's own lock still guards the data, and the busy timeout
-still covers writers that do not take it (an older musicsync, the sqlite3
-shell).
+and Diff took longer than in one process (bench/soak.py, 20 devices, 120 s:
+p50 385 ms against 227 ms; with the file lock, 35 ms; README, "Services in
+separate processes"). The file lock only orders writers; SQLite's own lock
+still guards the data, and the busy timeout still covers writers that do not
+take it (an older musicsync, the sqlite3 shell).
 
 Every aiosqlite call is a hand-off to its connection thread and back (a cursor,
 each statement, each fetch, the rollback at the end), about ten per session,
