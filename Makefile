@@ -9,7 +9,7 @@ MOTO_SPEC := moto[server]>=5.0,<6
 BIN    := $(VENV)/bin
 BUF    := npx --yes @bufbuild/buf@1.75.0
 
-.PHONY: run test fuzz protos protos-check lint bench clean
+.PHONY: run test fuzz protos protos-check lint bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ lint:
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/transfer.py
 	$(BIN)/python bench/diff.py
+
+# 20 devices of 4 users for 2 minutes; SOAK_ARGS="--layout split --seconds 600" for more.
+soak: $(VENV)/.installed-dev
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) $(MOTO_VENV) .pytest_cache

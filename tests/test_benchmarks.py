@@ -39,3 +39,11 @@ def test_diff_memory_benchmark_prints_its_result_line():
     assert set(figures) == {"peak_growth_mib", "rss_start_mib", "rss_end_mib", "end_ratio",
                             "max_diff_ms"}
     assert figures["rss_end_mib"] > 0 and figures["max_diff_ms"] > 0
+
+
+def test_soak_benchmark_prints_its_result_line():
+    figures = result_line("bench/soak.py", "--seconds", "3", "--sample", "1", "--devices", "4",
+                          "--users", "2")
+    assert set(figures) == {"calls_per_s", "errors", "rss_start_mib", "rss_end_mib",
+                            "rss_peak_mib"}
+    assert figures["calls_per_s"] > 0 and figures["rss_peak_mib"] > 0

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
+import threading
 
 import grpc
 import pytest
@@ -195,5 +198,90 @@ async def test_a_write_session_holds_the_write_lock_before_its_first_statement(t
             other_program.execute("ROLLBACK")
         finally:
             other_program.close()
+    finally:
+        await db.close()
+
+
+def write_lock_is_free(database_file) -> bool:
+    """Whether another program could take musicsync's write-lock file now."""
+    fd = os.open(f"{database_file}-write-lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+async def mark(db: Database, key: str) -> None:
+    """A write transaction that holds the lock across turns of the event loop."""
+    async with db.write() as session:
+        await session.execute(text("INSERT INTO login_failures (username_key, failed_at) "
+                                   "VALUES (:key, 0)"), {"key": key})
+        await asyncio.sleep(0.001)
+        await session.execute(text("UPDATE login_failures SET failed_at = 1 "
+                                   "WHERE username_key = :key"), {"key": key})
+
+
+async def test_writers_of_several_processes_queue_rather_than_meet_in_sqlites_busy_handler(
+        tmp_path, no_busy_wait):
+    # Two Database objects open the file apart, as two processes (auth, file, sync) do.
+    path = str(tmp_path / "processes.db")
+    first, second = Database(path), Database(path)
+    try:
+        await migrate(first.writer_engine())
+        async with asyncio.TaskGroup() as group:
+            for number in range(40):
+                group.create_task(mark((first, second)[number % 2], f"user{number}"))
+        async with first.read() as session:
+            assert (await session.execute(text(
+                "SELECT count(*) FROM login_failures WHERE failed_at = 1"))).scalar() == 40
+        assert write_lock_is_free(path)
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_writer_cancelled_while_another_process_writes_leaves_the_lock_free(tmp_path):
+    path = str(tmp_path / "cancel.db")
+    first, second = Database(path), Database(path)
+    try:
+        await migrate(first.writer_engine())
+        async with first.write():
+            waiting = asyncio.create_task(mark(second, "cancelled"))
+            async with asyncio.timeout(10):  # until it waits in its thread for the lock
+                while not any(thread.name.startswith("musicsync-db-write-lock")
+                              for thread in threading.enumerate()):
+                    await asyncio.sleep(0.01)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+        await mark(first, "after")  # neither process is left waiting for itself
+        await mark(second, "after too")
+        async with asyncio.timeout(10):  # the cancelled wait's lock is let go once taken
+            while not write_lock_is_free(path):
+                await asyncio.sleep(0.01)
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_program_stuck_on_the_write_lock_file_delays_writers_but_does_not_stop_them(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr("musicsync.db.engine.WRITE_QUEUE_TIMEOUT", 0.2)
+    path = str(tmp_path / "stuck.db")
+    db = Database(path)
+    try:
+        await migrate(db.writer_engine())
+        stuck = os.open(f"{path}-write-lock", os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(stuck, fcntl.LOCK_EX)
+            await mark(db, "despite")
+        finally:
+            os.close(stuck)
+        async with db.read() as session:
+            assert (await session.execute(text(
+                "SELECT count(*) FROM login_failures WHERE failed_at = 1"))).scalar() == 1
     finally:
         await db.close()

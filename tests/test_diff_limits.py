@@ -12,8 +12,8 @@ from contextlib import AsyncExitStack
 import grpc
 import pytest
 
-from musicsync.diff import (MAX_DIFF_HASHES, MAX_DIFFS_PER_USER, RUN_HASHES, DiffSlots,
-                            PackedHashes)
+from musicsync.diff import (MAX_DIFF_HASHES, MAX_DIFFS_PER_USER, MAX_DIFFS_WAITING, RUN_HASHES,
+                            DiffSlots, PackedHashes)
 from musicsync.errors import ResourceExhausted
 from musicsync.proto import sync_pb2
 from musicsync.server import App
@@ -68,19 +68,31 @@ async def test_a_diff_spanning_several_runs_names_each_unknown_hash_once_and_in_
     assert sorted(e.hash for e in to_download) == sorted(sha.hex() for sha in library[:10])
 
 
-async def test_a_user_runs_at_most_two_diffs_at_once_and_a_third_is_refused():
-    # The slots themselves: over the wire, which of three Diffs arrives last is not
-    # something a test can see.
+async def test_an_account_runs_two_diffs_at_once_queues_eight_and_refuses_more():
+    # The slots themselves: over the wire, which Diff arrives last is not something a
+    # test can see.
     slots = DiffSlots()
     async with AsyncExitStack() as running:
         for _ in range(MAX_DIFFS_PER_USER):
             await running.enter_async_context(slots.hold(user_id=1))
-        with pytest.raises(ResourceExhausted, match=f"at most {MAX_DIFFS_PER_USER} at once"):
+        third_started = asyncio.Event()
+
+        async def third():
             async with slots.hold(user_id=1):
+                third_started.set()
+
+        async with asyncio.TaskGroup() as tasks:
+            queued = [tasks.create_task(third()) for _ in range(MAX_DIFFS_WAITING)]
+            await asyncio.sleep(0)  # one turn of the loop: each queued one reaches its wait
+            assert not third_started.is_set()
+            with pytest.raises(ResourceExhausted, match=f"at most {MAX_DIFFS_PER_USER} run"):
+                async with slots.hold(user_id=1):
+                    pass
+            async with slots.hold(user_id=2):  # another account is not held up
                 pass
-        async with slots.hold(user_id=2):  # another account is not held up
-            pass
-    async with slots.hold(user_id=1):  # the slots are free again
+            await running.aclose()  # the running ones end: the queued ones go
+        assert third_started.is_set() and all(task.done() for task in queued)
+    async with slots.hold(user_id=1):  # nothing is left held
         pass
 
 

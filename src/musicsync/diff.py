@@ -42,9 +42,11 @@ MAX_DIFF_HASHES = 500_000
 RUN_HASHES = 50_000
 # Entries fetched per query (SQLite's limit on bound parameters is far above).
 FETCH_BATCH = 1000
-# Diffs of one user running at once; more get RESOURCE_EXHAUSTED (a device
-# needs one, and a second covers a device reconnecting before its old call ended).
+# Diffs of one account running at once (each may hold 16 MB of hashes); up to
+# MAX_DIFFS_WAITING more wait their turn, unread (a family's devices syncing at
+# the same moment); beyond that RESOURCE_EXHAUSTED.
 MAX_DIFFS_PER_USER = 2
+MAX_DIFFS_WAITING = 8
 # Diffs comparing at once in the whole server; more wait their turn.
 MAX_DIFFS_COMPARING = 4
 
@@ -139,30 +141,41 @@ class DiffPart:
 
 
 class DiffSlots:
-    """Bounds the Diffs in progress: per user (refused beyond) and comparing (queued)."""
+    """Bounds the Diffs in progress: per account (a few run, a few more wait their turn
+    unread, the rest are refused) and comparing in the whole server (queued)."""
 
     def __init__(self, per_user: int = MAX_DIFFS_PER_USER,
+                 waiting_per_user: int = MAX_DIFFS_WAITING,
                  comparing: int = MAX_DIFFS_COMPARING) -> None:
         self._per_user = per_user
-        self._running: dict[int, int] = {}
+        self._most = per_user + waiting_per_user
+        self._users: dict[int, _AccountSlots] = {}
         self.comparing = asyncio.Semaphore(comparing)
 
     @asynccontextmanager
     async def hold(self, user_id: int):
-        running = self._running.get(user_id, 0)
-        if running >= self._per_user:
+        account = self._users.get(user_id)
+        if account is None:
+            account = self._users[user_id] = _AccountSlots(asyncio.Semaphore(self._per_user))
+        if account.calls >= self._most:
             raise ResourceExhausted(
-                f"{running} Diffs of this account are already in progress (at most "
-                f"{self._per_user} at once); wait for them to finish, then try again")
-        self._running[user_id] = running + 1
+                f"{account.calls} Diffs of this account are already running or waiting (at "
+                f"most {self._per_user} run at once and {self._most - self._per_user} wait); "
+                "wait for them to finish, then try again")
+        account.calls += 1
         try:
-            yield
+            async with account.running:
+                yield
         finally:
-            left = self._running[user_id] - 1
-            if left:
-                self._running[user_id] = left
-            else:
-                del self._running[user_id]
+            account.calls -= 1
+            if not account.calls:
+                del self._users[user_id]
+
+
+@dataclass
+class _AccountSlots:
+    running: asyncio.Semaphore
+    calls: int = 0  # running and waiting
 
 
 async def diff(db: Database, user_id: int, held: HeldHashes, cursor: int
