@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import signal
 import sqlite3
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from musicsync.proto import auth_pb2, auth_pb2_grpc, file_pb2, file_pb2_grpc
 
 from .conftest import PASSWORD, REGISTRATION_KEY
-from .helpers import ServerProcess, free_port
+from .helpers import ServerProcess, free_port, wait_until
 from .transfer import leftovers, stored_blobs, upload_requests, wav_bytes
 
 ENV = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "1024", "ARGON2_PARALLELISM": "1",
@@ -21,22 +22,14 @@ ENV = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "1024", "ARGON2_PARALLELISM
 BIG_SONG = wav_bytes(1300, salt=b"crash")  # about 20.8 MB
 
 
-def start_server(data: Path, port: int, log: Path) -> ServerProcess:
+def start_server(data: Path, port: int, log: Path, **env: str) -> ServerProcess:
     return ServerProcess(["serve", "--data-dir", str(data), "--auth-port", str(port),
-                          "--file-port", "0", "--sync-port", "0"], ENV, log)
+                          "--file-port", "0", "--sync-port", "0"], {**ENV, **env}, log)
 
 
 def library_hashes(data: Path) -> list[str]:
     with sqlite3.connect(data / "musicsync.db") as db:
         return [row[0].hex() for row in db.execute("SELECT sha256 FROM library")]
-
-
-async def wait_until(predicate, what: str) -> None:
-    for _ in range(300):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -125,5 +118,46 @@ async def test_sigkill_mid_resumable_upload_resumes_from_the_last_checkpoint(tmp
             assert hashlib.sha256(downloaded).hexdigest() == sha
         assert leftovers(data) == [] and library_hashes(data) == [sha]
         assert [p.name for p in stored_blobs(data)] == [sha]
+    finally:
+        restarted.stop()
+
+
+def partial_bytes(data: Path) -> int:
+    return sum(p.stat().st_size for p in (data / "blobs" / ".partial").glob("*"))
+
+
+async def test_a_graceful_stop_mid_resumable_upload_records_every_byte_received(tmp_path, port):
+    data = tmp_path / "data"
+    sent = 16_500_000
+    sha = hashlib.sha256(BIG_SONG).hexdigest()
+    request = file_pb2.StartUploadRequest(sha256=sha, size=len(BIG_SONG))
+    # The stream stays open: the server cancels it when the grace period is over.
+    server = start_server(data, port, tmp_path / "log1", SHUTDOWN_GRACE="1")
+    try:
+        await server.wait_serving(port)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            meta = await sign_in(channel, register=True)
+            files = file_pb2_grpc.FileServiceStub(channel)
+            session = await files.StartUpload(request, metadata=meta)
+            call = files.Upload(metadata=meta)
+            await call.write(file_pb2.UploadRequest(metadata=file_pb2.FileMetadata(
+                upload_id=session.upload_id)))
+            for start in range(0, sent, 64 * 1024):
+                end = min(start + 64 * 1024, sent)
+                await call.write(file_pb2.UploadRequest(chunk=BIG_SONG[start:end]))
+            await wait_until(lambda: partial_bytes(data) >= sent - 256 * 1024,
+                             "the bytes to reach the server")
+            assert server.stop(signal.SIGINT) == 0
+            call.cancel()
+    finally:
+        server.kill()
+    restarted = start_server(data, port, tmp_path / "log2")
+    try:
+        await restarted.wait_serving(port)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            meta = await sign_in(channel, register=False)
+            resumed = await file_pb2_grpc.FileServiceStub(channel).StartUpload(
+                request, metadata=meta)
+            assert (resumed.upload_id, resumed.offset) == (session.upload_id, sent)
     finally:
         restarted.stop()

@@ -357,7 +357,7 @@ class Uploads:
             raise
         finally:
             if keep:
-                await asyncio.shield(self._suspend(row.id, staged))
+                await _unstoppable(self._suspend(row.id, staged))
 
     async def _suspend(self, upload_id: str, staged: StagedBlob) -> None:
         try:
@@ -447,6 +447,27 @@ class IdleLimit:
 
     def close(self) -> None:
         self._timer.cancel()
+
+
+async def _unstoppable(work: Awaitable[None]) -> None:
+    """Runs ``work`` to its end even if the caller is cancelled, once or more, meanwhile.
+
+    Saving an interrupted upload's progress must outlive the cancellation that
+    interrupted it: at a server stop grpc cancels the handler, and a handler that
+    returned early (asyncio.shield alone lets a second cancellation through) would
+    let the shutdown close the database before the offset is recorded. The
+    cancellation is passed on once the work is done.
+    """
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    task.result()
 
 
 def _read_staged_audio(staged: StagedBlob):
