@@ -159,3 +159,52 @@ async def test_a_complete_upload_the_storage_cannot_publish_is_kept_for_a_retry(
     assert response.hash == sha(SONG) and response.file.filename == "kept.wav"
     assert (await download(client, sha(SONG)))[0] == SONG
     assert leftovers(settings.data_dir) == [] and len(stored_blobs(settings.data_dir)) == 1
+
+
+async def test_bytes_a_partial_holds_beyond_the_recorded_offset_are_taken_up(client, alice,
+                                                                            settings):
+    # As after a crash: the partial holds more than the session's recorded offset.
+    session = await start(client)
+    await status_of(client.file.Upload(resume_requests(session.upload_id, 0, SONG[:100_000]),
+                                       metadata=client.meta()))
+    with open(settings.data_dir / "blobs" / ".partial" / session.upload_id, "ab") as partial:
+        partial.write(SONG[100_000:250_000])
+    resumed = await start(client)
+    assert resumed.offset == 250_000
+    response = await client.file.Upload(resume_requests(session.upload_id, 250_000, SONG),
+                                        metadata=client.meta())
+    assert response.hash == sha(SONG)
+
+
+async def test_damaged_bytes_kept_through_a_crash_are_dropped_back_to_the_recorded_offset(
+        client, alice, settings):
+    # A machine crash can leave garbage where the last unflushed bytes were.
+    session = await start(client)
+    await status_of(client.file.Upload(resume_requests(session.upload_id, 0, SONG[:100_000]),
+                                       metadata=client.meta()))
+    with open(settings.data_dir / "blobs" / ".partial" / session.upload_id, "ab") as partial:
+        partial.write(b"\xff" * 150_000)  # (this song's own bytes are mostly zeros)
+    resumed = await start(client)
+    assert resumed.offset == 250_000
+    code, message = await status_of(client.file.Upload(
+        resume_requests(session.upload_id, 250_000, SONG), metadata=client.meta()))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "continue from byte 100000" in message
+    assert (await start(client)).offset == 100_000
+    response = await client.file.Upload(resume_requests(session.upload_id, 100_000, SONG),
+                                        metadata=client.meta())
+    assert response.hash == sha(SONG)
+    assert (await download(client, sha(SONG)))[0] == SONG
+    assert leftovers(settings.data_dir) == [] and len(stored_blobs(settings.data_dir)) == 1
+
+
+async def test_a_session_whose_partial_was_lost_starts_again_from_byte_0(client, alice,
+                                                                         settings):
+    session = await start(client)
+    await status_of(client.file.Upload(resume_requests(session.upload_id, 0, SONG[:100_000]),
+                                       metadata=client.meta()))
+    (settings.data_dir / "blobs" / ".partial" / session.upload_id).unlink()
+    again = await start(client)
+    assert (again.upload_id, again.offset) == (session.upload_id, 0)
+    response = await client.file.Upload(resume_requests(session.upload_id, 0, SONG),
+                                        metadata=client.meta())
+    assert response.hash == sha(SONG)

@@ -273,18 +273,41 @@ class Uploads:
                 UploadSession.user_id == user_id, UploadSession.sha256 == sha256))
             if row is not None and row.expires_at > now and row.size == size:
                 row.expires_at = now + self.session_ttl
-                return SessionInfo(row.id, row.committed, row.expires_at, complete=False)
-            if row is not None:  # expired, or the size changed: start over
-                stale = row.id
-                await session.delete(row)
-                await session.flush()
-            row = UploadSession(id=secrets.token_urlsafe(18), user_id=user_id, sha256=sha256,
-                                size=size, committed=0, created_at=now,
-                                expires_at=now + self.session_ttl)
-            session.add(row)
+                found = SessionInfo(row.id, row.committed, row.expires_at, complete=False)
+            else:
+                found = None
+                if row is not None:  # expired, or the size changed: start over
+                    stale = row.id
+                    await session.delete(row)
+                    await session.flush()
+                row = UploadSession(id=secrets.token_urlsafe(18), user_id=user_id,
+                                    sha256=sha256, size=size, committed=0, created_at=now,
+                                    expires_at=now + self.session_ttl)
+                session.add(row)
         if stale is not None:
             await self.files.store.drop_partial(stale)
-        return SessionInfo(row.id, 0, row.expires_at, complete=False)
+        if found is None:
+            return SessionInfo(row.id, 0, row.expires_at, complete=False)
+        if found.upload_id in self._streaming:  # a stream is adding to it: where it stands now
+            return found
+        offset = await self._resume_offset(found.upload_id, found.offset, size)
+        if offset is None:  # its partial data is lost: from the start again
+            await self._record_offset(found.upload_id, 0)
+            await self.files.store.drop_partial(found.upload_id)
+            offset = 0
+        return SessionInfo(found.upload_id, offset, found.expires_at, complete=False)
+
+    async def _resume_offset(self, upload_id: str, committed: int, size: int) -> int | None:
+        """Where a session continues: after every byte its partial holds, which is at least
+        the recorded offset ``committed`` (None if it holds less: the data was lost).
+
+        The recorded offset is only updated at checkpoints and when a stream stops;
+        after a crash the partial holds more, and those bytes are taken up too (a
+        torn tail is caught by the final hash check, see _continue)."""
+        held = await self.files.store.partial_size(upload_id)
+        if held < committed:
+            return None
+        return min(held, size)
 
     async def _receive_resumable(self, user_id: int, meta, declared_sha: bytes | None,
                                  declared_size: int | None, first_chunk: bytes | memoryview | None,
@@ -299,15 +322,18 @@ class Uploads:
             raise InvalidArgument("metadata.sha256 differs from the upload session's hash")
         if declared_size is not None and declared_size != row.size:
             raise InvalidArgument("metadata.size differs from the upload session's size")
-        if meta.offset != row.committed:
-            raise FailedPrecondition(f"this upload continues at byte {row.committed}, not "
-                                     f"{meta.offset}: send the file from byte {row.committed}")
         if upload_id in self._streaming:
             raise FailedPrecondition("this upload is already being sent on another stream")
         self._streaming.add(upload_id)
         try:
+            offset = await self._resume_offset(upload_id, row.committed, row.size)
+            if offset is not None and meta.offset != offset:
+                raise FailedPrecondition(f"this upload continues at byte {offset}, not "
+                                         f"{meta.offset}: send the file from byte {offset}")
             try:
-                staged = await self.files.store.resume(upload_id, row.committed)
+                if offset is None:
+                    raise BlobMissing(upload_id)
+                staged = await self.files.store.resume(upload_id, offset)
             except BlobMissing:
                 await self._end_session(upload_id)
                 raise FailedPrecondition("the server lost this upload's partial data; call "
@@ -321,9 +347,13 @@ class Uploads:
         async def checkpoint() -> None:
             await self._record_offset(row.id, await staged.flush())
 
+        # Bytes taken up from the partial beyond the recorded offset: held by the
+        # partial after a crash, not known to be durable (see _resume_offset).
+        unchecked = staged.size > row.committed
         # What arrived is kept (even when the client vanished mid-stream), unless the file
         # is complete and then turns out bad or is published.
         keep = True
+        rewound = False  # kept up to the recorded offset only
         try:
             quota, _ = await self.files.quota(user_id)
             await self._pump(staged, first_chunk, read, total=row.size, quota=quota,
@@ -332,11 +362,23 @@ class Uploads:
                 raise FailedPrecondition(
                     f"the stream ended after {staged.size} of {row.size} bytes; they are kept: "
                     f"continue from byte {staged.size}")
-            keep = False
             if staged.hexdigest() != row.sha256.hex():
+                keep = False
+                if unchecked:
+                    rewound = True
+                    await self._rewind(row, staged)
+                    raise FailedPrecondition(
+                        f"the file does not hash to the session's {row.sha256.hex()}: the "
+                        f"bytes after byte {row.committed}, kept through a server crash, may "
+                        f"be damaged and were dropped; continue from byte {row.committed}")
                 raise DataLoss(f"the bytes received hash to {staged.hexdigest()}, not to the "
                                f"session's {row.sha256.hex()}; the upload was discarded, "
                                "start it again")
+            # Verified: recorded as complete before the blob is published, so that a
+            # crash between the store's publish and the library's commit leaves a
+            # session that recover() completes at the next start.
+            await self._record_offset(row.id, await staged.flush())
+            keep = False
             try:
                 entry = await self._publish(user_id, staged, meta)
             except (StorageUnavailable, StorageFull) as exc:
@@ -351,13 +393,19 @@ class Uploads:
             await self._end_session(row.id, drop_partial=False)
             return entry
         except BaseException:
-            if not keep:  # complete but bad: nothing of it is worth keeping
+            if not keep and not rewound:  # complete but bad: nothing of it is worth keeping
                 await staged.abort()
-                await self._end_session(row.id)
+                await self._end_session(row.id, drop_partial=not staged.published)
             raise
         finally:
             if keep:
                 await _unstoppable(self._suspend(row.id, staged))
+
+    async def _rewind(self, row: UploadSession, staged: StagedBlob) -> None:
+        """Cuts the partial back to the session's recorded (durable) offset."""
+        await staged.suspend()
+        again = await self.files.store.resume(row.id, row.committed)
+        await self._record_offset(row.id, await again.suspend())
 
     async def _suspend(self, upload_id: str, staged: StagedBlob) -> None:
         try:

@@ -274,6 +274,11 @@ class S3BlobStore:
         await staged._restore(committed)
         return staged
 
+    async def partial_size(self, upload_id: str) -> int:
+        held = [(obj.object_name, obj.size) async for obj in
+                self._list("resume", self._partial_prefix(upload_id), recursive=True)]
+        return _contiguous(sorted(held), self._partial_prefix(upload_id), self.part_size)
+
     async def drop_partial(self, upload_id: str) -> None:
         prefix = self._partial_prefix(upload_id)
         names = [obj.object_name async for obj in self._list("delete", prefix, recursive=True)]
@@ -541,13 +546,7 @@ class _StagedObjects:
         held = [(obj.object_name, obj.size)
                 async for obj in store._list("resume", self._prefix, recursive=True)]
         held.sort()
-        valid = 0
-        for index, (name, size) in enumerate(held):
-            if name != self._name(index) or size > part:
-                break
-            valid += size
-            if size < part:
-                break
+        valid = _contiguous(held, self._prefix, part)
         if valid < committed:
             raise BlobMissing(f"partial {self._prefix} holds {valid} bytes, expected {committed}")
         self._touched = bool(held)
@@ -562,7 +561,9 @@ class _StagedObjects:
             self._tail = bytearray(tail)
         self._parts = full
         self._size = self._durable = committed
-        # Bytes past the last checkpoint are not trusted: drop the objects holding them.
+        if rest and dict(held).get(self._name(full)) != rest:
+            self._durable = full * part  # the object holding the tail holds more: put it again
+        # Bytes past what the caller takes up are dropped, with the objects holding them.
         keep = {self._name(index) for index in range(full + (1 if rest else 0))}
         beyond = [name for name, _ in held if name not in keep]
         if beyond:
@@ -670,6 +671,19 @@ def _timed_out(exc: BaseException) -> bool:
     reason = getattr(exc, "reason", None)
     return isinstance(exc, (urllib3.exceptions.TimeoutError, TimeoutError)) or (
         reason is not None and _timed_out(reason))
+
+
+def _contiguous(held: list[tuple[str, int]], prefix: str, part: int) -> int:
+    """The bytes of a partial's part objects (sorted by name) that follow each other
+    from the first: numbered from 0 without a gap, each full but the last."""
+    valid = 0
+    for index, (name, size) in enumerate(held):
+        if name != f"{prefix}{index:05d}" or size > part:
+            break
+        valid += size
+        if size < part:
+            break
+    return valid
 
 
 def _take(objects: Iterator[_T], n: int) -> list[_T]:
