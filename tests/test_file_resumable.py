@@ -8,9 +8,10 @@ import hashlib
 import grpc
 
 from musicsync.proto import auth_pb2, file_pb2
+from musicsync.server import App
 
 from .conftest import PASSWORD, REGISTRATION_KEY
-from .helpers import status_of
+from .helpers import Client, status_of
 from .transfer import download, leftovers, stored_blobs, upload_requests, wav_bytes
 
 SONG = wav_bytes(40, salt=b"resumable")  # 640 KB
@@ -208,3 +209,38 @@ async def test_a_session_whose_partial_was_lost_starts_again_from_byte_0(client,
     response = await client.file.Upload(resume_requests(session.upload_id, 0, SONG),
                                         metadata=client.meta())
     assert response.hash == sha(SONG)
+
+
+async def test_a_session_whose_blob_was_published_before_a_crash_completes_after_restart(
+        settings):
+    song_sha = sha(SONG)
+    blob = settings.data_dir / "blobs" / song_sha[:2] / song_sha[2:4] / song_sha
+    async with App(settings) as app, Client(app) as client:
+        client.token = (await client.auth.Register(auth_pb2.RegisterRequest(
+            username="alice", password=PASSWORD, security_key=REGISTRATION_KEY))).token
+        session = await start(client)
+        # The whole file arrives and is recorded as complete, but cannot be published
+        # (its folder cannot be made), so the server stops before listing it.
+        blob.parent.parent.parent.mkdir(parents=True, exist_ok=True)
+        blob.parent.parent.write_bytes(b"")
+        code, _ = await status_of(client.file.Upload(
+            resume_requests(session.upload_id, 0, SONG), metadata=client.meta()))
+        assert code == grpc.StatusCode.UNAVAILABLE
+    # What a crash right after the store's publish leaves: the partial moved into place
+    # as the blob, the session still open, no library entry.
+    blob.parent.parent.unlink()
+    blob.parent.mkdir(parents=True)
+    (settings.data_dir / "blobs" / ".partial" / session.upload_id).rename(blob)
+
+    async with App(settings) as app, Client(app) as client:
+        assert stored_blobs(settings.data_dir) == []  # taken back: not left unlisted
+        client.token = (await client.auth.Login(auth_pb2.LoginRequest(
+            username="alice", password=PASSWORD))).token
+        again = await start(client)
+        assert (again.upload_id, again.offset) == (session.upload_id, len(SONG))
+        response = await client.file.Upload(
+            resume_requests(session.upload_id, len(SONG), SONG, filename="kept.wav"),
+            metadata=client.meta())
+        assert response.hash == song_sha and response.file.filename == "kept.wav"
+        assert (await download(client, song_sha))[0] == SONG
+        assert leftovers(settings.data_dir) == [] and stored_blobs(settings.data_dir) == [blob]

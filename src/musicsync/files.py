@@ -150,7 +150,7 @@ class Files:
                     entry, change = await put_entry(session, user_id, sha256, size, filename,
                                                     tags, self.now())
             except BaseException:
-                await self._retire_if_unreferenced(sha256)
+                await self.retire_if_unreferenced(sha256)
                 raise
         if change is not None:
             await self.notifier.published(user_id, entry.seq)
@@ -182,7 +182,7 @@ class Files:
         if already is None and used + size > quota:
             raise quota_exceeded(size, quota - used)
 
-    async def _retire_if_unreferenced(self, sha256: bytes) -> None:
+    async def retire_if_unreferenced(self, sha256: bytes) -> None:
         """Deletes a blob nobody lists (call with the hash's lock held)."""
         async with self.db.write() as session:
             if await blob_is_referenced(session, sha256):

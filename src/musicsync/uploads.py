@@ -425,6 +425,57 @@ class Uploads:
         if drop_partial:
             await self.files.store.drop_partial(upload_id)
 
+    async def recover(self) -> int:
+        """Takes back the blobs of sessions that a crash stopped while publishing them.
+
+        A session's file is recorded as complete (offset = size) before its blob is
+        published, and the session ends in the transaction that lists it: a session
+        still complete, with its blob in the store but no library listing it, was
+        stopped in between. Its blob goes back to being the session's partial, so
+        that StartUpload answers its size and an Upload with no chunks (bringing the
+        client's filename and tags) finishes it, and nothing is left unlisted in the
+        store. Run at start-up; returns how many sessions it took back.
+        """
+        async with self.files.db.read() as session:
+            rows = (await session.scalars(select(UploadSession).where(
+                UploadSession.committed == UploadSession.size))).all()
+        recovered = 0
+        for row in rows:
+            if row.id in self._streaming:
+                continue
+            async with self.files.locks.hold(row.sha256):
+                if await self.files.entry(row.user_id, row.sha256) is not None:
+                    await self._end_session(row.id)  # it was listed: the session is done
+                    continue
+                hex_sha = row.sha256.hex()
+                if await self.files.store.size(hex_sha) != row.size:
+                    continue  # not published: the partial holds the file
+                if await self.files.store.partial_size(row.id) < row.size:
+                    try:
+                        await self._unpublish(row, hex_sha)
+                    except BlobMissing as exc:  # the client sends the file again
+                        log.warning("upload %s starts again: %s", row.id, exc)
+                        await self._record_offset(row.id, 0)
+                await self.files.retire_if_unreferenced(row.sha256)
+                recovered += 1
+        if recovered:
+            log.info("took back %d uploads that a crash stopped while being published; their "
+                     "clients finish them", recovered)
+        return recovered
+
+    async def _unpublish(self, row: UploadSession, hex_sha: str) -> None:
+        """Copies a published blob back into the session's partial."""
+        staged = await self.files.store.resume(row.id, 0)
+        try:
+            async for block in self.files.store.read(hex_sha):
+                await staged.write([block])
+            if staged.hexdigest() != hex_sha:
+                raise BlobMissing(f"the stored {hex_sha} is damaged")
+            await staged.suspend()
+        except BaseException:
+            await staged.abort()
+            raise
+
     async def sweep(self) -> tuple[int, int]:
         """Drops expired sessions and partials without a session; returns how many of each."""
         now = self.files.now()
