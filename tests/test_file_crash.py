@@ -12,8 +12,9 @@ import grpc
 import pytest
 
 from musicsync.proto import auth_pb2, auth_pb2_grpc, file_pb2, file_pb2_grpc
+from musicsync.server import App
 
-from .conftest import PASSWORD, REGISTRATION_KEY
+from .conftest import PASSWORD, REGISTRATION_KEY, make_settings
 from .helpers import ServerProcess, free_port, wait_until
 from .transfer import leftovers, stored_blobs, upload_requests, wav_bytes
 
@@ -161,3 +162,24 @@ async def test_a_graceful_stop_mid_resumable_upload_records_every_byte_received(
             assert (resumed.upload_id, resumed.offset) == (session.upload_id, sent)
     finally:
         restarted.stop()
+
+
+async def test_a_plain_upload_stopped_between_store_and_library_leaves_nothing_after_restart(
+        tmp_path):
+    settings = make_settings(tmp_path / "data")
+    song = wav_bytes(3, salt=b"half published")
+    digest = hashlib.sha256(song).hexdigest()
+    async with App(settings):
+        pass
+    # What a crash right after the store's commit leaves: the blob in place and its
+    # record, written before the commit, but no library entry (nothing acknowledged).
+    blob = settings.data_dir / "blobs" / digest[:2] / digest[2:4] / digest
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(song)
+    with sqlite3.connect(settings.data_dir / "musicsync.db") as db:
+        db.execute("INSERT INTO blobs (sha256, size, created_at, corrupt) VALUES (?, ?, 0, 0)",
+                   (bytes.fromhex(digest), len(song)))
+    async with App(settings):
+        assert stored_blobs(settings.data_dir) == []
+        with sqlite3.connect(settings.data_dir / "musicsync.db") as db:
+            assert db.execute("SELECT count(*) FROM blobs").fetchone() == (0,)

@@ -201,6 +201,7 @@ class App:
         """Opens the blob store, recovers uploads a crash stopped and sweeps stale ones."""
         await self.store.open()
         await self.uploads.recover()
+        await self.files.recover()
         await self.uploads.sweep()
 
     async def _watch_storage(self) -> None:
