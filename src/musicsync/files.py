@@ -206,20 +206,29 @@ class Files:
             raise quota_exceeded(size, quota - used)
 
     async def retire_if_unreferenced(self, sha256: bytes) -> None:
-        """Deletes a blob nobody lists (call with the hash's lock held)."""
-        async with self.db.write() as session:
+        """Deletes a blob nobody lists, then its record (call with the hash's lock held).
+
+        The record goes last: a crash after the blob's deletion leaves a record
+        without an entry, which recover() clears at the next start, never a
+        blob that no record or entry knows."""
+        async with self.db.read() as session:
             if await blob_is_referenced(session, sha256):
                 return
-            await session.execute(delete(Blob).where(Blob.sha256 == sha256))
-        await self._delete_blob(sha256)
+        if not await self._delete_blob(sha256):
+            return  # the record stays: recover() or `musicsync gc` try again
+        async with self.db.write() as session:
+            if not await blob_is_referenced(session, sha256):
+                await session.execute(delete(Blob).where(Blob.sha256 == sha256))
 
-    async def _delete_blob(self, sha256: bytes) -> None:
+    async def _delete_blob(self, sha256: bytes) -> bool:
         try:
             await self.store.delete(sha256.hex())
         except StorageUnavailable:
             # The library no longer lists it; `musicsync gc` removes the orphan later.
             log.warning("could not delete unreferenced blob %s now; `musicsync gc` will",
                         sha256.hex())
+            return False
+        return True
 
     # -- Reading ----------------------------------------------------------------------
 
@@ -276,11 +285,8 @@ class Files:
                 if not await remove_entry(session, user_id, sha256, self.now()):
                     return False
                 seq = await session.scalar(select(User.last_seq).where(User.id == user_id))
-                orphan = not await blob_is_referenced(session, sha256)
-                if orphan:
-                    await session.execute(delete(Blob).where(Blob.sha256 == sha256))
-            if orphan:
-                await self._delete_blob(sha256)
+            # Unlisted now, the blob is deleted before its record (see retire_if_unreferenced).
+            await self.retire_if_unreferenced(sha256)
         await self.notifier.published(user_id, seq)
         return True
 
