@@ -270,6 +270,17 @@ async def test_a_partial_cut_back_by_resume_holds_only_the_bytes_kept(store, cut
     assert await resumed.commit() == sha(BIG)
 
 
+@pytest.mark.parametrize("size", [1000, PART + 100])
+async def test_a_blob_flushed_just_before_its_commit_is_published_whole(store, size):
+    # A resumable upload's complete file is flushed (and recorded) before its commit.
+    staged = await store.resume("upload-7", 0)
+    await staged.write([BIG[:size]])
+    assert await staged.flush() == size
+    assert await staged.commit() == sha(BIG[:size])
+    assert await read_all(store, sha(BIG[:size])) == BIG[:size]
+    assert await partials(store) == set()
+
+
 async def test_resume_of_more_than_the_partial_holds_raises_blob_missing(store):
     staged = await store.resume("upload-3", 0)
     await staged.write([b"x" * 1000])

@@ -48,6 +48,7 @@ from urllib.parse import quote
 import certifi
 import urllib3
 from minio import Minio
+from minio.commonconfig import CopySource
 from minio.datatypes import Part
 from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, S3Error, ServerError
@@ -466,7 +467,11 @@ class _StagedObjects:
         final = _blob_key(sha256)
         store = self._store
         if await self._run("commit", _size_or_none, store, final) is None:
-            if self._parts == 0:
+            if self._parts == 0 and self._tail_stored():
+                source = CopySource(store.bucket, self._name(0))
+                await self._run("commit", store._client.copy_object, store.bucket, final,
+                                source, nbytes=len(self._tail))
+            elif self._parts == 0:
                 await self._run("commit", store._client._put_object, store.bucket, final,
                                 memoryview(self._tail), nbytes=len(self._tail))
             else:
@@ -500,7 +505,9 @@ class _StagedObjects:
             async with asyncio.TaskGroup() as group:
                 copies = [group.create_task(copy(i)) for i in range(self._parts)]
             parts = [task.result() for task in copies]
-            if self._tail:
+            if self._tail_stored():
+                parts.append(await copy(self._parts))
+            elif self._tail:
                 etag = await store._call("commit", client._upload_part, bucket, final,
                                          memoryview(self._tail), None, upload_id,
                                          self._parts + 1, nbytes=len(self._tail))
@@ -519,6 +526,11 @@ class _StagedObjects:
             if first is exc:
                 raise
             raise first from None
+
+    def _tail_stored(self) -> bool:
+        """Whether the tail is held by an object too (flushed since its last byte):
+        commit then copies it server-side instead of sending it again."""
+        return bool(self._tail) and self._durable == self._size
 
     async def abort(self) -> None:
         """Deletes the part objects; if the store does not answer, the purge does later."""
