@@ -9,7 +9,7 @@ MOTO_SPEC := moto[server]>=5.0,<6
 BIN    := $(VENV)/bin
 BUF    := npx --yes @bufbuild/buf@1.75.0
 
-.PHONY: run test protos protos-check lint bench clean
+.PHONY: run test stress protos protos-check lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ $(MOTO_VENV)/.installed:
 
 test: $(VENV)/.installed-dev $(MOTO_VENV)/.installed protos-check
 	MOTO_PYTHON=$(abspath $(MOTO_VENV))/bin/python $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The kill suite at length: SIGKILL the server at 60 random moments (tests/test_kill.py).
+MUSICSYNC_KILL_ROUNDS ?= 60
+stress: $(VENV)/.installed-dev
+	MUSICSYNC_KILL_ROUNDS=$(MUSICSYNC_KILL_ROUNDS) $(BIN)/python -m pytest tests/test_kill.py $(PYTEST_ARGS)
 
 protos: $(VENV)/.installed-dev
 	$(BIN)/python scripts/gen_protos.py
