@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import shutil
 import signal
 import sqlite3
 from pathlib import Path
@@ -15,7 +16,7 @@ from musicsync.proto import auth_pb2, auth_pb2_grpc, file_pb2, file_pb2_grpc
 from musicsync.server import App
 
 from .conftest import PASSWORD, REGISTRATION_KEY, make_settings
-from .helpers import ServerProcess, free_port, wait_until
+from .helpers import Client, ServerProcess, free_port, wait_until
 from .transfer import leftovers, stored_blobs, upload_requests, wav_bytes
 
 ENV = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "1024", "ARGON2_PARALLELISM": "1",
@@ -180,3 +181,30 @@ async def test_a_plain_upload_stopped_between_store_and_library_leaves_nothing_a
         assert stored_blobs(settings.data_dir) == []
         with sqlite3.connect(settings.data_dir / "musicsync.db") as db:
             assert db.execute("SELECT count(*) FROM blobs").fetchone() == (0,)
+
+
+async def test_a_deleted_song_keeps_its_blob_record_until_the_blob_is_gone(tmp_path):
+    # The record goes after the blob: a crash between the two (here: a store that
+    # cannot delete the blob now) leaves a record for the next start to finish.
+    settings = make_settings(tmp_path / "data")
+    song = wav_bytes(3, salt=b"deleted")
+    digest = hashlib.sha256(song).hexdigest()
+    blob = settings.data_dir / "blobs" / digest[:2] / digest[2:4] / digest
+
+    def records() -> int:
+        with sqlite3.connect(settings.data_dir / "musicsync.db") as db:
+            return db.execute("SELECT count(*) FROM blobs").fetchone()[0]
+
+    async with App(settings) as app, Client(app) as client:
+        client.token = (await client.auth.Register(auth_pb2.RegisterRequest(
+            username="alice", password=PASSWORD, security_key=REGISTRATION_KEY))).token
+        await client.file.Upload(upload_requests(song), metadata=client.meta())
+        blob.unlink()
+        (blob / "in-the-way").mkdir(parents=True)  # unlink of the blob fails now
+        deleted = await client.file.Delete(file_pb2.DeleteRequest(hash=digest),
+                                           metadata=client.meta())
+        assert deleted.success and records() == 1
+    shutil.rmtree(blob)
+    blob.write_bytes(song)  # the store can delete it again
+    async with App(settings):
+        assert stored_blobs(settings.data_dir) == [] and records() == 0
