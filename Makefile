@@ -37,8 +37,9 @@ test: $(VENV)/.installed-dev $(MOTO_VENV)/.installed protos-check
 
 # The kill suite at length: SIGKILL the server at 60 random moments (tests/test_kill.py).
 MUSICSYNC_KILL_ROUNDS ?= 60
-stress: $(VENV)/.installed-dev
-	MUSICSYNC_KILL_ROUNDS=$(MUSICSYNC_KILL_ROUNDS) $(BIN)/python -m pytest tests/test_kill.py $(PYTEST_ARGS)
+stress: $(VENV)/.installed-dev $(MOTO_VENV)/.installed
+	MUSICSYNC_KILL_ROUNDS=$(MUSICSYNC_KILL_ROUNDS) MOTO_PYTHON=$(abspath $(MOTO_VENV))/bin/python \
+		$(BIN)/python -m pytest tests/test_kill.py $(PYTEST_ARGS)
 
 protos: $(VENV)/.installed-dev
 	$(BIN)/python scripts/gen_protos.py
