@@ -9,7 +9,8 @@ upload chunks, and restarts it on the same data. Then:
 - `musicsync fsck --grace 0s` is clean (exit 0): no blob that no library lists,
   however young, no listed blob missing or damaged;
 - every acknowledged upload is listed and downloads with its SHA-256, every
-  acknowledged delete is gone;
+  acknowledged delete is gone, and a Diff of the acknowledged songs finds
+  nothing to upload, download or delete;
 - every resumable session resumes from at least the offset StartUpload last
   answered for it (or is complete);
 - no temporary file is left behind (local folder; on S3 stages are purged
@@ -277,6 +278,11 @@ async def check_after_restart(channel, token: str, data: Path, store, ledger: Le
         chunks = [m.chunk async for m in files.Download(
             file_pb2.DownloadRequest(hash=digest, chunk_size=1024 * 1024), metadata=meta)]
         assert sha(b"".join(chunks)) == digest == sha(song), f"{where}: {digest} damaged"
+    diff = [message async for message in sync_pb2_grpc.SyncServiceStub(channel).Diff(
+        iter([sync_pb2.DiffRequest(hashes=[bytes.fromhex(d) for d in ledger.songs])]),
+        metadata=meta)]
+    assert not any(m.upload or m.download or m.delete for m in diff), \
+        f"{where}: Diff disagrees with the acknowledged library"
     for digest, session in list(ledger.sessions.items()):
         answer = await files.StartUpload(file_pb2.StartUploadRequest(
             sha256=digest, size=len(session.data)), metadata=meta)
