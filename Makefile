@@ -9,7 +9,7 @@ MOTO_SPEC := moto[server]>=5.0,<6
 BIN    := $(VENV)/bin
 BUF    := npx --yes @bufbuild/buf@1.75.0
 
-.PHONY: run test fuzz protos protos-check lint bench soak clean
+.PHONY: run test fuzz stress protos protos-check lint bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ FUZZ_EXAMPLES ?= 5000
 fuzz: $(VENV)/.installed-dev
 	MUSICSYNC_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/test_fuzz.py \
 		--timeout=0 --hypothesis-show-statistics $(PYTEST_ARGS)
+
+# The kill suite at length: SIGKILL the server at 60 random moments (tests/test_kill.py).
+MUSICSYNC_KILL_ROUNDS ?= 60
+stress: $(VENV)/.installed-dev $(MOTO_VENV)/.installed
+	MUSICSYNC_KILL_ROUNDS=$(MUSICSYNC_KILL_ROUNDS) MOTO_PYTHON=$(abspath $(MOTO_VENV))/bin/python \
+		$(BIN)/python -m pytest tests/test_kill.py $(PYTEST_ARGS)
 
 protos: $(VENV)/.installed-dev
 	$(BIN)/python scripts/gen_protos.py

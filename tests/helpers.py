@@ -48,6 +48,22 @@ class Client:
         await self.channel.close()
 
 
+async def wait_until(predicate, what: str, timeout: float = 15) -> None:
+    """Polls ``predicate`` (sync or async) until it holds; fails naming ``what``."""
+    import asyncio
+    import inspect
+    deadline = time.monotonic() + timeout
+    while True:
+        held = predicate()
+        if inspect.isawaitable(held):
+            held = await held
+        if held:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

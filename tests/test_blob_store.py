@@ -244,6 +244,43 @@ async def test_resume_drops_bytes_past_the_committed_offset(store, cut):
     assert await read_all(store, sha(BIG)) == BIG
 
 
+@pytest.mark.parametrize("written", [0, 1000, PART, PART + 100, 2 * PART + 5])
+async def test_partial_size_counts_every_byte_a_partial_keeps(store, written):
+    staged = await store.resume("upload-5", 0)
+    await staged.write([BIG[:written]])
+    await staged.suspend()
+    assert await store.partial_size("upload-5") == written
+    assert await store.partial_size("never-started") == 0
+
+    resumed = await store.resume("upload-5", written)  # all of it can be taken up
+    assert resumed.hexdigest() == sha(BIG[:written])
+    await resumed.write([BIG[written:]])
+    assert await resumed.commit() == sha(BIG)
+
+
+@pytest.mark.parametrize("cut", [100, PART - 10, PART + 100])
+async def test_a_partial_cut_back_by_resume_holds_only_the_bytes_kept(store, cut):
+    staged = await store.resume("upload-6", 0)
+    await staged.write([BIG[:PART + 2000]])
+    await staged.suspend()
+    await (await store.resume("upload-6", cut)).suspend()
+    assert await store.partial_size("upload-6") == cut
+    resumed = await store.resume("upload-6", cut)
+    await resumed.write([BIG[cut:]])
+    assert await resumed.commit() == sha(BIG)
+
+
+@pytest.mark.parametrize("size", [1000, PART + 100])
+async def test_a_blob_flushed_just_before_its_commit_is_published_whole(store, size):
+    # A resumable upload's complete file is flushed (and recorded) before its commit.
+    staged = await store.resume("upload-7", 0)
+    await staged.write([BIG[:size]])
+    assert await staged.flush() == size
+    assert await staged.commit() == sha(BIG[:size])
+    assert await read_all(store, sha(BIG[:size])) == BIG[:size]
+    assert await partials(store) == set()
+
+
 async def test_resume_of_more_than_the_partial_holds_raises_blob_missing(store):
     staged = await store.resume("upload-3", 0)
     await staged.write([b"x" * 1000])

@@ -8,9 +8,10 @@ import hashlib
 import grpc
 
 from musicsync.proto import auth_pb2, file_pb2
+from musicsync.server import App
 
 from .conftest import PASSWORD, REGISTRATION_KEY
-from .helpers import status_of
+from .helpers import Client, status_of
 from .transfer import download, leftovers, stored_blobs, upload_requests, wav_bytes
 
 SONG = wav_bytes(40, salt=b"resumable")  # 640 KB
@@ -159,3 +160,87 @@ async def test_a_complete_upload_the_storage_cannot_publish_is_kept_for_a_retry(
     assert response.hash == sha(SONG) and response.file.filename == "kept.wav"
     assert (await download(client, sha(SONG)))[0] == SONG
     assert leftovers(settings.data_dir) == [] and len(stored_blobs(settings.data_dir)) == 1
+
+
+async def test_bytes_a_partial_holds_beyond_the_recorded_offset_are_taken_up(client, alice,
+                                                                            settings):
+    # As after a crash: the partial holds more than the session's recorded offset.
+    session = await start(client)
+    await status_of(client.file.Upload(resume_requests(session.upload_id, 0, SONG[:100_000]),
+                                       metadata=client.meta()))
+    with open(settings.data_dir / "blobs" / ".partial" / session.upload_id, "ab") as partial:
+        partial.write(SONG[100_000:250_000])
+    resumed = await start(client)
+    assert resumed.offset == 250_000
+    response = await client.file.Upload(resume_requests(session.upload_id, 250_000, SONG),
+                                        metadata=client.meta())
+    assert response.hash == sha(SONG)
+
+
+async def test_damaged_bytes_kept_through_a_crash_are_dropped_back_to_the_recorded_offset(
+        client, alice, settings):
+    # A machine crash can leave garbage where the last unflushed bytes were.
+    session = await start(client)
+    await status_of(client.file.Upload(resume_requests(session.upload_id, 0, SONG[:100_000]),
+                                       metadata=client.meta()))
+    with open(settings.data_dir / "blobs" / ".partial" / session.upload_id, "ab") as partial:
+        partial.write(b"\xff" * 150_000)  # (this song's own bytes are mostly zeros)
+    resumed = await start(client)
+    assert resumed.offset == 250_000
+    code, message = await status_of(client.file.Upload(
+        resume_requests(session.upload_id, 250_000, SONG), metadata=client.meta()))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "continue from byte 100000" in message
+    assert (await start(client)).offset == 100_000
+    response = await client.file.Upload(resume_requests(session.upload_id, 100_000, SONG),
+                                        metadata=client.meta())
+    assert response.hash == sha(SONG)
+    assert (await download(client, sha(SONG)))[0] == SONG
+    assert leftovers(settings.data_dir) == [] and len(stored_blobs(settings.data_dir)) == 1
+
+
+async def test_a_session_whose_partial_was_lost_starts_again_from_byte_0(client, alice,
+                                                                         settings):
+    session = await start(client)
+    await status_of(client.file.Upload(resume_requests(session.upload_id, 0, SONG[:100_000]),
+                                       metadata=client.meta()))
+    (settings.data_dir / "blobs" / ".partial" / session.upload_id).unlink()
+    again = await start(client)
+    assert (again.upload_id, again.offset) == (session.upload_id, 0)
+    response = await client.file.Upload(resume_requests(session.upload_id, 0, SONG),
+                                        metadata=client.meta())
+    assert response.hash == sha(SONG)
+
+
+async def test_a_session_whose_blob_was_published_before_a_crash_completes_after_restart(
+        settings):
+    song_sha = sha(SONG)
+    blob = settings.data_dir / "blobs" / song_sha[:2] / song_sha[2:4] / song_sha
+    async with App(settings) as app, Client(app) as client:
+        client.token = (await client.auth.Register(auth_pb2.RegisterRequest(
+            username="alice", password=PASSWORD, security_key=REGISTRATION_KEY))).token
+        session = await start(client)
+        # The whole file arrives and is recorded as complete, but cannot be published
+        # (its folder cannot be made), so the server stops before listing it.
+        blob.parent.parent.parent.mkdir(parents=True, exist_ok=True)
+        blob.parent.parent.write_bytes(b"")
+        code, _ = await status_of(client.file.Upload(
+            resume_requests(session.upload_id, 0, SONG), metadata=client.meta()))
+        assert code == grpc.StatusCode.UNAVAILABLE
+    # What a crash right after the store's publish leaves: the partial moved into place
+    # as the blob, the session still open, no library entry.
+    blob.parent.parent.unlink()
+    blob.parent.mkdir(parents=True)
+    (settings.data_dir / "blobs" / ".partial" / session.upload_id).rename(blob)
+
+    async with App(settings) as app, Client(app) as client:
+        assert stored_blobs(settings.data_dir) == []  # taken back: not left unlisted
+        client.token = (await client.auth.Login(auth_pb2.LoginRequest(
+            username="alice", password=PASSWORD))).token
+        again = await start(client)
+        assert (again.upload_id, again.offset) == (session.upload_id, len(SONG))
+        response = await client.file.Upload(
+            resume_requests(session.upload_id, len(SONG), SONG, filename="kept.wav"),
+            metadata=client.meta())
+        assert response.hash == song_sha and response.file.filename == "kept.wav"
+        assert (await download(client, song_sha))[0] == SONG
+        assert leftovers(settings.data_dir) == [] and stored_blobs(settings.data_dir) == [blob]

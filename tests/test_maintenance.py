@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import io
 import os
+import sqlite3
 import time
 
 import grpc
@@ -143,6 +144,19 @@ async def test_orphans_are_removed_only_once_older_than_the_grace_period(
     assert not old.exists() and fresh.exists() and blob_path(settings, sha(SONG)).exists()
     code, out = await run_cli(capsys, "gc", "--data-dir", str(settings.data_dir))
     assert code == 0 and "removed 0 unreferenced blobs" in out and fresh.exists()
+
+
+async def test_fsck_leaves_a_fresh_blob_record_of_an_upload_in_progress_alone(
+        client, alice, settings, capsys):
+    # An upload records its blob just before the store's commit (Files.publish).
+    with sqlite3.connect(settings.data_dir / "musicsync.db") as db:
+        db.execute("INSERT INTO blobs (sha256, size, created_at, corrupt) VALUES (?, 5, ?, 0)",
+                   (bytes.fromhex(sha(SONG)), int(time.time())))
+    code, out = await run_cli(capsys, "fsck", "--data-dir", str(settings.data_dir))
+    assert code == 0, out
+    code, out = await run_cli(capsys, "fsck", "--grace", "0s", "--data-dir",
+                              str(settings.data_dir))
+    assert code == 1 and "orphan-row" in out and sha(SONG) in out
 
 
 async def test_gc_removes_unreferenced_blobs_and_dry_run_removes_nothing(

@@ -19,13 +19,14 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, exists, func, select
 
 from .db import Database
 from .db.models import Blob, LibraryEntry, User
 from .errors import (DataLoss, InvalidArgument, MusicsyncError, NotFound, ResourceExhausted,
                      StorageUnavailable, Unavailable)
-from .library import ChangeNotifier, Tags, blob_is_referenced, ensure_blob, put_entry, remove_entry
+from .library import (ChangeNotifier, Tags, blob_is_referenced, ensure_blob, put_entry,
+                      record_blob_to_come, remove_entry)
 from .metrics import NullMetrics
 from .storage import BlobMissing, BlobStore, StagedBlob, is_sha256_hex
 
@@ -136,6 +137,10 @@ class Files:
             if await self._is_corrupt(sha256):
                 # fsck found the stored copy damaged: these verified bytes replace it.
                 await self.store.delete(sha256.hex())
+            # Recorded first: a crash after the store's commit and before the listing
+            # leaves a record that no entry lists, which recover() finds at start-up.
+            async with self.db.write() as session:
+                await record_blob_to_come(session, sha256, size, self.now())
             await staged.commit()
             try:
                 async with self.db.write() as session:
@@ -150,11 +155,29 @@ class Files:
                     entry, change = await put_entry(session, user_id, sha256, size, filename,
                                                     tags, self.now())
             except BaseException:
-                await self._retire_if_unreferenced(sha256)
+                await self.retire_if_unreferenced(sha256)
                 raise
         if change is not None:
             await self.notifier.published(user_id, entry.seq)
         return entry
+
+    async def recover(self) -> int:
+        """Undoes the publishes a crash interrupted; returns how many.
+
+        A blob recorded (see publish) but listed by no library entry was being
+        published when the server stopped, before its upload was acknowledged: it
+        is removed from the store with its record. Run at start-up, after
+        Uploads.recover has taken back the blobs of resumable uploads."""
+        async with self.db.read() as session:
+            unlisted = (await session.scalars(select(Blob.sha256).where(
+                ~exists().where(LibraryEntry.sha256 == Blob.sha256)))).all()
+        for sha256 in unlisted:
+            async with self.locks.hold(sha256):
+                await self.retire_if_unreferenced(sha256)
+        if unlisted:
+            log.info("removed %d blobs whose upload a crash interrupted before it was "
+                     "acknowledged", len(unlisted))
+        return len(unlisted)
 
     async def _is_corrupt(self, sha256: bytes) -> bool:
         return bool(await self.db.quick_read(lambda session: session.scalar(
@@ -182,21 +205,30 @@ class Files:
         if already is None and used + size > quota:
             raise quota_exceeded(size, quota - used)
 
-    async def _retire_if_unreferenced(self, sha256: bytes) -> None:
-        """Deletes a blob nobody lists (call with the hash's lock held)."""
-        async with self.db.write() as session:
+    async def retire_if_unreferenced(self, sha256: bytes) -> None:
+        """Deletes a blob nobody lists, then its record (call with the hash's lock held).
+
+        The record goes last: a crash after the blob's deletion leaves a record
+        without an entry, which recover() clears at the next start, never a
+        blob that no record or entry knows."""
+        async with self.db.read() as session:
             if await blob_is_referenced(session, sha256):
                 return
-            await session.execute(delete(Blob).where(Blob.sha256 == sha256))
-        await self._delete_blob(sha256)
+        if not await self._delete_blob(sha256):
+            return  # the record stays: recover() or `musicsync gc` try again
+        async with self.db.write() as session:
+            if not await blob_is_referenced(session, sha256):
+                await session.execute(delete(Blob).where(Blob.sha256 == sha256))
 
-    async def _delete_blob(self, sha256: bytes) -> None:
+    async def _delete_blob(self, sha256: bytes) -> bool:
         try:
             await self.store.delete(sha256.hex())
         except StorageUnavailable:
             # The library no longer lists it; `musicsync gc` removes the orphan later.
             log.warning("could not delete unreferenced blob %s now; `musicsync gc` will",
                         sha256.hex())
+            return False
+        return True
 
     # -- Reading ----------------------------------------------------------------------
 
@@ -253,11 +285,8 @@ class Files:
                 if not await remove_entry(session, user_id, sha256, self.now()):
                     return False
                 seq = await session.scalar(select(User.last_seq).where(User.id == user_id))
-                orphan = not await blob_is_referenced(session, sha256)
-                if orphan:
-                    await session.execute(delete(Blob).where(Blob.sha256 == sha256))
-            if orphan:
-                await self._delete_blob(sha256)
+            # Unlisted now, the blob is deleted before its record (see retire_if_unreferenced).
+            await self.retire_if_unreferenced(sha256)
         await self.notifier.published(user_id, seq)
         return True
 

@@ -68,6 +68,17 @@ async def ensure_blob(session: AsyncSession, sha256: bytes, size: int, now: int)
         index_elements=[Blob.sha256], set_={"corrupt": False}))
 
 
+async def record_blob_to_come(session: AsyncSession, sha256: bytes, size: int,
+                              now: int) -> None:
+    """Records a blob about to be published, before it is (kept as it is if recorded).
+
+    Until a library entry lists it, the record marks a publish in progress: one that
+    a crash interrupted is undone at the next start (Files.recover)."""
+    await session.execute(sqlite_insert(Blob).values(
+        sha256=sha256, size=size, created_at=now, corrupt=False).on_conflict_do_nothing(
+        index_elements=[Blob.sha256]))
+
+
 async def put_entry(session: AsyncSession, user_id: int, sha256: bytes, size: int,
                     filename: str, tags: Tags, now: int) -> tuple[LibraryEntry, ChangeKind | None]:
     """Adds a song to the library, or updates its filename and tags.

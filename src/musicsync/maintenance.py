@@ -121,8 +121,9 @@ class Maintenance:
     async def fsck(self, *, repair: bool = False, rehash: bool = True) -> FsckReport:
         report = FsckReport()
         async with self.db.read() as session:
-            rows = {sha: (size, bool(corrupt)) for sha, size, corrupt in
-                    (await session.execute(select(Blob.sha256, Blob.size, Blob.corrupt))).all()}
+            rows = {sha: (size, bool(corrupt), created) for sha, size, corrupt, created in
+                    (await session.execute(select(Blob.sha256, Blob.size, Blob.corrupt,
+                                                  Blob.created_at))).all()}
             listed = set((await session.scalars(select(LibraryEntry.sha256).distinct())).all())
             report.entries = await session.scalar(select(func.count()).select_from(LibraryEntry))
         stored: set[bytes] = set()
@@ -142,6 +143,8 @@ class Maintenance:
                 finding.repaired = await self._mark_corrupt(sha)
             report.findings.append(finding)
         for sha in sorted(set(rows) - stored - listed):
+            if not self._settled(rows[sha][2]):
+                continue  # probably an upload between its record and its store commit
             finding = Finding("orphan-row", sha.hex(), "a blob record with no stored object "
                               "and no library entry")
             if repair:
@@ -149,7 +152,7 @@ class Maintenance:
             report.findings.append(finding)
         return report
 
-    async def _check_blob(self, sha: bytes, size: int, row: tuple[int, bool] | None,
+    async def _check_blob(self, sha: bytes, size: int, row: tuple[int, bool, int] | None,
                           listed: bool, rehash: bool, report: FsckReport) -> Finding | None:
         if row is None and not listed:
             if not self._settled(await self.store.written_at(sha.hex())):

@@ -200,8 +200,10 @@ class App:
         self._stack.push_async_callback(_cancel, pruner)
 
     async def _open_store(self) -> None:
-        """Opens the blob store and sweeps stale uploads."""
+        """Opens the blob store, recovers uploads a crash stopped and sweeps stale ones."""
         await self.store.open()
+        await self.uploads.recover()
+        await self.files.recover()
         await self.uploads.sweep()
 
     async def _watch_storage(self) -> None:

@@ -9,9 +9,12 @@ audio format via mutagen), tagged, and only then published.
 
 Without an upload session, an interrupted stream leaves nothing behind. With
 one (StartUpload), the bytes received are kept as a partial: made durable
-every CHECKPOINT_BYTES and when the stream stops for any reason, with the
-durable offset recorded in upload_sessions, so the next stream continues
-from there.
+every CHECKPOINT_BYTES and when the stream stops for any reason (a server
+stop included), with the durable offset recorded in upload_sessions. The next
+stream continues after every byte the partial holds, which after a crash may
+be more than the recorded offset (see _resume_offset); a complete file is
+recorded as such before it is published, so that a crash in between is
+recovered at the next start (recover).
 """
 
 from __future__ import annotations
@@ -273,18 +276,41 @@ class Uploads:
                 UploadSession.user_id == user_id, UploadSession.sha256 == sha256))
             if row is not None and row.expires_at > now and row.size == size:
                 row.expires_at = now + self.session_ttl
-                return SessionInfo(row.id, row.committed, row.expires_at, complete=False)
-            if row is not None:  # expired, or the size changed: start over
-                stale = row.id
-                await session.delete(row)
-                await session.flush()
-            row = UploadSession(id=secrets.token_urlsafe(18), user_id=user_id, sha256=sha256,
-                                size=size, committed=0, created_at=now,
-                                expires_at=now + self.session_ttl)
-            session.add(row)
+                found = SessionInfo(row.id, row.committed, row.expires_at, complete=False)
+            else:
+                found = None
+                if row is not None:  # expired, or the size changed: start over
+                    stale = row.id
+                    await session.delete(row)
+                    await session.flush()
+                row = UploadSession(id=secrets.token_urlsafe(18), user_id=user_id,
+                                    sha256=sha256, size=size, committed=0, created_at=now,
+                                    expires_at=now + self.session_ttl)
+                session.add(row)
         if stale is not None:
             await self.files.store.drop_partial(stale)
-        return SessionInfo(row.id, 0, row.expires_at, complete=False)
+        if found is None:
+            return SessionInfo(row.id, 0, row.expires_at, complete=False)
+        if found.upload_id in self._streaming:  # a stream is adding to it: where it stands now
+            return found
+        offset = await self._resume_offset(found.upload_id, found.offset, size)
+        if offset is None:  # its partial data is lost: from the start again
+            await self._record_offset(found.upload_id, 0)
+            await self.files.store.drop_partial(found.upload_id)
+            offset = 0
+        return SessionInfo(found.upload_id, offset, found.expires_at, complete=False)
+
+    async def _resume_offset(self, upload_id: str, committed: int, size: int) -> int | None:
+        """Where a session continues: after every byte its partial holds, which is at least
+        the recorded offset ``committed`` (None if it holds less: the data was lost).
+
+        The recorded offset is only updated at checkpoints and when a stream stops;
+        after a crash the partial holds more, and those bytes are taken up too (a
+        torn tail is caught by the final hash check, see _continue)."""
+        held = await self.files.store.partial_size(upload_id)
+        if held < committed:
+            return None
+        return min(held, size)
 
     async def _receive_resumable(self, user_id: int, meta, declared_sha: bytes | None,
                                  declared_size: int | None, first_chunk: bytes | memoryview | None,
@@ -299,15 +325,18 @@ class Uploads:
             raise InvalidArgument("metadata.sha256 differs from the upload session's hash")
         if declared_size is not None and declared_size != row.size:
             raise InvalidArgument("metadata.size differs from the upload session's size")
-        if meta.offset != row.committed:
-            raise FailedPrecondition(f"this upload continues at byte {row.committed}, not "
-                                     f"{meta.offset}: send the file from byte {row.committed}")
         if upload_id in self._streaming:
             raise FailedPrecondition("this upload is already being sent on another stream")
         self._streaming.add(upload_id)
         try:
+            offset = await self._resume_offset(upload_id, row.committed, row.size)
+            if offset is not None and meta.offset != offset:
+                raise FailedPrecondition(f"this upload continues at byte {offset}, not "
+                                         f"{meta.offset}: send the file from byte {offset}")
             try:
-                staged = await self.files.store.resume(upload_id, row.committed)
+                if offset is None:
+                    raise BlobMissing(upload_id)
+                staged = await self.files.store.resume(upload_id, offset)
             except BlobMissing:
                 await self._end_session(upload_id)
                 raise FailedPrecondition("the server lost this upload's partial data; call "
@@ -321,9 +350,13 @@ class Uploads:
         async def checkpoint() -> None:
             await self._record_offset(row.id, await staged.flush())
 
+        # Bytes taken up from the partial beyond the recorded offset: held by the
+        # partial after a crash, not known to be durable (see _resume_offset).
+        unchecked = staged.size > row.committed
         # What arrived is kept (even when the client vanished mid-stream), unless the file
         # is complete and then turns out bad or is published.
         keep = True
+        rewound = False  # kept up to the recorded offset only
         try:
             quota, _ = await self.files.quota(user_id)
             await self._pump(staged, first_chunk, read, total=row.size, quota=quota,
@@ -332,11 +365,23 @@ class Uploads:
                 raise FailedPrecondition(
                     f"the stream ended after {staged.size} of {row.size} bytes; they are kept: "
                     f"continue from byte {staged.size}")
-            keep = False
             if staged.hexdigest() != row.sha256.hex():
+                keep = False
+                if unchecked:
+                    rewound = True
+                    await self._rewind(row, staged)
+                    raise FailedPrecondition(
+                        f"the file does not hash to the session's {row.sha256.hex()}: the "
+                        f"bytes after byte {row.committed}, kept through a server crash, may "
+                        f"be damaged and were dropped; continue from byte {row.committed}")
                 raise DataLoss(f"the bytes received hash to {staged.hexdigest()}, not to the "
                                f"session's {row.sha256.hex()}; the upload was discarded, "
                                "start it again")
+            # Verified: recorded as complete before the blob is published, so that a
+            # crash between the store's publish and the library's commit leaves a
+            # session that recover() completes at the next start.
+            await self._record_offset(row.id, await staged.flush())
+            keep = False
             try:
                 entry = await self._publish(user_id, staged, meta)
             except (StorageUnavailable, StorageFull) as exc:
@@ -351,13 +396,19 @@ class Uploads:
             await self._end_session(row.id, drop_partial=False)
             return entry
         except BaseException:
-            if not keep:  # complete but bad: nothing of it is worth keeping
+            if not keep and not rewound:  # complete but bad: nothing of it is worth keeping
                 await staged.abort()
-                await self._end_session(row.id)
+                await self._end_session(row.id, drop_partial=not staged.published)
             raise
         finally:
             if keep:
-                await asyncio.shield(self._suspend(row.id, staged))
+                await _unstoppable(self._suspend(row.id, staged))
+
+    async def _rewind(self, row: UploadSession, staged: StagedBlob) -> None:
+        """Cuts the partial back to the session's recorded (durable) offset."""
+        await staged.suspend()
+        again = await self.files.store.resume(row.id, row.committed)
+        await self._record_offset(row.id, await again.suspend())
 
     async def _suspend(self, upload_id: str, staged: StagedBlob) -> None:
         try:
@@ -376,6 +427,57 @@ class Uploads:
             await session.execute(delete(UploadSession).where(UploadSession.id == upload_id))
         if drop_partial:
             await self.files.store.drop_partial(upload_id)
+
+    async def recover(self) -> int:
+        """Takes back the blobs of sessions that a crash stopped while publishing them.
+
+        A session's file is recorded as complete (offset = size) before its blob is
+        published, and the session ends in the transaction that lists it: a session
+        still complete, with its blob in the store but no library listing it, was
+        stopped in between. Its blob goes back to being the session's partial, so
+        that StartUpload answers its size and an Upload with no chunks (bringing the
+        client's filename and tags) finishes it, and nothing is left unlisted in the
+        store. Run at start-up; returns how many sessions it took back.
+        """
+        async with self.files.db.read() as session:
+            rows = (await session.scalars(select(UploadSession).where(
+                UploadSession.committed == UploadSession.size))).all()
+        recovered = 0
+        for row in rows:
+            if row.id in self._streaming:
+                continue
+            async with self.files.locks.hold(row.sha256):
+                if await self.files.entry(row.user_id, row.sha256) is not None:
+                    await self._end_session(row.id)  # it was listed: the session is done
+                    continue
+                hex_sha = row.sha256.hex()
+                if await self.files.store.size(hex_sha) != row.size:
+                    continue  # not published: the partial holds the file
+                if await self.files.store.partial_size(row.id) < row.size:
+                    try:
+                        await self._unpublish(row, hex_sha)
+                    except BlobMissing as exc:  # the client sends the file again
+                        log.warning("upload %s starts again: %s", row.id, exc)
+                        await self._record_offset(row.id, 0)
+                await self.files.retire_if_unreferenced(row.sha256)
+                recovered += 1
+        if recovered:
+            log.info("took back %d uploads that a crash stopped while being published; their "
+                     "clients finish them", recovered)
+        return recovered
+
+    async def _unpublish(self, row: UploadSession, hex_sha: str) -> None:
+        """Copies a published blob back into the session's partial."""
+        staged = await self.files.store.resume(row.id, 0)
+        try:
+            async for block in self.files.store.read(hex_sha):
+                await staged.write([block])
+            if staged.hexdigest() != hex_sha:
+                raise BlobMissing(f"the stored {hex_sha} is damaged")
+            await staged.suspend()
+        except BaseException:
+            await staged.abort()
+            raise
 
     async def sweep(self) -> tuple[int, int]:
         """Drops expired sessions and partials without a session; returns how many of each."""
@@ -447,6 +549,27 @@ class IdleLimit:
 
     def close(self) -> None:
         self._timer.cancel()
+
+
+async def _unstoppable(work: Awaitable[None]) -> None:
+    """Runs ``work`` to its end even if the caller is cancelled, once or more, meanwhile.
+
+    Saving an interrupted upload's progress must outlive the cancellation that
+    interrupted it: at a server stop grpc cancels the handler, and a handler that
+    returned early (asyncio.shield alone lets a second cancellation through) would
+    let the shutdown close the database before the offset is recorded. The
+    cancellation is passed on once the work is done.
+    """
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    task.result()
 
 
 def _read_staged_audio(staged: StagedBlob):

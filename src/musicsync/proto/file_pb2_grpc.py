@@ -89,7 +89,13 @@ class FileServiceServicer:
 
     def StartUpload(self, request, context):
         """Starts or resumes a resumable upload for a declared hash and size, and
-        says from which offset the next Upload stream has to continue.
+        says from which offset the next Upload stream has to continue. Call it
+        again after any failed Upload stream, and after the server restarted:
+        a graceful stop keeps every byte received; a crash keeps what reached
+        the server's storage (see StartUploadResponse.offset). In the rare case
+        that bytes kept through a crash of the server's machine turn out damaged,
+        the Upload fails with FAILED_PRECONDITION naming the byte to continue
+        from, which the next StartUpload answers too.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

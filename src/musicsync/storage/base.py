@@ -94,6 +94,15 @@ class BlobStore(Protocol):
     async def resume(self, upload_id: str, committed: int) -> StagedBlob:
         """Reopens (or starts) the partial of a resumable upload, cut to ``committed`` bytes."""
 
+    async def partial_size(self, upload_id: str) -> int:
+        """How many bytes the partial holds that ``resume`` can take up (0: none).
+
+        Every byte that was written before the server stopped, however it stopped,
+        as far as the backend keeps it: a local file holds every byte written to it
+        (the kernel keeps them across a crash of the process), S3 the part objects
+        stored whole. Bytes not yet flushed may be damaged by a crash of the machine:
+        the upload's final SHA-256 check finds them."""
+
     async def drop_partial(self, upload_id: str) -> None: ...
 
     def partials(self) -> AsyncIterator[str]:

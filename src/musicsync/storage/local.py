@@ -120,7 +120,7 @@ class LocalBlobStore:
             held = os.fstat(fd).st_size
             if held < committed:
                 raise BlobMissing(f"partial {path.name} holds {held} bytes, expected {committed}")
-            os.ftruncate(fd, committed)  # bytes past the last durable checkpoint are not trusted
+            os.ftruncate(fd, committed)  # bytes past what the caller takes up are dropped
             hasher = hashlib.sha256()
             position = 0
             while position < committed:
@@ -134,6 +134,12 @@ class LocalBlobStore:
             os.close(fd)
             raise
         return _StagedFile(self, path, fd, hasher, committed, resumable=True)
+
+    async def partial_size(self, upload_id: str) -> int:
+        try:
+            return (await self._io("stat", os.stat, self._partial_path(upload_id))).st_size
+        except FileNotFoundError:
+            return 0
 
     async def drop_partial(self, upload_id: str) -> None:
         await self._io("delete", self._partial_path(upload_id).unlink, True)

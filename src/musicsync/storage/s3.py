@@ -48,6 +48,7 @@ from urllib.parse import quote
 import certifi
 import urllib3
 from minio import Minio
+from minio.commonconfig import CopySource
 from minio.datatypes import Part
 from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, S3Error, ServerError
@@ -274,6 +275,11 @@ class S3BlobStore:
         await staged._restore(committed)
         return staged
 
+    async def partial_size(self, upload_id: str) -> int:
+        held = [(obj.object_name, obj.size) async for obj in
+                self._list("resume", self._partial_prefix(upload_id), recursive=True)]
+        return _contiguous(sorted(held), self._partial_prefix(upload_id), self.part_size)
+
     async def drop_partial(self, upload_id: str) -> None:
         prefix = self._partial_prefix(upload_id)
         names = [obj.object_name async for obj in self._list("delete", prefix, recursive=True)]
@@ -461,7 +467,11 @@ class _StagedObjects:
         final = _blob_key(sha256)
         store = self._store
         if await self._run("commit", _size_or_none, store, final) is None:
-            if self._parts == 0:
+            if self._parts == 0 and self._tail_stored():
+                source = CopySource(store.bucket, self._name(0))
+                await self._run("commit", store._client.copy_object, store.bucket, final,
+                                source, nbytes=len(self._tail))
+            elif self._parts == 0:
                 await self._run("commit", store._client._put_object, store.bucket, final,
                                 memoryview(self._tail), nbytes=len(self._tail))
             else:
@@ -495,7 +505,9 @@ class _StagedObjects:
             async with asyncio.TaskGroup() as group:
                 copies = [group.create_task(copy(i)) for i in range(self._parts)]
             parts = [task.result() for task in copies]
-            if self._tail:
+            if self._tail_stored():
+                parts.append(await copy(self._parts))
+            elif self._tail:
                 etag = await store._call("commit", client._upload_part, bucket, final,
                                          memoryview(self._tail), None, upload_id,
                                          self._parts + 1, nbytes=len(self._tail))
@@ -514,6 +526,11 @@ class _StagedObjects:
             if first is exc:
                 raise
             raise first from None
+
+    def _tail_stored(self) -> bool:
+        """Whether the tail is held by an object too (flushed since its last byte):
+        commit then copies it server-side instead of sending it again."""
+        return bool(self._tail) and self._durable == self._size
 
     async def abort(self) -> None:
         """Deletes the part objects; if the store does not answer, the purge does later."""
@@ -541,13 +558,7 @@ class _StagedObjects:
         held = [(obj.object_name, obj.size)
                 async for obj in store._list("resume", self._prefix, recursive=True)]
         held.sort()
-        valid = 0
-        for index, (name, size) in enumerate(held):
-            if name != self._name(index) or size > part:
-                break
-            valid += size
-            if size < part:
-                break
+        valid = _contiguous(held, self._prefix, part)
         if valid < committed:
             raise BlobMissing(f"partial {self._prefix} holds {valid} bytes, expected {committed}")
         self._touched = bool(held)
@@ -562,7 +573,9 @@ class _StagedObjects:
             self._tail = bytearray(tail)
         self._parts = full
         self._size = self._durable = committed
-        # Bytes past the last checkpoint are not trusted: drop the objects holding them.
+        if rest and dict(held).get(self._name(full)) != rest:
+            self._durable = full * part  # the object holding the tail holds more: put it again
+        # Bytes past what the caller takes up are dropped, with the objects holding them.
         keep = {self._name(index) for index in range(full + (1 if rest else 0))}
         beyond = [name for name, _ in held if name not in keep]
         if beyond:
@@ -670,6 +683,19 @@ def _timed_out(exc: BaseException) -> bool:
     reason = getattr(exc, "reason", None)
     return isinstance(exc, (urllib3.exceptions.TimeoutError, TimeoutError)) or (
         reason is not None and _timed_out(reason))
+
+
+def _contiguous(held: list[tuple[str, int]], prefix: str, part: int) -> int:
+    """The bytes of a partial's part objects (sorted by name) that follow each other
+    from the first: numbered from 0 without a gap, each full but the last."""
+    valid = 0
+    for index, (name, size) in enumerate(held):
+        if name != f"{prefix}{index:05d}" or size > part:
+            break
+        valid += size
+        if size < part:
+            break
+    return valid
 
 
 def _take(objects: Iterator[_T], n: int) -> list[_T]:
