@@ -158,6 +158,21 @@ async def test_diff_asks_to_upload_a_song_deleted_before_the_device_cursor(clien
     assert to_upload == [bytes.fromhex(song)] and to_delete == []
 
 
+async def test_a_device_that_synced_an_empty_library_is_told_of_later_deletions(client, alice):
+    phone = sync_pb2.Device(id="phone")
+    to_upload, to_download, to_delete, cursor, _ = await run_diff(client, [], device=phone)
+    assert cursor == 0  # nothing has happened yet: the phone's cursor is 0
+    song = await add_song(client, b"phone's song")  # the phone uploads what it holds
+    await delete_song(client, song)  # ...and another device deletes it
+
+    _, _, to_delete, _, _ = await run_diff(client, [bytes.fromhex(song)], device=phone)
+    assert to_delete == [bytes.fromhex(song)]
+    # A device that never synced, holding the same song, adds it back (its first sync).
+    to_upload, _, to_delete, _, _ = await run_diff(client, [bytes.fromhex(song)],
+                                                   device=sync_pb2.Device(id="new laptop"))
+    assert to_upload == [bytes.fromhex(song)] and to_delete == []
+
+
 async def test_full_diff_without_cursor_never_asks_to_delete(client, alice):
     song = await add_song(client, b"deleted")
     await delete_song(client, song)

@@ -5,7 +5,9 @@ sync. In one read snapshot the server compares that set with the library:
 
 - held by the device, not in the library, deleted after the cursor: the
   device missed a deletion, so it deletes its copy (without a cursor, or if
-  the deletion came before it, the device added the song since: upload);
+  the deletion came before it, the device added the song since: upload;
+  cursor 0 from a device that synced while the library had no changes yet is
+  that device's cursor, not "none");
 - held by the device, not in the library otherwise: upload;
 - in the library, not held by the device: download.
 
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from .db import Database
-from .db.models import Change, LibraryEntry
+from .db.models import Change, Device, LibraryEntry
 from .errors import InvalidArgument, ResourceExhausted
 from .feed import feed_state
 from .library import ChangeKind
@@ -178,8 +180,8 @@ class _AccountSlots:
     calls: int = 0  # running and waiting
 
 
-async def diff(db: Database, user_id: int, held: HeldHashes, cursor: int
-               ) -> AsyncIterator[DiffPart]:
+async def diff(db: Database, user_id: int, held: HeldHashes, cursor: int,
+               device_id: str | None = None) -> AsyncIterator[DiffPart]:
     """The answer in parts: one with the upload and delete lists, then downloads."""
     async with db.read() as session:
         state = await feed_state(session, user_id)
@@ -197,7 +199,8 @@ async def diff(db: Database, user_id: int, held: HeldHashes, cursor: int
             await asyncio.sleep(0)  # a maximal Diff takes a while: let other calls in
         held.release()
         deleted: set[bytes] = set()
-        if cursor and unknown_runs:
+        if unknown_runs and (cursor or await _synced_at_zero(session, user_id, device_id,
+                                                              state.pruned_seq)):
             deleted = set(await session.scalars(
                 select(Change.sha256).where(Change.user_id == user_id, Change.seq > cursor,
                                             Change.kind == int(ChangeKind.DELETED))))
@@ -213,6 +216,23 @@ async def diff(db: Database, user_id: int, held: HeldHashes, cursor: int
                 LibraryEntry.user_id == user_id, LibraryEntry.sha256.in_(batch))
                 .order_by(LibraryEntry.id)))
             yield DiffPart(state.last_seq, download=entries)
+
+
+async def _synced_at_zero(session, user_id: int, device_id: str | None,
+                          pruned_seq: int) -> bool:
+    """Whether a device's cursor 0 is one it was given, by a sync while the library had
+    no changes yet, rather than a new device's "no cursor".
+
+    A device that synced an empty library holds cursor 0; songs it gets later and
+    that are then deleted elsewhere must be deleted on it too, as for any cursor. The
+    device's row says which: it exists, at cursor 0, once the device has synced (and
+    the feed has not been pruned since, which would have needed the device to pass).
+    """
+    if device_id is None or pruned_seq:
+        return False
+    known = await session.scalar(select(Device.cursor).where(
+        Device.user_id == user_id, Device.device_id == device_id))
+    return known == 0
 
 
 def _split_unknown(runs: list[bytes], deleted: set[bytes]

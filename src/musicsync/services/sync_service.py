@@ -60,7 +60,8 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         try:
             async with self._diff_slots.hold(user_id):
                 cursor, device = await _receive_diff(requests, held)
-                async with aclosing(diff(self._db, user_id, held, cursor)) as parts:
+                async with aclosing(diff(self._db, user_id, held, cursor,
+                                         device.id if device else None)) as parts:
                     async with self._diff_slots.comparing:
                         first_part = await anext(parts)
                     async for message in _diff_messages(first_part, parts):
