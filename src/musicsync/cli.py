@@ -156,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="port to ask (default PORT, else AUTH_PORT, else 50051) [PORT]")
     health.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
                         help="give up after this long (default 5)")
+    health.add_argument("--tls", dest="tls_probe", action="store_true",
+                        help="talk TLS (default: when the server's TLS settings, read from "
+                             "the same flags and environment, turn it on), trusting its "
+                             "configured certificate or, without one at hand, the system's "
+                             "roots")
+    _add_options(health, {"data_dir", "tls_cert", "tls_key"})
     health.set_defaults(func=_health)
     return parser
 
@@ -282,7 +288,14 @@ def _health(args, settings: Settings) -> int:
     from .probe import check, probe_address
 
     address = probe_address(settings)
-    serving, status = check(address, args.service, args.timeout)
+    credentials = server_name = None
+    if args.tls_probe or settings.tls_mode != "off":
+        from .tls import channel_credentials
+        credentials, server_name = channel_credentials(settings)
+    serving, status = check(address, args.service, args.timeout, credentials=credentials,
+                            server_name=server_name)
+    if credentials is None and status.startswith("UNAVAILABLE"):
+        status += " (if the server serves TLS, add --tls or its TLS settings)"
     print(f"{address} {args.service or '(server)'}: {status}")
     return 0 if serving else 1
 
