@@ -270,3 +270,49 @@ async def test_health_talks_tls_to_a_server_with_a_certificate_for_another_name(
         monkeypatch.setenv("TLS_CERT", str(cert))
         monkeypatch.setenv("TLS_KEY", str(key))
         assert await health("--port", str(app.ports["file"])) == 0
+
+
+# -- compose and Kubernetes under TLS ------------------------------------------------
+
+TLS_ENV = {"TLS", "TLS_CERT", "TLS_KEY", "TLS_HOSTNAMES"}
+
+
+def test_compose_passes_the_tls_settings_to_every_server_and_its_health_check():
+    from .test_deploy_files import compose, is_minio
+
+    for name, service in compose()["services"].items():
+        if is_minio(service["image"]):
+            continue
+        assert TLS_ENV <= set(service["environment"]), name
+        # The check runs in the container, so it reads the server's own TLS settings.
+        assert service["healthcheck"]["test"][1:3] == ["musicsync", "health"], name
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (kustomize) is not installed")
+def test_k8s_tls_component_serves_the_secret_and_probes_through_musicsync_health(tmp_path):
+    import yaml
+
+    from .test_deploy_files import K8S, k8s_documents, k8s_env_problems, k8s_schema_errors
+
+    shutil.copytree(K8S, tmp_path / "k8s")
+    kustomization = tmp_path / "k8s" / "kustomization.yaml"
+    text = kustomization.read_text()
+    assert "# components:\n#   - tls\n" in text  # off unless the operator turns it on
+    kustomization.write_text(text.replace("# components:\n#   - tls\n", "components:\n  - tls\n"))
+    rendered = subprocess.run(["kubectl", "kustomize", str(tmp_path / "k8s")], check=True,
+                              capture_output=True, text=True, timeout=60).stdout
+    documents = [("rendered", d) for d in yaml.safe_load_all(rendered) if d]
+    assert k8s_schema_errors(documents) == []
+    secret = [(f, d) for f, d in k8s_documents() if d["kind"] == "Secret"]  # applied apart
+    assert k8s_env_problems(documents + secret) == []
+    pod = next(d for _, d in documents if d["kind"] == "Deployment"
+               and d["metadata"]["name"] == "musicsync")["spec"]["template"]["spec"]
+    assert {"name": "tls", "secret": {"secretName": "musicsync-tls", "defaultMode": 0o440}} \
+        in pod["volumes"]
+    for container in pod["containers"]:
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["TLS_CERT"] == "/etc/musicsync/tls/tls.crt", container["name"]
+        assert env["TLS_KEY"] == "/etc/musicsync/tls/tls.key", container["name"]
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["exec"]["command"] == ["musicsync", "health"]
+            assert "grpc" not in container[probe], (container["name"], probe)
