@@ -143,6 +143,17 @@ def test_self_signed_pair_is_private_and_names_the_machine_and_tls_hostnames(tmp
 
 
 @needs_openssl
+async def test_a_kept_self_signed_pair_lacking_new_tls_hostnames_is_reported(tmp_path, caplog):
+    async with App(make_settings(tmp_path / "data", tls="self-signed")) as app:
+        pinned = await asyncio.to_thread(served_fingerprint, app.ports["auth"])
+    settings = make_settings(tmp_path / "data", tls="self-signed",
+                             tls_hostnames=("music.example.org",))
+    async with App(settings) as app:  # still the pinned pair, with a warning
+        assert await asyncio.to_thread(served_fingerprint, app.ports["auth"]) == pinned
+    assert "was made without music.example.org; to add them, delete that folder" in caplog.text
+
+
+@needs_openssl
 def test_services_starting_together_share_one_self_signed_pair(tmp_path):
     results, errors = [], []
 
@@ -176,6 +187,7 @@ def test_self_signed_without_openssl_is_refused_saying_what_to_install(tmp_path,
     ("certificate is a folder", "cannot read the certificate .*cert.pem: Is a directory"),
     ("not PEM", "cert.pem is not a PEM certificate"),
     ("key of another certificate", "do not load as a pair"),
+    ("encrypted key", "key.pem is encrypted with a passphrase"),
 ])
 async def test_unusable_certificate_files_are_refused_at_start_saying_why(
         tmp_path, problem, message):
@@ -191,12 +203,34 @@ async def test_unusable_certificate_files_are_refused_at_start_saying_why(
         cert.mkdir()
     elif problem == "not PEM":
         cert.write_text("not a certificate\n")
+    elif problem == "encrypted key":
+        _openssl("pkey", "-in", str(key), "-aes256", "-passout", "pass:secret",
+                 "-out", str(tmp_path / "encrypted.key"))
+        (tmp_path / "encrypted.key").replace(key)
     else:
         key.write_bytes(issue(ca, tmp_path / "two", "localhost")[1])
     with pytest.raises(ConfigError, match=message):
         async with App(make_settings(tmp_path / "data", tls_cert=cert, tls_key=key)):
             pass
     assert not (tmp_path / "data" / "musicsync.db").exists()  # refused before anything opened
+
+
+@needs_openssl
+def test_serve_with_a_missing_certificate_exits_2_saying_which_file(tmp_path):
+    from .helpers import ServerProcess
+
+    missing = tmp_path / "nowhere" / "fullchain.pem"
+    server = ServerProcess(
+        ["serve", "--data-dir", str(tmp_path / "data"), "--host", "127.0.0.1",
+         "--auth-port", "0", "--file-port", "0", "--sync-port", "0"],
+        {"TLS_CERT": str(missing), "TLS_KEY": str(tmp_path / "privkey.pem"),
+         "SECURITY_KEY": REGISTRATION_KEY}, tmp_path / "server.log")
+    try:
+        assert server.process.wait(30) == 2
+    finally:
+        server.kill()
+    assert f"musicsync: TLS: cannot read the certificate {missing}: No such file" in server.log()
+    assert "Traceback" not in server.log()
 
 
 def test_tls_settings_that_contradict_each_other_are_refused(tmp_path):
@@ -270,6 +304,11 @@ async def test_health_talks_tls_to_a_server_with_a_certificate_for_another_name(
         monkeypatch.setenv("TLS_CERT", str(cert))
         monkeypatch.setenv("TLS_KEY", str(key))
         assert await health("--port", str(app.ports["file"])) == 0
+        monkeypatch.delenv("TLS_CERT")
+        monkeypatch.delenv("TLS_KEY")
+        # From elsewhere: trusting the authority, checking the name the certificate holds.
+        assert await health("--port", str(app.ports["file"]), "--tls-root", str(ca[0]),
+                            "--tls-name", "music.example.org") == 0
 
 
 # -- compose and Kubernetes under TLS ------------------------------------------------

@@ -157,11 +157,17 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
                         help="give up after this long (default 5)")
     health.add_argument("--tls", dest="tls_probe", action="store_true",
-                        help="talk TLS (default: when the server's TLS settings, read from "
-                             "the same flags and environment, turn it on), trusting its "
-                             "configured certificate or, without one at hand, the system's "
-                             "roots")
-    _add_options(health, {"data_dir", "tls_cert", "tls_key"})
+                        help="talk TLS (default: when the server's own settings, TLS or "
+                             "TLS_CERT in the environment, turn it on), trusting the "
+                             "server's certificate (TLS_CERT, or the self-signed one in "
+                             "DATA_DIR/tls) or, with neither at hand, the system's roots")
+    health.add_argument("--tls-root", type=Path, metavar="FILE",
+                        help="talk TLS, trusting this PEM certificate (the server's own or "
+                             "its authority's)")
+    health.add_argument("--tls-name", metavar="NAME",
+                        help="under TLS, check the certificate for this name (default: the "
+                             "first the trusted certificate holds, else the address)")
+    _add_options(health, {"data_dir"})
     health.set_defaults(func=_health)
     return parser
 
@@ -289,9 +295,10 @@ def _health(args, settings: Settings) -> int:
 
     address = probe_address(settings)
     credentials = server_name = None
-    if args.tls_probe or settings.tls_mode != "off":
+    if args.tls_probe or args.tls_root or settings.tls_mode != "off":
         from .tls import channel_credentials
-        credentials, server_name = channel_credentials(settings)
+        credentials, server_name = channel_credentials(settings, args.tls_root)
+        server_name = args.tls_name or server_name
     serving, status = check(address, args.service, args.timeout, credentials=credentials,
                             server_name=server_name)
     if credentials is None and status.startswith("UNAVAILABLE"):

@@ -90,7 +90,8 @@ def certificate_files(settings: Settings) -> CertificateFiles | None:
     if mode == "files":
         return CertificateFiles(settings.tls_cert, settings.tls_key)
     if mode == "self-signed":
-        return ensure_self_signed(settings.data_dir, self_signed_names(settings))
+        return ensure_self_signed(settings.data_dir, self_signed_names(settings),
+                                  settings.tls_hostnames)
     return None
 
 
@@ -124,11 +125,17 @@ def _subject_alt_name(names: tuple[str, ...]) -> str:
     return "subjectAltName=" + ",".join(entries)
 
 
-def ensure_self_signed(data_dir: Path, names: tuple[str, ...]) -> CertificateFiles:
-    """The self-signed pair in ``DATA_DIR/tls``, made first if there is none."""
+def ensure_self_signed(data_dir: Path, names: tuple[str, ...],
+                       wanted: tuple[str, ...] = ()) -> CertificateFiles:
+    """The self-signed pair in ``DATA_DIR/tls``, made first for ``names`` if there is none.
+
+    An existing pair is kept; a warning names those of ``wanted`` (the operator's
+    TLS_HOSTNAMES) that it lacks. The machine's own names are not checked: a
+    container's host name changes whenever it is re-created.
+    """
     files = self_signed_files(data_dir)
     if files.cert.exists() and files.key.exists():
-        _warn_of_missing_names(files.cert, names)
+        _warn_of_missing_names(files.cert, wanted)
         return files
     openssl = shutil.which("openssl")
     if openssl is None:
@@ -165,9 +172,12 @@ def ensure_self_signed(data_dir: Path, names: tuple[str, ...]) -> CertificateFil
             work = None
             log.info("made a self-signed TLS certificate for %s in %s (valid %d days)",
                      ", ".join(names), files.cert.parent, SELF_SIGNED_DAYS)
-        except OSError:
+        except OSError as exc:
             if not (files.cert.exists() and files.key.exists()):
-                raise  # not another process's pair in the way: something else is wrong
+                raise ConfigError(
+                    f"cannot put the self-signed certificate in {files.cert.parent} "
+                    f"({exc.strerror}): if that folder is left from an earlier pair without "
+                    "cert.pem and key.pem, remove it") from None
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
@@ -234,15 +244,23 @@ def load_pair(files: CertificateFiles) -> tuple[bytes, bytes]:
         raise ValueError(f"{files.cert} is not a PEM certificate: {exc}") from None
     if b"PRIVATE KEY-----" not in key:
         raise ValueError(f"{files.key} is not a PEM private key")
+    if b"ENCRYPTED" in key:
+        raise ValueError(f"{files.key} is encrypted with a passphrase; the server needs the "
+                         "key unencrypted (keep it readable by the server's user only)")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
-        context.load_cert_chain(files.cert, files.key)
+        # A passphrase callback, so that OpenSSL never asks for one on the terminal.
+        context.load_cert_chain(files.cert, files.key, password=_no_passphrase)
     except ssl.SSLError as exc:
         raise ValueError(f"{files.cert} and {files.key} do not load as a pair "
                          f"({exc.reason or exc})") from None
     except OSError as exc:
         raise ValueError(f"cannot read {files.cert} or {files.key}: {exc.strerror}") from None
     return cert, key
+
+
+def _no_passphrase() -> bytes:
+    raise ssl.SSLError("the key is encrypted with a passphrase")
 
 
 class CertificateReloader:
@@ -258,8 +276,8 @@ class CertificateReloader:
         self.files = files
         self._lock = threading.Lock()
         try:
-            self._seen: tuple | None = _signature(files)
             self._pair = load_pair(files)
+            self._seen: tuple | None = _signature(files)
         except OSError as exc:
             raise ConfigError(f"TLS: cannot read {exc.filename}: {exc.strerror}") from None
         except ValueError as exc:
@@ -342,21 +360,22 @@ def server_certificates(settings: Settings) -> tuple[CertificateReloader, str] |
     return reloader, note
 
 
-def channel_credentials(settings: Settings) -> tuple[grpc.ChannelCredentials, str | None]:
-    """What `musicsync health` trusts under TLS: the server's configured certificate itself
-    (its own or the self-signed one), checked for a name it holds; or, with neither file at
-    hand, the system's roots.
+def channel_credentials(settings: Settings, root: Path | None = None
+                        ) -> tuple[grpc.ChannelCredentials, str | None]:
+    """What `musicsync health` trusts under TLS: ``root`` if given, else the server's
+    configured certificate itself (``TLS_CERT`` or the self-signed one), checked for a name
+    it holds; with no file at hand, the system's roots and the address's own name.
 
     Returns the credentials and the name to check (None: the address's own).
     """
-    files = (CertificateFiles(settings.tls_cert, settings.tls_key)
-             if settings.tls_mode == "files" else self_signed_files(settings.data_dir))
+    if root is None:
+        root = (settings.tls_cert if settings.tls_mode == "files"
+                else self_signed_files(settings.data_dir).cert)
     try:
-        cert = files.cert.read_bytes()
+        cert = root.read_bytes()
     except OSError:
         return grpc.ssl_channel_credentials(), None
-    names = certificate_names(files.cert)
-    name = next((value for kind, value in names if kind == "DNS" and "*" not in value),
-                next((value for _, value in names), None))
+    names = [value for _, value in certificate_names(root)]
+    # A wildcard holds any one label: *.example.org holds musicsync.example.org.
+    name = next((n.replace("*", "musicsync", 1) for n in names), None)
     return grpc.ssl_channel_credentials(root_certificates=cert), name
-
