@@ -156,6 +156,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="port to ask (default PORT, else AUTH_PORT, else 50051) [PORT]")
     health.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
                         help="give up after this long (default 5)")
+    health.add_argument("--tls", dest="tls_probe", action="store_true",
+                        help="talk TLS (default: when the server's own settings, TLS or "
+                             "TLS_CERT in the environment, turn it on), trusting the "
+                             "server's certificate (TLS_CERT, or the self-signed one in "
+                             "DATA_DIR/tls) or, with neither at hand, the system's roots")
+    health.add_argument("--tls-root", type=Path, metavar="FILE",
+                        help="talk TLS, trusting this PEM certificate (the server's own or "
+                             "its authority's)")
+    health.add_argument("--tls-name", metavar="NAME",
+                        help="under TLS, check the certificate for this name (default: the "
+                             "first the trusted certificate holds, else the address)")
+    _add_options(health, {"data_dir"})
     health.set_defaults(func=_health)
     return parser
 
@@ -282,7 +294,15 @@ def _health(args, settings: Settings) -> int:
     from .probe import check, probe_address
 
     address = probe_address(settings)
-    serving, status = check(address, args.service, args.timeout)
+    credentials = server_name = None
+    if args.tls_probe or args.tls_root or settings.tls_mode != "off":
+        from .tls import channel_credentials
+        credentials, server_name = channel_credentials(settings, args.tls_root)
+        server_name = args.tls_name or server_name
+    serving, status = check(address, args.service, args.timeout, credentials=credentials,
+                            server_name=server_name)
+    if credentials is None and status.startswith("UNAVAILABLE"):
+        status += " (if the server serves TLS, add --tls or its TLS settings)"
     print(f"{address} {args.service or '(server)'}: {status}")
     return 0 if serving else 1
 

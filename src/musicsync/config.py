@@ -57,6 +57,15 @@ def parse_port(text: str) -> int:
     return port
 
 
+def parse_names(text: str) -> tuple[str, ...]:
+    """Comma-separated host names or addresses: 'music.example.org, 192.168.1.20'."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z0-9.:*-]+", name):
+            raise ValueError(f"{name!r} is not a host name or IP address")
+    return names
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in allowed:
@@ -130,6 +139,17 @@ OPTIONS: tuple[Option, ...] = (
            "on SIGTERM, let running calls finish for up to (default 10s)", "DURATION"),
     Option("log_level", "LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"),
            "log level (default INFO)", "LEVEL"),
+    Option("tls", "TLS", _choice("off", "self-signed"),
+           "`self-signed`: serve TLS with a key and certificate made in DATA_DIR/tls on the "
+           "first start (its SHA-256 fingerprint is logged, for pinning); default off, or "
+           "on with TLS_CERT and TLS_KEY", "off|self-signed"),
+    Option("tls_cert", "TLS_CERT", Path, "serve TLS on every port with this PEM certificate "
+           "(chain); reloaded when the file changes", "FILE"),
+    Option("tls_key", "TLS_KEY", Path, "the PEM private key of TLS_CERT; reloaded when the "
+           "file changes", "FILE"),
+    Option("tls_hostnames", "TLS_HOSTNAMES", parse_names, "more names and addresses for the "
+           "self-signed certificate, comma-separated (it always has localhost, 127.0.0.1, "
+           "::1 and the machine's host name)", "NAMES"),
 )
 
 
@@ -169,6 +189,10 @@ class Settings:
     log_level: str = "INFO"
     login_max_failures: int = 5
     login_window: int = 15 * 60
+    tls: str = "off"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_hostnames: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.access_token_ttl < 60:
@@ -188,6 +212,11 @@ class Settings:
         for name in ("security_key", "secret_key", "anonymous_user", "s3_endpoint"):
             if getattr(self, name) == "":
                 object.__setattr__(self, name, None)
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("TLS_CERT and TLS_KEY go together: set both, or neither")
+        if self.tls_cert is not None and self.tls != "off":
+            raise ConfigError("TLS=self-signed and TLS_CERT exclude each other: the server "
+                              "either makes its own certificate or serves yours")
 
     @classmethod
     def load(cls, env: Mapping[str, str], flags: Mapping[str, Any] | None = None) -> Settings:
@@ -208,6 +237,11 @@ class Settings:
 
     def database_path_or_url(self) -> str:
         return self.database_url or str(self.data_dir / "musicsync.db")
+
+    @property
+    def tls_mode(self) -> str:
+        """'off' (plaintext), 'files' (TLS_CERT and TLS_KEY) or 'self-signed'."""
+        return "files" if self.tls_cert is not None else self.tls
 
     def port_of(self, service: str) -> int:
         return {"auth": self.auth_port, "file": self.file_port, "sync": self.sync_port}[service]

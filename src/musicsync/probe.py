@@ -1,7 +1,11 @@
 """`musicsync health`: asks a running server's gRPC health service whether it serves.
 
 For container health checks (docker compose, the image's HEALTHCHECK) where no
-grpc_health_probe binary is at hand; Kubernetes probes gRPC health natively.
+grpc_health_probe binary is at hand; Kubernetes probes gRPC health natively, but
+not under TLS, where its probes run this command instead (k8s/tls/).
+
+Under TLS (the server's own TLS settings, or ``--tls``) the probe trusts the
+certificate the server is configured with, see ``tls.channel_credentials``.
 """
 
 from __future__ import annotations
@@ -27,9 +31,18 @@ def probe_address(settings: Settings) -> str:
     return f"{host}:{port}"
 
 
-def check(address: str, service: str = "", timeout: float = 5.0) -> tuple[bool, str]:
-    """(serving, what to print): SERVING, NOT_SERVING, or why the server did not answer."""
-    with grpc.insecure_channel(address) as channel:
+def check(address: str, service: str = "", timeout: float = 5.0, *,
+          credentials: grpc.ChannelCredentials | None = None,
+          server_name: str | None = None) -> tuple[bool, str]:
+    """(serving, what to print): SERVING, NOT_SERVING, or why the server did not answer.
+
+    With ``credentials`` the probe talks TLS, checking the server's certificate
+    for ``server_name`` (default: the address's host).
+    """
+    options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+    channel = (grpc.insecure_channel(address) if credentials is None
+               else grpc.secure_channel(address, credentials, options=options))
+    with channel:
         try:
             response = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout)

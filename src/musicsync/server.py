@@ -33,6 +33,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 from .auth.accounts import Accounts, LoginPolicy
 from .auth.passwords import PasswordHasher
 from .auth.tokens import AccessTokens
+from . import tls
 from .config import SERVICES, Settings
 from .db import Database
 from .db.migrations import migrate
@@ -101,6 +102,7 @@ class App:
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self._key_note = ""
+        self._tls: tuple[tls.CertificateReloader, str] | None = None
         self._storage_ready = False
         self._storage_trouble = asyncio.Event()  # set when a store call met an error
 
@@ -119,6 +121,8 @@ class App:
         settings = self.settings
         tune_allocator()
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Before anything is opened: a missing certificate fails the start at once.
+        self._tls = tls.server_certificates(settings)
         self.db = Database(settings.database_path_or_url())
         self._stack.push_async_callback(self.db.close)
         await migrate(self.db.writer_engine())
@@ -168,6 +172,8 @@ class App:
             self._stack.push_async_callback(_cancel, watcher)
         where = ", ".join(f"{s} {settings.host}:{p}" for s, p in self.ports.items())
         log.info("musicsync serving %s on %s", "+".join(self.services), where)
+        if self._tls is not None:
+            log.info(self._tls[1])
         if self._key_note:
             log.info(self._key_note.replace("{port}", str(self.ports.get("auth"))))
 
@@ -298,7 +304,8 @@ class App:
                 continue
             address = f"{settings.host}:{port}"
             try:
-                actual = self._server.add_insecure_port(address)
+                actual = (self._server.add_insecure_port(address) if self._tls is None
+                          else self._server.add_secure_port(address, self._tls[0].credentials()))
             except RuntimeError as exc:
                 raise ConfigError(f"cannot listen on {address}: {exc}; is the port in use?") from None
             bound[port] = actual
