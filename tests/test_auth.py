@@ -143,6 +143,26 @@ async def test_reusing_a_rotated_refresh_token_revokes_its_whole_family(client, 
     assert code == grpc.StatusCode.UNAUTHENTICATED
 
 
+async def test_reuse_detection_ends_the_access_tokens_of_that_sign_in_at_once(client, alice):
+    other_device = await login(client, "alice")
+    rotated = await client.auth.Refresh(auth_pb2.RefreshRequest(refresh_token=alice.refresh_token))
+    for token in (alice.token, rotated.token):
+        assert (await get_sync_status(client, token))[0] == grpc.StatusCode.OK
+    await status_of(client.auth.Refresh(auth_pb2.RefreshRequest(refresh_token=alice.refresh_token)))
+    # The thief's access tokens die with the sign-in, on their next call, not an hour later.
+    for token in (alice.token, rotated.token):
+        code, message = await get_sync_status(client, token)
+        assert code == grpc.StatusCode.UNAUTHENTICATED and "may have been stolen" in message
+    assert (await get_sync_status(client, other_device.token))[0] == grpc.StatusCode.OK
+
+
+async def test_logout_ends_the_access_tokens_of_that_sign_in(client, alice):
+    other_device = await login(client, "alice")
+    await client.auth.Logout(auth_pb2.LogoutRequest(refresh_token=alice.refresh_token))
+    assert (await get_sync_status(client, alice.token))[0] == grpc.StatusCode.UNAUTHENTICATED
+    assert (await get_sync_status(client, other_device.token))[0] == grpc.StatusCode.OK
+
+
 async def test_reuse_revokes_only_that_sign_in(client, alice):
     other_device = await login(client, "alice")
     await client.auth.Refresh(auth_pb2.RefreshRequest(refresh_token=alice.refresh_token))

@@ -83,7 +83,7 @@ class Accounts:
                  anonymous_user: str | None = None, clock: Clock = time.time,
                  metrics: ThrottleSink | None = None) -> None:
         self._db = db
-        self._hasher = hasher
+        self.hasher = hasher  # its queue figures (waiting, most_waiting) are public
         self._access = access_tokens
         # None: registration is closed (accounts come from `musicsync user add`).
         self._registration_key = registration_key.encode("utf-8") if registration_key else None
@@ -95,7 +95,7 @@ class Accounts:
         self._clock = clock
 
     async def warm_up(self) -> None:
-        await self._hasher.warm_up()
+        await self.hasher.warm_up()
 
     def _now(self) -> int:
         return int(self._clock())
@@ -134,7 +134,7 @@ class Accounts:
         async with self._db.read() as session:
             if await session.scalar(select(User.id).where(User.username_key == key)):
                 raise AlreadyExists(f"username {name!r} is taken")
-        password_hash = await self._hasher.hash(password)
+        password_hash = await self.hasher.hash(password)
         now = self._now()
         try:
             async with self._db.write() as session:
@@ -164,7 +164,7 @@ class Accounts:
         if throttled is not None:
             self._metrics.throttled("Login", throttled.reason)
             raise throttled.error(now, "sign-ins")
-        ok, upgraded_hash = await self._hasher.verify(
+        ok, upgraded_hash = await self.hasher.verify(
             user.password_hash if user else None, password)
         if not ok:
             await self._record_failure(account, address, now)
@@ -276,12 +276,12 @@ class Accounts:
         now = self._now()
         address = address_key(address)
         await self._refuse_if_throttled(user.username_key, address, now, "ChangePassword")
-        ok, _ = await self._hasher.verify(user.password_hash, current)
+        ok, _ = await self.hasher.verify(user.password_hash, current)
         if not ok:
             await self._record_failure(account_key(user.username_key), address, now)
             raise PermissionDenied("current password is wrong")
         check_password(new)
-        await self._set_password(user_id, await self._hasher.hash(new))
+        await self._set_password(user_id, await self.hasher.hash(new))
         return await self._issue_pair(user_id, family_id=None)
 
     async def _set_password(self, user_id: int, password_hash: str) -> None:
@@ -349,7 +349,7 @@ class Accounts:
     async def reset_password(self, username: str, password: str) -> None:
         user = await self.find_user(username)
         check_password(password)
-        await self._set_password(user.id, await self._hasher.hash(password))
+        await self._set_password(user.id, await self.hasher.hash(password))
 
     async def unlock(self, username: str) -> int:
         """Forgets the failed sign-ins of ``username`` from every address; how many."""
