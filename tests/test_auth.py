@@ -14,7 +14,7 @@ from musicsync.proto import auth_pb2
 from musicsync.server import App
 
 from .conftest import PASSWORD, REGISTRATION_KEY, make_settings
-from .helpers import Client, status_of
+from .helpers import Client, status_of, wait_until
 
 
 def register(client: Client, username: str, password: str = PASSWORD,
@@ -154,6 +154,22 @@ async def test_reuse_detection_ends_the_access_tokens_of_that_sign_in_at_once(cl
         code, message = await get_sync_status(client, token)
         assert code == grpc.StatusCode.UNAUTHENTICATED and "may have been stolen" in message
     assert (await get_sync_status(client, other_device.token))[0] == grpc.StatusCode.OK
+
+
+async def test_a_sign_in_revoked_by_another_process_is_refused_within_seconds(
+        app, client, alice, settings):
+    from musicsync.admin import accounts_over
+    from musicsync.errors import Unauthenticated
+    assert (await get_sync_status(client, alice.token))[0] == grpc.StatusCode.OK
+    elsewhere = accounts_over(app.db, settings)  # as a separate auth service would be
+    await elsewhere.refresh(alice.refresh_token)
+    with pytest.raises(Unauthenticated):
+        await elsewhere.refresh(alice.refresh_token)  # reuse: the sign-in is revoked there
+
+    async def refused() -> bool:
+        return (await get_sync_status(client, alice.token))[0] == \
+            grpc.StatusCode.UNAUTHENTICATED
+    await wait_until(refused, "the revoked sign-in's access token to be refused", timeout=10)
 
 
 async def test_logout_ends_the_access_tokens_of_that_sign_in(client, alice):

@@ -11,6 +11,7 @@ import hmac
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -36,6 +37,12 @@ from .tokens import AccessTokens, TokenPair, hash_refresh_token, new_refresh_tok
 log = logging.getLogger(__name__)
 
 INVALID_CREDENTIALS = "invalid credentials"
+# A sign-in found not revoked is not looked up again for this long. Revocations made
+# by this process (Logout, reuse of a refresh token) take effect at once; those made
+# by another process (the auth service beside separate file and sync services, the
+# `musicsync user` commands) within these seconds.
+REVOCATION_CHECK_SECONDS = 2.0
+LIVE_SIGN_INS_KEPT = 1024
 Clock = Callable[[], float]
 
 
@@ -91,6 +98,8 @@ class Accounts:
         self._throttle = SignInThrottle(login_policy)
         self._register_backoff = AddressBackoff(login_policy)
         self._metrics = metrics or _NoSink()
+        # family id -> time.monotonic() when it was last found not revoked
+        self._live_sign_ins: OrderedDict[str, float] = OrderedDict()
         self._anonymous_key = username_key(anonymous_user) if anonymous_user else None
         self._clock = clock
 
@@ -245,6 +254,7 @@ class Accounts:
                 token.rotated_at = now
                 return await self._issue_pair_in(session, token.user_id, token.family_id)
         if reused:
+            self._revoked_here(token.family_id)
             log.warning("refresh token reuse for user %d: revoked its sign-in", token.user_id)
         raise Unauthenticated(
             "refresh token was already used, so it may have been stolen: this sign-in is "
@@ -265,6 +275,7 @@ class Accounts:
                 update(RefreshToken)
                 .where(RefreshToken.family_id == family, RefreshToken.revoked_at.is_(None))
                 .values(revoked_at=now))
+        self._revoked_here(family)
 
     async def change_password(self, user_id: int, current: str, new: str,
                               address: str = "") -> TokenPair:
@@ -293,6 +304,7 @@ class Accounts:
                 update(RefreshToken)
                 .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
                 .values(revoked_at=now))
+        self._revoked_here()
 
     # -- Who is calling -----------------------------------------------------------
 
@@ -306,8 +318,9 @@ class Accounts:
             raise Unauthenticated("authorization metadata must be `Bearer <access token>`")
         now = self._now()
         claims = self._access.verify(token, now)
+        family = None if self._known_live(claims.family_id) else claims.family_id
         user, revoked = await self._db.quick_read(lambda session: (
-            session.get(User, claims.user_id), _family_revoked(session, claims.family_id)))
+            session.get(User, claims.user_id), _family_revoked(session, family)))
         if user is None:
             raise Unauthenticated("the account of this token no longer exists")
         if user.disabled:
@@ -317,7 +330,27 @@ class Accounts:
                                   "was used twice and may have been stolen); sign in again")
         if claims.issued_at < user.tokens_valid_after:
             raise Unauthenticated("the password changed since this token was issued; sign in again")
+        if family is not None:
+            self._live_sign_ins[family] = time.monotonic()
+            self._live_sign_ins.move_to_end(family)
+            if len(self._live_sign_ins) > LIVE_SIGN_INS_KEPT:
+                self._live_sign_ins.popitem(last=False)
         return Principal(user.id, user.username)
+
+    def _known_live(self, family_id: str | None) -> bool:
+        """Whether the sign-in was found not revoked within REVOCATION_CHECK_SECONDS
+        (a token from before access tokens named their sign-in counts as live)."""
+        if family_id is None:
+            return True
+        checked = self._live_sign_ins.get(family_id)
+        return checked is not None and time.monotonic() - checked < REVOCATION_CHECK_SECONDS
+
+    def _revoked_here(self, family_id: str | None = None) -> None:
+        """Forgets that a sign-in (or, without one, every sign-in) was found live."""
+        if family_id is None:
+            self._live_sign_ins.clear()
+        else:
+            self._live_sign_ins.pop(family_id, None)
 
     async def _anonymous_principal(self) -> Principal:
         if self._anonymous_key is None:
@@ -369,6 +402,7 @@ class Accounts:
                     update(RefreshToken)
                     .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
                     .values(revoked_at=now))
+        self._revoked_here()
 
     async def delete_user(self, username: str) -> LeftBehind:
         """Removes the user with their library, tokens, devices and upload sessions.
