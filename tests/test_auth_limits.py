@@ -83,7 +83,7 @@ async def test_concurrent_oversized_logins_leave_an_auth_server_within_its_memor
 
 async def test_hashing_queue_is_bounded_and_sign_ins_beyond_it_are_told_to_retry(tmp_path):
     # Hashes slow enough that 60 sign-ins arrive while the first ones still run.
-    settings = make_settings(tmp_path / "data", argon2_time_cost=2, argon2_memory_kib=16384)
+    settings = make_settings(tmp_path / "data", argon2_time_cost=3, argon2_memory_kib=32768)
     async with App(settings) as app, Client(app) as client:
         hasher = app.accounts.hasher
         answers = await asyncio.gather(*(status_of(client.auth.Login(auth_pb2.LoginRequest(

@@ -76,7 +76,10 @@ class PasswordHasher:
         if not await self._check(stored, password):
             return False, None
         if self._argon2.check_needs_rehash(stored):
-            return True, await self.hash(password)
+            try:
+                return True, await self.hash(password)
+            except ResourceExhausted:  # busy: a later sign-in upgrades it
+                return True, None
         return True, None
 
     async def _check(self, stored: str, password: str) -> bool:
