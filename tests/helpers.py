@@ -26,12 +26,13 @@ class FakeClock:
 class Client:
     """Channels to a running App's ports with stubs for every service.
 
-    ``token`` is sent as `authorization: Bearer <token>` by ``meta()``.
+    ``token`` is sent as `authorization: Bearer <token>` by ``meta()``. ``host`` is where
+    to connect: "[::1]" reaches a server on HOST=localhost from a second client address.
     """
 
-    def __init__(self, app, port: int | None = None) -> None:
+    def __init__(self, app, port: int | None = None, host: str = "127.0.0.1") -> None:
         self.port = port if port is not None else app.ports.get("auth") or next(iter(app.ports.values()))
-        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.port}")
+        self.channel = grpc.aio.insecure_channel(f"{host}:{self.port}")
         self.auth = auth_pb2_grpc.AuthServiceStub(self.channel)
         self.file = file_pb2_grpc.FileServiceStub(self.channel)
         self.sync = sync_pb2_grpc.SyncServiceStub(self.channel)

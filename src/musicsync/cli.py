@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("passwd", "set a new password (signs the user out everywhere)", _user_passwd),
         ("disable", "block an account and sign it out everywhere", _user_disable),
         ("enable", "unblock an account", _user_enable),
+        ("unlock", "forget an account's failed sign-ins, so throttling stops at once",
+         _user_unlock),
         ("delete", "delete an account with its library", _user_delete),
     ):
         sub = user_commands.add_parser(name, help=help_text, description=help_text.capitalize(),
@@ -378,6 +380,16 @@ def _user_disable(args, settings: Settings) -> int:
 
 def _user_enable(args, settings: Settings) -> int:
     return _set_disabled(args, settings, False)
+
+
+def _user_unlock(args, settings: Settings) -> int:
+    async def run() -> int:
+        async with _open_accounts(settings) as accounts:
+            return await accounts.unlock(args.username)
+    cleared = asyncio.run(run())
+    print(f"cleared {cleared} failed sign-ins of {args.username}; it can sign in from any "
+          "address at once")
+    return 0
 
 
 def _user_delete(args, settings: Settings) -> int:

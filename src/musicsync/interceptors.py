@@ -12,6 +12,10 @@ For every RPC it
   wrapped so a decode failure becomes a ``Malformed`` value, which the
   behaviour wrappers (and the request stream and ``context.read`` they hand
   on) turn into the status before the servicer sees it;
+- answers RESOURCE_EXHAUSTED for a request bigger than its method's limit
+  (``limits.request_bytes_limit``: the Auth methods take a few KiB, not the
+  4 MiB the server receives for upload chunks), from the size of the raw bytes,
+  before they are parsed (an ``Oversized`` value, handled as ``Malformed``);
 - accepts every handler shape grpc does (a coroutine, an async generator, a
   coroutine writing with ``context.write``, a function returning an iterator);
 - logs one line: method, user id, status code, duration (health checks at
@@ -34,7 +38,8 @@ from google.protobuf.message import DecodeError
 
 from .auth.accounts import Accounts, Principal
 from .db.engine import database_failure
-from .errors import InvalidArgument, MusicsyncError, Unauthenticated
+from .errors import InvalidArgument, MusicsyncError, ResourceExhausted, Unauthenticated
+from .limits import request_bytes_limit
 
 log = logging.getLogger("musicsync.rpc")
 
@@ -119,9 +124,23 @@ class Malformed:
     def __init__(self, what: str) -> None:
         self.what = what
 
-    def error(self) -> InvalidArgument:
+    def error(self) -> MusicsyncError:
         return InvalidArgument(f"malformed request: the bytes sent are not a valid {self.what} "
                                "message")
+
+
+class Oversized(Malformed):
+    """What a wrapped deserializer returns for a message over its method's size limit."""
+
+    __slots__ = ("limit",)
+
+    def __init__(self, what: str, limit: int) -> None:
+        super().__init__(what)
+        self.limit = limit
+
+    def error(self) -> MusicsyncError:
+        return ResourceExhausted(f"request too large: a {self.what} message may be at most "
+                                 f"{self.limit} bytes")
 
 
 def tolerant_deserializer(deserializer: Callable[[bytes], object] | None, method: str):
@@ -133,8 +152,12 @@ def tolerant_deserializer(deserializer: Callable[[bytes], object] | None, method
     if deserializer is None:
         return None
     malformed = Malformed(_request_type(method))
+    limit = request_bytes_limit(method)
+    oversized = Oversized(malformed.what, limit) if limit is not None else None
 
     def deserialize(data: bytes):
+        if oversized is not None and len(data) > oversized.limit:
+            return oversized  # refused unparsed: no copy of what it holds is made
         try:
             return deserializer(data)
         except DecodeError:

@@ -22,6 +22,12 @@ budget, so every answer stays under the 4 MiB a client accepts by default.
     characters, files.parse_hash.)
 
     CLIENT_MESSAGE_BYTES   4 MiB  the answer size a client accepts by default
+    AUTH_REQUEST_BYTES    16 KiB  a request to auth.AuthService, as received: the
+                                  largest valid one (1,024-character key or token,
+                                  passwords of 1,024 bytes) is about 6 KiB; bigger
+                                  ones are refused unparsed with RESOURCE_EXHAUSTED
+                                  (interceptors.tolerant_deserializer), and a server
+                                  running only the auth service receives no more
     PAGE_BUDGET_BYTES      1 MiB  ListFiles and Changes pages end before passing it
 """
 
@@ -41,6 +47,19 @@ MAX_USERNAME_INPUT_CHARS = 256
 
 CLIENT_MESSAGE_BYTES = 4 * 1024 * 1024
 PAGE_BUDGET_BYTES = 1024 * 1024
+AUTH_REQUEST_BYTES = 16 * 1024
+
+# Methods (by prefix) whose requests are smaller than the server's receive limit.
+_REQUEST_BYTES_LIMITS = (("/auth.AuthService/", AUTH_REQUEST_BYTES),)
+
+
+def request_bytes_limit(method: str) -> int | None:
+    """The most bytes a request of ``method`` ("/package.Service/Method") may have, if less
+    than the server receives for any message."""
+    for prefix, limit in _REQUEST_BYTES_LIMITS:
+        if method.startswith(prefix):
+            return limit
+    return None
 
 
 def check_chars(value: str, field: str, limit: int) -> str:

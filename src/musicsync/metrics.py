@@ -11,6 +11,10 @@ What the rest of the server calls (cheap, safe from any thread, never raises):
     metrics.bytes_sent(n)                       # song bytes sent out (Download)
     metrics.storage_error(operation)            # a blob-store operation failed:
                                                 # "put", "get", "delete", "stat", ...
+    metrics.throttled(method, reason)           # a password or security-key attempt
+                                                # refused to wait: method "Login",
+                                                # "ChangePassword" or "Register", reason
+                                                # "address" or "account" (auth/throttle.py)
 
 What a scrape of ``http://HOST:METRICS_PORT/metrics`` shows:
 
@@ -19,6 +23,7 @@ What a scrape of ``http://HOST:METRICS_PORT/metrics`` shows:
     musicsync_received_bytes_total                       counter
     musicsync_sent_bytes_total                           counter
     musicsync_storage_errors_total{operation}            counter
+    musicsync_auth_throttled_total{method,reason}        counter
     process_*                                            RSS, CPU, open files (Linux)
 
 The metric types and the text format come from ``prometheus_client``; the
@@ -53,6 +58,7 @@ class MetricsSink(Protocol):
     def bytes_received(self, n: int) -> None: ...
     def bytes_sent(self, n: int) -> None: ...
     def storage_error(self, operation: str) -> None: ...
+    def throttled(self, method: str, reason: str) -> None: ...
 
 
 class NullMetrics:
@@ -68,6 +74,9 @@ class NullMetrics:
         pass
 
     def storage_error(self, operation: str) -> None:
+        pass
+
+    def throttled(self, method: str, reason: str) -> None:
         pass
 
 
@@ -96,6 +105,11 @@ class Metrics:
         self._storage_errors = Counter("musicsync_storage_errors",
                                        "Blob-store operations that failed, by operation.",
                                        ("operation",), registry=self.registry)
+        self._throttled = Counter(
+            "musicsync_auth_throttled",
+            "Password and security-key attempts refused to wait, by method and reason "
+            "(address: that client failed too often; account: too many failures from all).",
+            ("method", "reason"), registry=self.registry)
         ProcessCollector(registry=self.registry)
 
     def observe_rpc(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
@@ -114,6 +128,9 @@ class Metrics:
 
     def storage_error(self, operation: str) -> None:
         self._storage_errors.labels(operation).inc()
+
+    def throttled(self, method: str, reason: str) -> None:
+        self._throttled.labels(method, reason).inc()
 
     def render(self, accept: str = "") -> tuple[bytes, str]:
         """The exposition (Prometheus text, or OpenMetrics if asked) and its content type."""

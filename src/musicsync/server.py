@@ -43,6 +43,7 @@ from .files import Files
 from .interceptors import ServerInterceptor
 from .keys import load_or_create_key
 from .library import ChangeNotifier
+from .limits import AUTH_REQUEST_BYTES
 from .memory import tune_allocator
 from .storage import open_blob_store
 from .uploads import Uploads
@@ -127,9 +128,6 @@ class App:
         self._stack.push_async_callback(self.db.close)
         await migrate(self.db.writer_engine())
 
-        self.accounts = self._build_accounts()
-        if "auth" in self.services:
-            await self.accounts.warm_up()
         self.notifier = ChangeNotifier()
         servicers = {
             "auth": lambda: auth_pb2_grpc.add_AuthServiceServicer_to_server(
@@ -142,6 +140,9 @@ class App:
         if settings.metrics_port is not None:
             self.metrics = Metrics()
             observe = self.metrics.observe_rpc
+        self.accounts = self._build_accounts()
+        if "auth" in self.services:
+            await self.accounts.warm_up()
         if "file" in self.services:
             await self._open_files()
         if "sync" in self.services:
@@ -149,7 +150,7 @@ class App:
         self._interceptor = ServerInterceptor(self.accounts, observe=observe)
         self._server = grpc.aio.server(
             interceptors=[self._interceptor],
-            options=GRPC_OPTIONS)
+            options=_grpc_options(self.services))
         for service in self.services:
             servicers[service]()
         self._health = health.aio.HealthServicer()
@@ -275,8 +276,9 @@ class App:
         return Accounts(
             self.db, hasher, AccessTokens(secret_key, settings.access_token_ttl),
             registration_key=registration_key, refresh_ttl=settings.refresh_token_ttl,
-            login_policy=LoginPolicy(settings.login_max_failures, settings.login_window),
-            anonymous_user=settings.anonymous_user, clock=self.clock)
+            login_policy=LoginPolicy(free_failures=settings.login_max_failures,
+                                     max_delay=settings.login_window),
+            anonymous_user=settings.anonymous_user, clock=self.clock, metrics=self.metrics)
 
     def _registration_key(self) -> str:
         if self.settings.security_key is not None:
@@ -327,6 +329,15 @@ class App:
 
     async def wait_for_termination(self) -> None:
         await self._server.wait_for_termination()
+
+
+def _grpc_options(services: Sequence[str]) -> tuple:
+    """GRPC_OPTIONS; alone, the auth service receives no message over AUTH_REQUEST_BYTES
+    (grpc refuses it before it is read whole)."""
+    if tuple(services) != ("auth",):
+        return GRPC_OPTIONS
+    return (*(o for o in GRPC_OPTIONS if o[0] != "grpc.max_receive_message_length"),
+            ("grpc.max_receive_message_length", AUTH_REQUEST_BYTES))
 
 
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"

@@ -11,30 +11,38 @@ import hmac
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from typing import Protocol
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..db import Database
-from ..db.models import LibraryEntry, LoginFailure, RefreshToken, UploadSession, User
+from ..db.models import LibraryEntry, RefreshToken, UploadSession, User
 from ..errors import (
     AlreadyExists,
     FailedPrecondition,
+    InvalidArgument,
     NotFound,
     PermissionDenied,
-    ResourceExhausted,
     Unauthenticated,
 )
 from .passwords import PasswordHasher
-from .rules import check_password, username_key, valid_username
+from .rules import PASSWORD_MAX_BYTES, check_password, username_key, valid_username
+from .throttle import AddressBackoff, LoginPolicy, SignInThrottle, account_key, address_key
 from .tokens import AccessTokens, TokenPair, hash_refresh_token, new_refresh_token
 
 log = logging.getLogger(__name__)
 
 INVALID_CREDENTIALS = "invalid credentials"
+# A sign-in found not revoked is not looked up again for this long. Revocations made
+# by this process (Logout, reuse of a refresh token) take effect at once; those made
+# by another process (the auth service beside separate file and sync services, the
+# `musicsync user` commands) within these seconds.
+REVOCATION_CHECK_SECONDS = 2.0
+LIVE_SIGN_INS_KEPT = 1024
 Clock = Callable[[], float]
 
 
@@ -62,10 +70,15 @@ class LeftBehind:
     uploads: tuple[str, ...]  # ids of unfinished resumable uploads' partial data
 
 
-@dataclass(frozen=True)
-class LoginPolicy:
-    max_failures: int = 5
-    window_seconds: int = 15 * 60
+class ThrottleSink(Protocol):
+    """Where throttled attempts are counted (``metrics.Metrics``)."""
+
+    def throttled(self, method: str, reason: str) -> None: ...
+
+
+class _NoSink:
+    def throttled(self, method: str, reason: str) -> None:
+        pass
 
 
 class Accounts:
@@ -74,33 +87,51 @@ class Accounts:
     def __init__(self, db: Database, hasher: PasswordHasher, access_tokens: AccessTokens, *,
                  registration_key: str | None = None,
                  refresh_ttl: int = 30 * 86400, login_policy: LoginPolicy = LoginPolicy(),
-                 anonymous_user: str | None = None, clock: Clock = time.time) -> None:
+                 anonymous_user: str | None = None, clock: Clock = time.time,
+                 metrics: ThrottleSink | None = None) -> None:
         self._db = db
-        self._hasher = hasher
+        self.hasher = hasher  # its queue figures (waiting, most_waiting) are public
         self._access = access_tokens
         # None: registration is closed (accounts come from `musicsync user add`).
         self._registration_key = registration_key.encode("utf-8") if registration_key else None
         self._refresh_ttl = refresh_ttl
-        self._policy = login_policy
+        self._throttle = SignInThrottle(login_policy)
+        self._register_backoff = AddressBackoff(login_policy)
+        self._metrics = metrics or _NoSink()
+        # family id -> time.monotonic() when it was last found not revoked
+        self._live_sign_ins: OrderedDict[str, float] = OrderedDict()
         self._anonymous_key = username_key(anonymous_user) if anonymous_user else None
         self._clock = clock
 
     async def warm_up(self) -> None:
-        await self._hasher.warm_up()
+        await self.hasher.warm_up()
 
     def _now(self) -> int:
         return int(self._clock())
 
     # -- Registration and sign-in -------------------------------------------------
 
-    async def register(self, username: str, password: str, security_key: str) -> TokenPair:
+    async def register(self, username: str, password: str, security_key: str,
+                       address: str = "") -> TokenPair:
+        """A new account for a caller that knows the registration key.
+
+        Wrong keys from one client address get growing delays (``throttle``)."""
         if self._registration_key is None:
             raise FailedPrecondition(
                 "registration is closed on this server: ask its operator to create your "
                 "account (`musicsync user add`) or to restart it with --registration open")
-        if not hmac.compare_digest(security_key.encode("utf-8"), self._registration_key):
+        address = address_key(address)
+        now = self._now()
+        throttled = self._register_backoff.verdict(address, now)
+        if throttled is not None:
+            self._metrics.throttled("Register", throttled.reason)
+            raise throttled.error(now, "registrations (wrong security keys)")
+        if not hmac.compare_digest(security_key.encode("utf-8", "surrogatepass"),
+                                   self._registration_key):
+            self._register_backoff.failure(address, now)
             raise PermissionDenied(
                 "wrong security key: use the registration key shown in the server's log")
+        self._register_backoff.success(address)
         user = await self.create_user(username, password)
         return await self._issue_pair(user.id, family_id=None)
 
@@ -112,7 +143,7 @@ class Accounts:
         async with self._db.read() as session:
             if await session.scalar(select(User.id).where(User.username_key == key)):
                 raise AlreadyExists(f"username {name!r} is taken")
-        password_hash = await self._hasher.hash(password)
+        password_hash = await self.hasher.hash(password)
         now = self._now()
         try:
             async with self._db.write() as session:
@@ -125,46 +156,48 @@ class Accounts:
         log.info("created user %d", user.id)
         return UserInfo(user.id, user.username, False, now)
 
-    async def login(self, username: str, password: str) -> TokenPair:
-        key = username_key(username)
+    async def login(self, username: str, password: str, address: str = "") -> TokenPair:
+        """A new sign-in; ``address`` is the client's IP address, for throttling."""
+        key = username_key(valid_username(username))  # a name that cannot exist costs nothing
+        if len(password.encode("utf-8", "surrogatepass")) > PASSWORD_MAX_BYTES:
+            raise InvalidArgument(f"password must be at most {PASSWORD_MAX_BYTES} bytes of UTF-8")
+        account, address = account_key(key), address_key(address)
         now = self._now()
-        await self._refuse_if_locked_out(key, now)
-        async with self._db.read() as session:
-            user = await session.scalar(select(User).where(User.username_key == key))
-        ok, upgraded_hash = await self._hasher.verify(
+
+        def look(session):
+            throttled = self._throttle.verdict(session, account, address, now)
+            if throttled is not None:
+                return throttled, None
+            return None, session.scalar(select(User).where(User.username_key == key))
+        throttled, user = await self._db.quick_read(look)
+        if throttled is not None:
+            self._metrics.throttled("Login", throttled.reason)
+            raise throttled.error(now, "sign-ins")
+        ok, upgraded_hash = await self.hasher.verify(
             user.password_hash if user else None, password)
         if not ok:
-            await self._record_failure(key, now)
+            await self._record_failure(account, address, now)
             raise Unauthenticated(INVALID_CREDENTIALS)
         if user.disabled:
             raise Unauthenticated("this account is disabled; ask the server's operator")
         async with self._db.write() as session:
-            await session.execute(delete(LoginFailure).where(LoginFailure.username_key == key))
+            await self._throttle.record_success(session, account, address, now)
             if upgraded_hash:
                 await session.execute(
                     update(User).where(User.id == user.id).values(password_hash=upgraded_hash))
-        return await self._issue_pair(user.id, family_id=None)
+            return await self._issue_pair_in(session, user.id, family_id=None)
 
-    async def _refuse_if_locked_out(self, key: str, now: int) -> None:
-        since = now - self._policy.window_seconds
-        async with self._db.read() as session:
-            recent = (await session.scalars(
-                select(LoginFailure.failed_at)
-                .where(LoginFailure.username_key == key, LoginFailure.failed_at > since)
-                .order_by(LoginFailure.failed_at.desc())
-                .limit(self._policy.max_failures))).all()
-        if len(recent) >= self._policy.max_failures:
-            retry_at = recent[-1] + self._policy.window_seconds
-            when = datetime.fromtimestamp(retry_at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-            raise ResourceExhausted(
-                f"too many failed sign-ins for this username; try again in "
-                f"{max(retry_at - now, 1)} seconds (after {when})")
+    async def _refuse_if_throttled(self, key: str, address: str, now: int, method: str) -> None:
+        account = account_key(key)
+        throttled = await self._db.quick_read(
+            lambda session: self._throttle.verdict(session, account, address, now))
+        if throttled is not None:
+            self._metrics.throttled(method, throttled.reason)
+            raise throttled.error(now, "password checks")
 
-    async def _record_failure(self, key: str, now: int) -> None:
+    async def _record_failure(self, account: str, address: str, now: int) -> None:
         async with self._db.write() as session:
-            session.add(LoginFailure(username_key=key, failed_at=now))
-            await session.execute(delete(LoginFailure).where(
-                LoginFailure.failed_at <= now - self._policy.window_seconds))
+            await self._throttle.record_failure(session, account, address, now)
 
     # -- Tokens -------------------------------------------------------------------
 
@@ -176,10 +209,11 @@ class Accounts:
         now = self._now()
         refresh, refresh_hash = new_refresh_token()
         refresh_expires = now + self._refresh_ttl
+        family_id = family_id or secrets.token_hex(16)
         session.add(RefreshToken(
-            user_id=user_id, family_id=family_id or secrets.token_hex(16),
+            user_id=user_id, family_id=family_id,
             token_hash=refresh_hash, issued_at=now, expires_at=refresh_expires))
-        access, access_expires = self._access.issue(user_id, now)
+        access, access_expires = self._access.issue(user_id, now, family_id)
         return TokenPair(access, access_expires, refresh, refresh_expires)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
@@ -189,10 +223,19 @@ class Accounts:
         it: the whole family (every token of that sign-in) is revoked.
         """
         now = self._now()
+        token_hash = hash_refresh_token(refresh_token)
+        # Unknown, revoked and expired tokens are answered from a read: a flood of
+        # them must not queue for the write lock in front of honest writers.
+        known = await self._db.quick_read(lambda session: session.scalar(
+            select(RefreshToken).where(RefreshToken.token_hash == token_hash)))
+        if known is None or known.revoked_at is not None:
+            raise Unauthenticated("refresh token is not valid; sign in again")
+        if known.rotated_at is None and known.expires_at <= now:
+            raise Unauthenticated("refresh token expired; sign in again")
         reused = False
         async with self._db.write() as session:
             token = await session.scalar(select(RefreshToken).where(
-                RefreshToken.token_hash == hash_refresh_token(refresh_token)))
+                RefreshToken.token_hash == token_hash))
             if token is None or token.revoked_at is not None:
                 raise Unauthenticated("refresh token is not valid; sign in again")
             if token.rotated_at is not None:
@@ -211,6 +254,7 @@ class Accounts:
                 token.rotated_at = now
                 return await self._issue_pair_in(session, token.user_id, token.family_id)
         if reused:
+            self._revoked_here(token.family_id)
             log.warning("refresh token reuse for user %d: revoked its sign-in", token.user_id)
         raise Unauthenticated(
             "refresh token was already used, so it may have been stolen: this sign-in is "
@@ -219,29 +263,36 @@ class Accounts:
     async def logout(self, refresh_token: str) -> None:
         """Ends the sign-in the refresh token belongs to; unknown tokens are ignored."""
         now = self._now()
+        token_hash = hash_refresh_token(refresh_token)
+        found = await self._db.quick_read(lambda session: session.execute(
+            select(RefreshToken.family_id, RefreshToken.revoked_at)
+            .where(RefreshToken.token_hash == token_hash)).first())
+        if found is None or found.revoked_at is not None:
+            return  # answered from a read: such tokens never wait for the write lock
+        family = found.family_id
         async with self._db.write() as session:
-            family = await session.scalar(select(RefreshToken.family_id).where(
-                RefreshToken.token_hash == hash_refresh_token(refresh_token)))
-            if family is not None:
-                await session.execute(
-                    update(RefreshToken)
-                    .where(RefreshToken.family_id == family, RefreshToken.revoked_at.is_(None))
-                    .values(revoked_at=now))
+            await session.execute(
+                update(RefreshToken)
+                .where(RefreshToken.family_id == family, RefreshToken.revoked_at.is_(None))
+                .values(revoked_at=now))
+        self._revoked_here(family)
 
-    async def change_password(self, user_id: int, current: str, new: str) -> TokenPair:
+    async def change_password(self, user_id: int, current: str, new: str,
+                              address: str = "") -> TokenPair:
         """Sets a new password, ends every other sign-in, and returns a fresh pair."""
         async with self._db.read() as session:
             user = await session.get(User, user_id)
         if user is None:
             raise Unauthenticated("this account no longer exists")
         now = self._now()
-        await self._refuse_if_locked_out(user.username_key, now)
-        ok, _ = await self._hasher.verify(user.password_hash, current)
+        address = address_key(address)
+        await self._refuse_if_throttled(user.username_key, address, now, "ChangePassword")
+        ok, _ = await self.hasher.verify(user.password_hash, current)
         if not ok:
-            await self._record_failure(user.username_key, now)
+            await self._record_failure(account_key(user.username_key), address, now)
             raise PermissionDenied("current password is wrong")
         check_password(new)
-        await self._set_password(user_id, await self._hasher.hash(new))
+        await self._set_password(user_id, await self.hasher.hash(new))
         return await self._issue_pair(user_id, family_id=None)
 
     async def _set_password(self, user_id: int, password_hash: str) -> None:
@@ -253,6 +304,7 @@ class Accounts:
                 update(RefreshToken)
                 .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
                 .values(revoked_at=now))
+        self._revoked_here()
 
     # -- Who is calling -----------------------------------------------------------
 
@@ -266,14 +318,39 @@ class Accounts:
             raise Unauthenticated("authorization metadata must be `Bearer <access token>`")
         now = self._now()
         claims = self._access.verify(token, now)
-        user = await self._db.quick_read(lambda session: session.get(User, claims.user_id))
+        family = None if self._known_live(claims.family_id) else claims.family_id
+        user, revoked = await self._db.quick_read(lambda session: (
+            session.get(User, claims.user_id), _family_revoked(session, family)))
         if user is None:
             raise Unauthenticated("the account of this token no longer exists")
         if user.disabled:
             raise Unauthenticated("this account is disabled; ask the server's operator")
+        if revoked:
+            raise Unauthenticated("this sign-in was ended (signed out, or its refresh token "
+                                  "was used twice and may have been stolen); sign in again")
         if claims.issued_at < user.tokens_valid_after:
             raise Unauthenticated("the password changed since this token was issued; sign in again")
+        if family is not None:
+            self._live_sign_ins[family] = time.monotonic()
+            self._live_sign_ins.move_to_end(family)
+            if len(self._live_sign_ins) > LIVE_SIGN_INS_KEPT:
+                self._live_sign_ins.popitem(last=False)
         return Principal(user.id, user.username)
+
+    def _known_live(self, family_id: str | None) -> bool:
+        """Whether the sign-in was found not revoked within REVOCATION_CHECK_SECONDS
+        (a token from before access tokens named their sign-in counts as live)."""
+        if family_id is None:
+            return True
+        checked = self._live_sign_ins.get(family_id)
+        return checked is not None and time.monotonic() - checked < REVOCATION_CHECK_SECONDS
+
+    def _revoked_here(self, family_id: str | None = None) -> None:
+        """Forgets that a sign-in (or, without one, every sign-in) was found live."""
+        if family_id is None:
+            self._live_sign_ins.clear()
+        else:
+            self._live_sign_ins.pop(family_id, None)
 
     async def _anonymous_principal(self) -> Principal:
         if self._anonymous_key is None:
@@ -305,7 +382,15 @@ class Accounts:
     async def reset_password(self, username: str, password: str) -> None:
         user = await self.find_user(username)
         check_password(password)
-        await self._set_password(user.id, await self._hasher.hash(password))
+        await self._set_password(user.id, await self.hasher.hash(password))
+
+    async def unlock(self, username: str) -> int:
+        """Forgets the failed sign-ins of ``username`` from every address; how many."""
+        user = await self.find_user(username)
+        async with self._db.write() as session:
+            count = await self._throttle.unlock(session, account_key(username_key(user.username)))
+        log.info("cleared %d failed sign-ins of user %d", count, user.id)
+        return count
 
     async def set_disabled(self, username: str, disabled: bool) -> None:
         user = await self.find_user(username)
@@ -317,6 +402,7 @@ class Accounts:
                     update(RefreshToken)
                     .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
                     .values(revoked_at=now))
+        self._revoked_here()
 
     async def delete_user(self, username: str) -> LeftBehind:
         """Removes the user with their library, tokens, devices and upload sessions.
@@ -336,3 +422,12 @@ class Accounts:
     async def count_users(self) -> int:
         async with self._db.read() as session:
             return await session.scalar(select(func.count()).select_from(User))
+
+
+def _family_revoked(session, family_id: str | None) -> bool:
+    """Whether the sign-in an access token belongs to was revoked (one index lookup)."""
+    if family_id is None:  # a token from before access tokens named their sign-in
+        return False
+    return session.scalar(select(RefreshToken.id).where(
+        RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_not(None))
+        .limit(1)) is not None

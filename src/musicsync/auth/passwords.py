@@ -3,24 +3,55 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from ..errors import ResourceExhausted
+
 # Each hash holds memory_cost KiB (64 MiB by default) while it runs: on a Pi,
 # a burst of sign-ins must not turn into a burst of RSS.
 MAX_CONCURRENT_HASHES = 2
+# Hashes that may wait for a slot; beyond them a call is refused at once
+# (RESOURCE_EXHAUSTED) rather than held, with its request, in a queue without
+# end. 16 waiting behind 2 running is a few seconds of work on a Pi.
+MAX_WAITING_HASHES = 16
 
 
 class PasswordHasher:
     """Hashes and verifies passwords with argon2id in worker threads."""
 
-    def __init__(self, *, time_cost: int, memory_kib: int, parallelism: int) -> None:
+    def __init__(self, *, time_cost: int, memory_kib: int, parallelism: int,
+                 max_waiting: int = MAX_WAITING_HASHES) -> None:
         self._argon2 = argon2.PasswordHasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism,
             type=argon2.Type.ID)
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_HASHES)
+        self._max_waiting = max_waiting
+        self.waiting = 0  # hashes waiting for a slot now
+        self.most_waiting = 0  # the most that ever waited at once
         self._decoy: str | None = None
+
+    @asynccontextmanager
+    async def _slot(self):
+        """A hashing slot, or ResourceExhausted when ``max_waiting`` hashes already wait."""
+        if self._slots.locked():
+            if self.waiting >= self._max_waiting:
+                raise ResourceExhausted(
+                    "the server is busy checking other passwords; try again in a few seconds")
+            self.waiting += 1
+            self.most_waiting = max(self.most_waiting, self.waiting)
+            try:
+                await self._slots.acquire()
+            finally:
+                self.waiting -= 1
+        else:
+            await self._slots.acquire()
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     async def warm_up(self) -> None:
         """Makes the decoy hash now, so the first unknown-user sign-in is not slower."""
@@ -28,7 +59,7 @@ class PasswordHasher:
             self._decoy = await self.hash("decoy password, never matches")
 
     async def hash(self, password: str) -> str:
-        async with self._slots:
+        async with self._slot():
             return await asyncio.to_thread(self._argon2.hash, password)
 
     async def verify(self, stored: str | None, password: str) -> tuple[bool, str | None]:
@@ -45,11 +76,14 @@ class PasswordHasher:
         if not await self._check(stored, password):
             return False, None
         if self._argon2.check_needs_rehash(stored):
-            return True, await self.hash(password)
+            try:
+                return True, await self.hash(password)
+            except ResourceExhausted:  # busy: a later sign-in upgrades it
+                return True, None
         return True, None
 
     async def _check(self, stored: str, password: str) -> bool:
-        async with self._slots:
+        async with self._slot():
             try:
                 return await asyncio.to_thread(self._argon2.verify, stored, password)
             except (VerifyMismatchError, VerificationError, InvalidHashError):

@@ -24,6 +24,9 @@ class AccessClaims:
     user_id: int
     issued_at: int
     token_id: str
+    # The sign-in (refresh-token family) the token belongs to; None in tokens issued
+    # before access tokens carried it (they expire within ACCESS_TOKEN_TTL).
+    family_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,10 @@ class AccessTokens:
         self.ttl = ttl_seconds
         self._signed_claims = functools.lru_cache(maxsize=VERIFIED_TOKENS_KEPT)(self._check_signed)
 
-    def issue(self, user_id: int, now: int) -> tuple[str, int]:
+    def issue(self, user_id: int, now: int, family_id: str) -> tuple[str, int]:
         expires = now + self.ttl
         claims = {"sub": str(user_id), "iat": now, "exp": expires,
-                  "jti": secrets.token_hex(16), "typ": ACCESS}
+                  "jti": secrets.token_hex(16), "typ": ACCESS, "fam": family_id}
         return jwt.encode(claims, self._key, algorithm="HS256"), expires
 
     def verify(self, token: str, now: int) -> AccessClaims:
@@ -72,11 +75,12 @@ class AccessTokens:
             user_id, issued_at, expires = int(claims["sub"]), int(claims["iat"]), int(claims["exp"])
         except (TypeError, ValueError, OverflowError):  # OverflowError: exp = Infinity
             raise Unauthenticated("access token is invalid; sign in again") from None
+        family_id = claims.get("fam")
         if not (0 < user_id <= _MAX_CLAIM and 0 <= issued_at <= _MAX_CLAIM
-                and 0 <= expires <= _MAX_CLAIM):
+                and 0 <= expires <= _MAX_CLAIM) or not isinstance(family_id, (str, type(None))):
             raise Unauthenticated("access token is invalid; sign in again")
-        return AccessClaims(user_id=user_id, issued_at=issued_at,
-                            token_id=str(claims["jti"])), expires
+        return AccessClaims(user_id=user_id, issued_at=issued_at, token_id=str(claims["jti"]),
+                            family_id=family_id), expires
 
 
 def new_refresh_token() -> tuple[str, bytes]:

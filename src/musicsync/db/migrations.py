@@ -112,6 +112,21 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         )""",
         "CREATE INDEX ix_upload_sessions_expires ON upload_sessions (expires_at)",
     )),
+    ("sign-in throttling per address, revocable sign-ins", (
+        # The old table kept every failed username whole, attacker-sized: drop it all.
+        "DROP TABLE login_failures",
+        """CREATE TABLE login_failures (
+            username_key TEXT NOT NULL,
+            address TEXT NOT NULL DEFAULT '',
+            failures INTEGER NOT NULL DEFAULT 0,
+            failed_at INTEGER NOT NULL DEFAULT 0,
+            last_success INTEGER,
+            PRIMARY KEY (username_key, address)
+        )""",
+        "CREATE INDEX ix_login_failures_failed_at ON login_failures (failed_at)",
+        "DROP INDEX ix_refresh_tokens_family",
+        "CREATE INDEX ix_refresh_tokens_family ON refresh_tokens (family_id, revoked_at)",
+    )),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -40,7 +40,8 @@ class User(Base):
 class RefreshToken(Base):
     __tablename__ = "refresh_tokens"
     __table_args__ = (
-        Index("ix_refresh_tokens_family", "family_id"),
+        # Also answers "is this sign-in revoked?" for every authenticated call.
+        Index("ix_refresh_tokens_family", "family_id", "revoked_at"),
         Index("ix_refresh_tokens_user", "user_id"),
     )
 
@@ -59,12 +60,20 @@ class RefreshToken(Base):
 
 
 class LoginFailure(Base):
-    __tablename__ = "login_failures"
-    __table_args__ = (Index("ix_login_failures_key", "username_key", "failed_at"),)
+    """Failed sign-ins of one account from one client address (auth/throttle.py)."""
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    username_key: Mapped[str] = mapped_column(String, nullable=False)
-    failed_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_failed_at", "failed_at"),)
+
+    # SHA-256 (hex) of the normalized username: 64 characters whatever was sent.
+    username_key: Mapped[str] = mapped_column(String, primary_key=True)
+    # The client's IPv4 address or IPv6 /64 (at most 64 characters).
+    address: Mapped[str] = mapped_column(String, primary_key=True, default="")
+    # Failures in a row from this address (a success or a quiet day starts over).
+    failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    failed_at: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # The last successful sign-in from this address: it is exempt from the account ceiling.
+    last_success: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Blob(Base):

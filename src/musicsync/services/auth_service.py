@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 from ..auth.accounts import Accounts
 from ..auth.tokens import TokenPair
 from ..auth.rules import PASSWORD_MAX_BYTES
@@ -30,6 +32,18 @@ def _checked_secret(value: str, field: str) -> str:
     return check_chars(value, field, MAX_SECRET_CHARS)
 
 
+def peer_address(peer: str | None) -> str:
+    """The client's IP address from grpc's peer ("ipv4:1.2.3.4:5678", "ipv6:[::1]:5678"),
+    without the port; other peers ("unix:...") as they are."""
+    peer = unquote(peer or "")
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0]
+    if kind == "ipv6":
+        return rest.rpartition(":")[0].strip("[]")
+    return peer
+
+
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     def __init__(self, accounts: Accounts) -> None:
         self._accounts = accounts
@@ -37,12 +51,13 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def Register(self, request, context):
         pair = await self._accounts.register(
             _checked_username(request.username), _checked_password(request.password),
-            _checked_secret(request.security_key, "security_key"))
+            _checked_secret(request.security_key, "security_key"), peer_address(context.peer()))
         return auth_pb2.RegisterResponse(**_pair_fields(pair))
 
     async def Login(self, request, context):
         pair = await self._accounts.login(_checked_username(request.username),
-                                          _checked_password(request.password))
+                                          _checked_password(request.password),
+                                          peer_address(context.peer()))
         return auth_pb2.LoginResponse(**_pair_fields(pair))
 
     async def Refresh(self, request, context):
@@ -58,5 +73,6 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         pair = await self._accounts.change_password(
             current_principal().user_id,
             _checked_password(request.current_password, "current_password"),
-            _checked_password(request.new_password, "new_password"))
+            _checked_password(request.new_password, "new_password"),
+            peer_address(context.peer()))
         return auth_pb2.ChangePasswordResponse(**_pair_fields(pair))
