@@ -11,7 +11,7 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -74,7 +74,8 @@ class Accounts:
     def __init__(self, db: Database, hasher: PasswordHasher, access_tokens: AccessTokens, *,
                  registration_key: str | None = None,
                  refresh_ttl: int = 30 * 86400, login_policy: LoginPolicy = LoginPolicy(),
-                 anonymous_user: str | None = None, clock: Clock = time.time) -> None:
+                 anonymous_user: str | None = None, clock: Clock = time.time,
+                 reserved_usernames: Iterable[str] = ()) -> None:
         self._db = db
         self._hasher = hasher
         self._access = access_tokens
@@ -84,6 +85,8 @@ class Accounts:
         self._policy = login_policy
         self._anonymous_key = username_key(anonymous_user) if anonymous_user else None
         self._clock = clock
+        # Names Register refuses (the anonymous user's): only the operator creates them.
+        self._reserved = frozenset(username_key(name) for name in reserved_usernames)
 
     async def warm_up(self) -> None:
         await self._hasher.warm_up()
@@ -100,7 +103,10 @@ class Accounts:
                 "account (`musicsync user add`) or to restart it with --registration open")
         if not hmac.compare_digest(security_key.encode("utf-8"), self._registration_key):
             raise PermissionDenied(
-                "wrong security key: use the registration key shown in the server's log")
+                "wrong security key: use the registration key the server's operator gave you")
+        if username_key(username) in self._reserved:
+            raise PermissionDenied(
+                "this username is reserved on this server; choose another")
         user = await self.create_user(username, password)
         return await self._issue_pair(user.id, family_id=None)
 
