@@ -31,6 +31,15 @@ def make_settings(data_dir: Path, **overrides) -> Settings:
     return Settings(**values)
 
 
+async def create_user(settings: Settings, username: str, password: str = PASSWORD) -> None:
+    """An account made as the operator makes it (`musicsync user add --create`), before the
+    server starts: e.g. the anonymous user, which the server requires and Register refuses."""
+    from musicsync.admin import open_accounts
+
+    async with open_accounts(settings, create=True) as accounts:
+        await accounts.create_user(username, password)
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

@@ -13,7 +13,7 @@ from google.protobuf import empty_pb2
 from musicsync.proto import auth_pb2
 from musicsync.server import App
 
-from .conftest import PASSWORD, REGISTRATION_KEY, make_settings
+from .conftest import PASSWORD, REGISTRATION_KEY, create_user, make_settings
 from .helpers import Client, status_of, wait_until
 
 
@@ -323,17 +323,18 @@ async def test_every_file_and_sync_method_requires_a_token(client):
 
 async def test_anonymous_mode_lets_token_less_calls_act_as_the_named_user(tmp_path):
     settings = make_settings(tmp_path, anonymous_user="phone")
+    await create_user(settings, "phone")
     async with App(settings) as app, Client(app) as client:
+        assert (await get_sync_status(client, None))[0] == grpc.StatusCode.OK
+        await app.accounts.set_disabled("phone", True)
         code, message = await get_sync_status(client, None)
         assert code == grpc.StatusCode.UNAUTHENTICATED and "musicsync user add" in message
-        await register(client, "phone")
-        assert (await get_sync_status(client, None))[0] == grpc.StatusCode.OK
 
 
 async def test_calls_with_a_token_act_as_the_token_user_in_anonymous_mode(tmp_path):
     settings = make_settings(tmp_path, anonymous_user="phone")
+    await create_user(settings, "phone")
     async with App(settings) as app, Client(app) as client:
-        await register(client, "phone")
         bob = await register(client, "bob")
         await app.accounts.set_disabled("bob", True)
         # Bob's token must not fall back to the anonymous user.

@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from musicsync.proto import auth_pb2, file_pb2, sync_pb2
 from musicsync.server import App
 
-from .conftest import PASSWORD, REGISTRATION_KEY, make_settings
+from .conftest import PASSWORD, REGISTRATION_KEY, create_user, make_settings
 from .helpers import Client, status_of
 
 LEGACY = Path(__file__).parent / "legacy"
@@ -122,9 +122,10 @@ async def test_phone_with_table_only_stubs_registers_logs_in_and_syncs(app, lega
 
 
 async def test_phone_without_token_works_in_anonymous_mode(tmp_path, legacy_stubs):
-    async with App(make_settings(tmp_path, anonymous_user="phone")) as app:
-        _, files = await run_phone(legacy_stubs, app.ports["auth"], [
-            ["register", "phone", PASSWORD, REGISTRATION_KEY], ["get_sync", None]])
+    settings = make_settings(tmp_path, anonymous_user="phone")
+    await create_user(settings, "phone")  # the operator's `musicsync user add phone`
+    async with App(settings) as app:
+        [files] = await run_phone(legacy_stubs, app.ports["auth"], [["get_sync", None]])
     assert files == []
 
 

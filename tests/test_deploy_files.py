@@ -4,6 +4,7 @@ without a Docker engine or a cluster."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from musicsync import cli
 from musicsync.config import DEFAULT_PORTS, OPTIONS, SERVICES
@@ -80,8 +83,10 @@ DOCKERFILE = REPO / "build" / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 K8S = REPO / "k8s"
 SERVER_ENV = frozenset(option.env for option in OPTIONS)
-# Variables of MinIO, set on the MinIO service only.
-MINIO_ENV = re.compile(r"MINIO_[A-Z0-9_]+")
+# Variables of MinIO (and of its `mc` client), set on MinIO's image only.
+MINIO_ENV = re.compile(r"(MINIO|MC)_[A-Z0-9_]+")
+CONSTRAINTS = REPO / "constraints.txt"
+MAKEFILE = REPO / "Makefile"
 # Kubernetes releases checked: the first with gRPC probes (GA), and the newest known.
 K8S_VERSIONS = ("1.27.0", kubernetes_validate.utils.latest_version())
 
@@ -106,10 +111,20 @@ def is_minio(image: str) -> bool:
     return image.rsplit("/", 1)[-1].split(":")[0] == "minio"
 
 
-def variable_problem(where: str, key: str, image: str) -> str | None:
+def script_variables(*scripts) -> set[str]:
+    """The variables a container's shell script reads ($NAME, ${NAME}; $$ in compose)."""
+    text = " ".join(" ".join(part) if isinstance(part, list) else str(part or "")
+                    for part in scripts)
+    return set(re.findall(r"\$\$?\{?([A-Za-z_][A-Za-z0-9_]*)", text))
+
+
+def variable_problem(where: str, key: str, image: str,
+                     script_reads: frozenset[str] = frozenset()) -> str | None:
     """Why setting ``key`` in a container of ``image`` is wrong, or None if it is read."""
     if is_minio(image):
-        return None if MINIO_ENV.fullmatch(key) else f"{where}: MinIO does not read {key}"
+        if MINIO_ENV.fullmatch(key) or key in script_reads:
+            return None
+        return f"{where}: MinIO does not read {key}"
     if MINIO_ENV.fullmatch(key):
         return f"{where}: {key} is MinIO's, set on a musicsync container"
     return None if key in SERVER_ENV else f"{where}: the server does not read {key}"
@@ -174,8 +189,9 @@ def compose_env_problems(data: dict) -> list[str]:
     """Variables a compose service sets that nothing reads: [] when all is well."""
     problems = []
     for name, service in data["services"].items():
+        reads = frozenset(script_variables(service.get("entrypoint"), service.get("command")))
         for key in service.get("environment") or {}:
-            problems.append(variable_problem(name, key, service["image"]))
+            problems.append(variable_problem(name, key, service["image"], reads))
         if "env_file" in service:
             problems.append(f"{name}: env_file passes variables this check cannot see")
     return [problem for problem in problems if problem]
@@ -193,20 +209,25 @@ def test_compose_variable_check_catches_strays():
     assert len(compose_env_problems(data)) == 3
 
 
+# MinIO's root account: .env sets it for MinIO and minio-init, never for musicsync.
+MINIO_ROOT = frozenset({"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"})
+
+
 def test_env_example_holds_server_settings_that_compose_uses():
     example = env_example()
-    used = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", COMPOSE.read_text()))
-    assert set(example) - SERVER_ENV == set(), "only the server's variable names"
+    used = set(re.findall(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)", COMPOSE.read_text()))
+    assert set(example) - SERVER_ENV - MINIO_ROOT == set(), "only the server's variable names"
     assert used - set(example) == set(), "every variable compose reads is explained"
     assert set(example) - used == set(), "every variable offered is passed on"
 
 
 def test_env_example_holds_no_secrets():
     example = env_example()
-    for key in ("SECRET_KEY", "SECURITY_KEY", "S3_ACCESS_KEY", "S3_SECRET_KEY"):
+    keys = ("SECRET_KEY", "SECURITY_KEY", "S3_ACCESS_KEY", "S3_SECRET_KEY", *sorted(MINIO_ROOT))
+    for key in keys:
         assert example[key] == "", f"{key} must be left for the operator to fill in"
     # ...and compose refuses to start without them.
-    for key in ("SECRET_KEY", "SECURITY_KEY", "S3_ACCESS_KEY", "S3_SECRET_KEY"):
+    for key in keys:
         assert f"${{{key}:?" in COMPOSE.read_text()
 
 
@@ -217,14 +238,16 @@ def k8s_env_problems(documents: list[tuple[str, dict]]) -> list[str]:
                for _, document in documents if document["kind"] == "Secret"}
     problems = []
     for file, document in documents:
-        if document["kind"] != "Deployment":
+        if document["kind"] not in ("Deployment", "Job"):
             continue
         for container in document["spec"]["template"]["spec"]["containers"]:
             where = f"{file} {container['name']}"
             if "envFrom" in container:
                 problems.append(f"{where}: envFrom hides variable names from this check")
+            reads = frozenset(script_variables(container.get("command"), container.get("args")))
             for variable in container.get("env", []):
-                problems.append(variable_problem(where, variable["name"], container["image"]))
+                problems.append(variable_problem(where, variable["name"], container["image"],
+                                                 reads))
                 ref = variable.get("valueFrom", {}).get("secretKeyRef")
                 if ref and ref["key"] not in secrets.get(ref["name"], ()):
                     problems.append(f"{where}: secret {ref['name']} has no key {ref['key']}")
@@ -362,3 +385,97 @@ def test_k8s_containers_listen_and_are_probed_on_their_ports():
             assert container[probe]["grpc"]["port"] == port, (name, probe)
         assert [m["mountPath"] for m in container["volumeMounts"]
                 if m["name"] == "data"] == ["/data"]
+
+
+# Secrets and exposure ---------------------------------------------------------------------
+
+def bucket_policy(script: str, bucket: str) -> dict:
+    """The policy an init script gives musicsync's MinIO user, for ``bucket``."""
+    body = script.split("<<POLICY\n", 1)[1].split("\nPOLICY", 1)[0]
+    return json.loads(re.sub(r"\$\$?S3_BUCKET", bucket, body))
+
+
+def assert_bucket_scoped(policy: dict, bucket: str) -> None:
+    resources = {r for statement in policy["Statement"] for r in statement["Resource"]}
+    actions = {a for statement in policy["Statement"] for a in statement["Action"]}
+    assert resources == {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"}
+    assert all(a.startswith("s3:") and "*" not in a for a in actions), actions
+    assert {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"} <= actions
+
+
+def test_compose_gives_musicsync_a_bucket_scoped_minio_user_not_the_root_account():
+    services = compose()["services"]
+    root = services["minio"]["environment"]["MINIO_ROOT_USER"]
+    for name, service in services.items():
+        if not is_minio(service["image"]):
+            assert not set(service.get("environment") or {}) & MINIO_ROOT, name
+            assert root not in (service.get("environment") or {}).values(), name
+    init = services["minio-init"]
+    assert services["file"]["depends_on"] == {
+        "minio-init": {"condition": "service_completed_successfully"}}
+    assert init["environment"]["S3_ACCESS_KEY"] == services["file"]["environment"]["S3_ACCESS_KEY"]
+    script = init["command"][0]
+    assert 'mc admin user add root "$$S3_ACCESS_KEY" "$$S3_SECRET_KEY"' in script
+    assert "mc admin policy attach root musicsync-bucket" in script
+    assert_bucket_scoped(bucket_policy(script, "music"), "music")
+
+
+def test_k8s_gives_musicsync_a_bucket_scoped_minio_user_not_the_root_account():
+    documents = k8s_documents()
+    job = next(d for _, d in documents if d["kind"] == "Job")
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    env = {v["name"]: v for v in container["env"]}
+    assert_bucket_scoped(bucket_policy(container["args"][0], "music"), env["S3_BUCKET"]["value"])
+    minio = next(d for f, d in documents if f == "minio.yaml" and d["kind"] == "Deployment")
+    root_keys = {v["valueFrom"]["secretKeyRef"]["key"]
+                 for v in minio["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert root_keys == MINIO_ROOT
+    deployment = next(d for f, d in documents if f == "musicsync.yaml")
+    for musicsync_container in deployment["spec"]["template"]["spec"]["containers"]:
+        for variable in musicsync_container["env"]:
+            ref = variable.get("valueFrom", {}).get("secretKeyRef")
+            assert not ref or ref["key"] not in MINIO_ROOT, musicsync_container["name"]
+
+
+def test_compose_serves_metrics_only_inside_its_network():
+    services = compose()["services"]
+    metrics_port = "${METRICS_PORT"
+    for name in (*SERVICES, "musicsync"):
+        assert services[name]["environment"]["METRICS_HOST"] == "0.0.0.0"
+        assert not any(metrics_port in port for port in services[name]["ports"]), name
+
+
+# Pinned dependencies ---------------------------------------------------------------------
+
+def constraints() -> dict[str, str]:
+    pins = {}
+    for line in CONSTRAINTS.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"constraints.txt: {line!r} is not an exact pin"
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def test_constraints_pin_every_dependency_within_the_ranges_of_pyproject():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pins = constraints()
+    for spec in [*project["dependencies"], *project["optional-dependencies"]["dev"]]:
+        requirement = Requirement(spec)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"constraints.txt does not pin {name}"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (spec, pins[name])
+
+
+def test_the_image_and_ci_install_the_pinned_versions():
+    installs = [arguments for instruction, arguments in dockerfile_instructions()
+                if instruction == "RUN" and "pip install" in arguments]
+    assert any("-c constraints.txt" in run and "requirements.txt" in run for run in installs)
+    assert any("constraints.txt" in arguments.split()
+               for instruction, arguments in dockerfile_instructions() if instruction == "COPY")
+    makefile = MAKEFILE.read_text()
+    project_installs = re.findall(r"pip install [^\n]*-e [^\n]*", makefile)
+    assert len(project_installs) == 2
+    assert all("-c $(CONSTRAINTS)" in line for line in project_installs)
+    assert re.search(r"^CONSTRAINTS := constraints\.txt$", makefile, re.M)

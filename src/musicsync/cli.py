@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,9 +26,12 @@ log = logging.getLogger("musicsync")
 
 SERVE_EPILOG = """\
 Every option can also be set by the environment variable shown in brackets;
-a flag wins over the environment. Without SECRET_KEY and SECURITY_KEY the
-server generates both once and keeps them in DATA_DIR with mode 0600; the
-registration key is printed in the start-up log.
+a flag wins over the environment. Pass secrets in the environment or in files
+(SECRET_KEY_FILE, SECURITY_KEY_FILE, S3_ACCESS_KEY_FILE, S3_SECRET_KEY_FILE),
+not as flags: other users of the machine see flags in `ps`. Without SECRET_KEY
+and SECURITY_KEY the server generates both once and keeps them in DATA_DIR
+with mode 0600; the registration key is printed in the log of the start that
+generates it.
 
 Without a SERVICE, all services run in one process, and each of the three
 ports serves all of them. With one, only that service runs, on PORT (or its
@@ -78,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     db_fields = {"data_dir", "database_url", "argon2_time_cost", "argon2_memory_kib",
                  "argon2_parallelism", "log_level"}
     store_fields = {"data_dir", "database_url", "s3_endpoint", "s3_access_key", "s3_secret_key",
-                    "s3_bucket", "s3_use_ssl", "storage_timeout", "log_level"}
+                    "s3_bucket", "s3_use_ssl", "storage_timeout", "log_level",
+                    "s3_access_key_file", "s3_secret_key_file"}
     for name, help_text, func in (
         ("add", "create an account", _user_add),
         ("list", "list accounts", _user_list),
@@ -186,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return args.func(args, settings)
+        with _private_files(args.command):
+            return args.func(args, settings)
     except ConfigError as exc:
         print(f"musicsync: {exc}", file=sys.stderr)
         return 2
@@ -201,6 +208,25 @@ def main(argv: list[str] | None = None) -> int:
             print(f"musicsync: {exc}", file=sys.stderr)
             return 2
         raise
+
+
+# Commands that create files (the database, its -wal and -shm, blobs, generated
+# keys, backups): these are made readable by their owner only, whatever the
+# umask of the shell or container that started us.
+WRITING_COMMANDS = frozenset({"serve", "user", "backup", "fsck", "gc"})
+
+
+@contextlib.contextmanager
+def _private_files(command: str) -> Iterator[None]:
+    """umask 077 while ``command`` runs (the previous one is restored for in-process callers)."""
+    if command not in WRITING_COMMANDS:
+        yield
+        return
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 # -- serve ------------------------------------------------------------------------

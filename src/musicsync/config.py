@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .keys import GENERATE_HINT, registration_key_weakness, signing_key_weakness
 
 SERVICES = ("auth", "file", "sync")
 DEFAULT_PORTS = {"auth": 50051, "file": 50052, "sync": 50053}
@@ -150,7 +151,22 @@ OPTIONS: tuple[Option, ...] = (
     Option("tls_hostnames", "TLS_HOSTNAMES", parse_names, "more names and addresses for the "
            "self-signed certificate, comma-separated (it always has localhost, 127.0.0.1, "
            "::1 and the machine's host name)", "NAMES"),
+    Option("metrics_host", "METRICS_HOST", str, "address the metrics endpoint listens on; "
+           "it has no authentication (default 127.0.0.1: this machine only)", "ADDR"),
+    # Secrets from files (Docker/Kubernetes secrets): flags show in `ps`, files do not.
+    Option("secret_key_file", "SECRET_KEY_FILE", Path,
+           "read SECRET_KEY from this file instead", "FILE"),
+    Option("security_key_file", "SECURITY_KEY_FILE", Path,
+           "read SECURITY_KEY from this file instead", "FILE"),
+    Option("s3_access_key_file", "S3_ACCESS_KEY_FILE", Path,
+           "read S3_ACCESS_KEY from this file instead", "FILE"),
+    Option("s3_secret_key_file", "S3_SECRET_KEY_FILE", Path,
+           "read S3_SECRET_KEY from this file instead", "FILE"),
 )
+
+# The secrets that may come from a file: field -> field of the file's path.
+SECRET_FILES = {"secret_key": "secret_key_file", "security_key": "security_key_file",
+                "s3_access_key": "s3_access_key_file", "s3_secret_key": "s3_secret_key_file"}
 
 
 @dataclass(frozen=True)
@@ -193,8 +209,14 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_hostnames: tuple[str, ...] = ()
+    metrics_host: str = "127.0.0.1"
+    secret_key_file: Path | None = None
+    security_key_file: Path | None = None
+    s3_access_key_file: Path | None = None
+    s3_secret_key_file: Path | None = None
 
     def __post_init__(self) -> None:
+        self._read_secret_files()
         if self.access_token_ttl < 60:
             raise ConfigError("ACCESS_TOKEN_TTL must be at least 60 seconds")
         if self.refresh_token_ttl < self.access_token_ttl:
@@ -217,6 +239,43 @@ class Settings:
         if self.tls_cert is not None and self.tls != "off":
             raise ConfigError("TLS=self-signed and TLS_CERT exclude each other: the server "
                               "either makes its own certificate or serves yours")
+        self._refuse_weak_keys()
+
+    def _read_secret_files(self) -> None:
+        """SECRET_KEY_FILE and the like: the file's content, without the line end."""
+        for field, file_field in SECRET_FILES.items():
+            path = getattr(self, file_field)
+            if path is None:
+                continue
+            variable = file_field.upper()
+            if getattr(self, field):
+                raise ConfigError(f"set {field.upper()} or {variable}, not both")
+            try:
+                value = Path(path).expanduser().read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+                raise ConfigError(f"{variable}: cannot read {path}: {reason}") from None
+            if not value:
+                raise ConfigError(f"{variable}: {path} is empty")
+            object.__setattr__(self, field, value)
+            object.__setattr__(self, file_field, None)  # read once; replace() keeps the value
+
+    def _refuse_weak_keys(self) -> None:
+        """A guessable signing or registration key is a configuration error, not a warning."""
+        if self.secret_key is not None:
+            reason = signing_key_weakness(self.secret_key)
+            if reason:
+                raise ConfigError(
+                    f"SECRET_KEY {reason}. It signs access tokens: from one token, a guessable "
+                    "key is found offline and tokens of any user forged. Generate one with "
+                    f"`{GENERATE_HINT}`, or unset it to have one generated in DATA_DIR")
+        if self.security_key is not None:
+            reason = registration_key_weakness(self.security_key)
+            if reason:
+                raise ConfigError(
+                    f"SECURITY_KEY {reason}. Anyone who guesses it can create accounts while "
+                    "registration is open. Generate one with "
+                    f"`{GENERATE_HINT}`, or unset it to have one generated in DATA_DIR")
 
     @classmethod
     def load(cls, env: Mapping[str, str], flags: Mapping[str, Any] | None = None) -> Settings:

@@ -49,3 +49,63 @@ def load_or_create_key(path: Path, *, nbytes: int) -> tuple[str, bool]:
     if not key:
         raise RuntimeError(f"{path} is empty; delete it to generate a new key")
     return key, created
+
+
+# -- How strong a key the operator sets must be ------------------------------------
+
+# The signing key (SECRET_KEY) is attacked offline: one captured token lets anyone
+# test guesses at full speed, so it must be as long as an HS256 key (32 bytes).
+SIGNING_KEY_MIN_BYTES = 32
+# The registration key (SECURITY_KEY) is typed by people into phones and can only
+# be guessed online, one Register call at a time.
+REGISTRATION_KEY_MIN_CHARS = 12
+# Fewer distinct characters than this is a pattern, not a random key.
+SIGNING_KEY_MIN_DISTINCT = 10
+REGISTRATION_KEY_MIN_DISTINCT = 5
+GENERATE_HINT = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+# Words of the example values (k8s/secret.yaml, .env.example, docs) and of common
+# stand-ins, compared with letters and digits only, case-insensitively.
+_PLACEHOLDER_WORDS = ("changeme", "placeholder", "replaceme", "example", "yoursecret",
+                      "yourkey", "secretkey", "securitykey", "notsecret", "insecure")
+_WEAK_VALUES = frozenset({"secret", "password", "musicsync", "default", "admin", "test",
+                          "letmein", "qwerty"})
+
+
+def weakness(key: str, *, min_length: int, min_distinct: int, in_bytes: bool = False) -> str | None:
+    """Why ``key`` is too weak to use, or None when it is acceptable."""
+    length = len(key.encode("utf-8")) if in_bytes else len(key)
+    if length < min_length:
+        unit = "bytes" if in_bytes else "characters"
+        unit = unit if length != 1 else unit[:-1]
+        return f"is {length} {unit} long; it must be at least {min_length}"
+    letters = "".join(char for char in key.lower() if char.isalnum())
+    if letters in _WEAK_VALUES or any(word in letters for word in _PLACEHOLDER_WORDS):
+        return "is a placeholder or a well-known value"
+    if len(set(key)) < min_distinct:
+        return f"has fewer than {min_distinct} different characters"
+    if _is_repetition(key) or _is_run(key):
+        return "is a repeated or consecutive pattern"
+    return None
+
+
+def signing_key_weakness(key: str) -> str | None:
+    return weakness(key, min_length=SIGNING_KEY_MIN_BYTES,
+                    min_distinct=SIGNING_KEY_MIN_DISTINCT, in_bytes=True)
+
+
+def registration_key_weakness(key: str) -> str | None:
+    return weakness(key, min_length=REGISTRATION_KEY_MIN_CHARS,
+                    min_distinct=REGISTRATION_KEY_MIN_DISTINCT)
+
+
+def _is_repetition(key: str) -> bool:
+    """'abcabcabcabc': the key is a shorter string repeated (the last copy may be cut)."""
+    return any(key == (key[:period] * (len(key) // period + 1))[:len(key)]
+               for period in range(1, len(key) // 2 + 1))
+
+
+def _is_run(key: str) -> bool:
+    """'abcdefgh...', '1234567890...', '98765...': mostly one step from the character before
+    (a random key has about one such step in 64)."""
+    steps = [ord(b) - ord(a) for a, b in zip(key, key[1:])]
+    return any(steps.count(step) >= 0.75 * len(steps) for step in (1, -1))

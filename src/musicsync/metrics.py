@@ -1,6 +1,9 @@
 """Prometheus metrics of one server process, and the HTTP endpoint that serves them.
 
-Off by default; ``METRICS_PORT`` (``--metrics-port``) turns them on. ``App.metrics``
+Off by default; ``METRICS_PORT`` (``--metrics-port``) turns them on, listening on
+``METRICS_HOST`` (default 127.0.0.1): the endpoint has no authentication, so it
+binds to loopback unless the operator names another address (a container's
+0.0.0.0 on a private network, for a Prometheus beside it). ``App.metrics``
 is then a ``Metrics``, otherwise a ``NullMetrics`` with the same methods that
 does nothing (and imports nothing), so callers never check whether metrics are on.
 
@@ -16,7 +19,7 @@ What the rest of the server calls (cheap, safe from any thread, never raises):
                                                 # "ChangePassword" or "Register", reason
                                                 # "address" or "account" (auth/throttle.py)
 
-What a scrape of ``http://HOST:METRICS_PORT/metrics`` shows:
+What a scrape of ``http://METRICS_HOST:METRICS_PORT/metrics`` shows:
 
     musicsync_rpc_total{service,method,code}             counter
     musicsync_rpc_duration_seconds{service,method,code}  histogram (streams count whole)

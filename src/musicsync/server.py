@@ -37,7 +37,8 @@ from . import tls
 from .config import SERVICES, Settings
 from .db import Database
 from .db.migrations import migrate
-from .errors import ConfigError, StorageUnavailable
+from .errors import ConfigError, NotFound, StorageUnavailable
+from . import filemodes
 from .feed import Feed
 from .files import Files
 from .interceptors import ServerInterceptor
@@ -124,9 +125,13 @@ class App:
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Before anything is opened: a missing certificate fails the start at once.
         self._tls = tls.server_certificates(settings)
+        filemodes.warn_if_open_to_others(settings.data_dir)
         self.db = Database(settings.database_path_or_url())
         self._stack.push_async_callback(self.db.close)
+        filemodes.create_private(self.db.path)
+        filemodes.make_private(*filemodes.database_files(self.db.path))
         await migrate(self.db.writer_engine())
+        filemodes.make_private(*filemodes.database_files(self.db.path))
 
         self.notifier = ChangeNotifier()
         servicers = {
@@ -141,6 +146,7 @@ class App:
             self.metrics = Metrics()
             observe = self.metrics.observe_rpc
         self.accounts = self._build_accounts()
+        await self._require_anonymous_user()
         if "auth" in self.services:
             await self.accounts.warm_up()
         if "file" in self.services:
@@ -161,7 +167,7 @@ class App:
         await self._server.start()
         self._stack.push_async_callback(self._stop_server)
         if isinstance(self.metrics, Metrics):
-            endpoint = MetricsEndpoint(self.metrics, settings.host, settings.metrics_port)
+            endpoint = MetricsEndpoint(self.metrics, settings.metrics_host, settings.metrics_port)
             self.metrics_port = await endpoint.start()
             self._stack.push_async_callback(endpoint.close)
         for name in ("", *names):
@@ -262,8 +268,7 @@ class App:
             secret_key, created = load_or_create_key(settings.data_dir / "secret_key", nbytes=32)
             if created:
                 log.info("generated a token signing key in %s", settings.data_dir / "secret_key")
-        elif len(secret_key.encode()) < 32:
-            log.warning("SECRET_KEY is shorter than 32 bytes; a longer random key is safer")
+        # A weak SECRET_KEY or SECURITY_KEY never gets here: Settings refuses it.
         registration_key = None
         if "auth" in self.services and settings.registration == "open":
             registration_key = self._registration_key()
@@ -278,15 +283,34 @@ class App:
             registration_key=registration_key, refresh_ttl=settings.refresh_token_ttl,
             login_policy=LoginPolicy(free_failures=settings.login_max_failures,
                                      max_delay=settings.login_window),
-            anonymous_user=settings.anonymous_user, clock=self.clock, metrics=self.metrics)
+            anonymous_user=settings.anonymous_user, clock=self.clock, metrics=self.metrics,
+            reserved_usernames=(settings.anonymous_user,) if settings.anonymous_user else ())
+
+    async def _require_anonymous_user(self) -> None:
+        """Anonymous mode needs its user to exist already: were it missing, the first phone to
+        Register that name would receive every token-less call (Register refuses the name)."""
+        name = self.settings.anonymous_user
+        if not name:
+            return
+        try:
+            await self.accounts.find_user(name)
+        except NotFound:
+            raise ConfigError(
+                f"ANONYMOUS_USER is {name!r}, but there is no such user: create it first with "
+                f"`musicsync user add {name}` (add --create before the first start), or unset "
+                "ANONYMOUS_USER") from None
 
     def _registration_key(self) -> str:
         if self.settings.security_key is not None:
             return self.settings.security_key
         path = self.settings.data_dir / "security_key"
-        key, _ = load_or_create_key(path, nbytes=12)
+        key, created = load_or_create_key(path, nbytes=12)
+        # Logged once, by the start that generates it: logs are kept and shipped
+        # to more places than DATA_DIR.
+        shown = f"{key} (generated now, not logged again; kept in {path}" if created else (
+            f"kept in {path} (read it there: `cat {path}`")
         self._key_note = (
-            f"registration key: {key} (kept in {path}; set SECURITY_KEY to choose your own). "
+            f"registration key: {shown}; set SECURITY_KEY to choose your own). "
             "To register a phone, enter it with a username and password in the app, which "
             "calls auth.AuthService/Register on port {port}")
         return key

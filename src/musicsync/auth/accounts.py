@@ -12,7 +12,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -88,7 +88,8 @@ class Accounts:
                  registration_key: str | None = None,
                  refresh_ttl: int = 30 * 86400, login_policy: LoginPolicy = LoginPolicy(),
                  anonymous_user: str | None = None, clock: Clock = time.time,
-                 metrics: ThrottleSink | None = None) -> None:
+                 metrics: ThrottleSink | None = None,
+                 reserved_usernames: Iterable[str] = ()) -> None:
         self._db = db
         self.hasher = hasher  # its queue figures (waiting, most_waiting) are public
         self._access = access_tokens
@@ -102,6 +103,8 @@ class Accounts:
         self._live_sign_ins: OrderedDict[str, float] = OrderedDict()
         self._anonymous_key = username_key(anonymous_user) if anonymous_user else None
         self._clock = clock
+        # Names Register refuses (the anonymous user's): only the operator creates them.
+        self._reserved = frozenset(username_key(name) for name in reserved_usernames)
 
     async def warm_up(self) -> None:
         await self.hasher.warm_up()
@@ -130,8 +133,11 @@ class Accounts:
                                    self._registration_key):
             self._register_backoff.failure(address, now)
             raise PermissionDenied(
-                "wrong security key: use the registration key shown in the server's log")
+                "wrong security key: use the registration key the server's operator gave you")
         self._register_backoff.success(address)
+        if username_key(username) in self._reserved:
+            raise PermissionDenied(
+                "this username is reserved on this server; choose another")
         user = await self.create_user(username, password)
         return await self._issue_pair(user.id, family_id=None)
 
