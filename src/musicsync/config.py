@@ -170,6 +170,8 @@ class Settings:
     log_level: str = "INFO"
     login_max_failures: int = 5
     login_window: int = 15 * 60
+    # Not an operator option: Watch heartbeats below it are refused (tests lower it).
+    watch_min_heartbeat: int = 10
 
     def __post_init__(self) -> None:
         if self.access_token_ttl < 60:

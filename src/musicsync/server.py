@@ -50,6 +50,7 @@ from .proto import auth_pb2, auth_pb2_grpc, file_pb2, sync_pb2, sync_pb2_grpc
 from .services import file_service
 from .services.auth_service import AuthServicer
 from .services.file_service import FileServicer
+from .services.streams import StreamLimits
 from .services.sync_service import SyncServicer
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class App:
         self._key_note = ""
         self._storage_ready = False
         self._storage_trouble = asyncio.Event()  # set when a store call met an error
+        self.streams = StreamLimits()  # each account's open streams, per kind
 
     async def __aenter__(self) -> App:
         try:
@@ -243,10 +245,12 @@ class App:
                                        else health_pb2.HealthCheckResponse.NOT_SERVING)
 
     def _file_servicer(self) -> FileServicer:
-        return FileServicer(self.files, self.uploads)
+        return FileServicer(self.files, self.uploads, self.streams)
 
     def _sync_servicer(self) -> SyncServicer:
-        return SyncServicer(self.db, self.feed, idle_timeout=self.settings.upload_idle_timeout)
+        return SyncServicer(self.db, self.feed, idle_timeout=self.settings.upload_idle_timeout,
+                            streams=self.streams,
+                            min_heartbeat=self.settings.watch_min_heartbeat)
 
     def _build_accounts(self) -> Accounts:
         settings = self.settings
