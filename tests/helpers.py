@@ -136,13 +136,3 @@ class ServerProcess:
 # Variables a developer's shell might have set that would change a test server.
 _SERVER_ENV = {"DATA_DIR", "DATABASE_URL", "SECURITY_KEY", "SECRET_KEY", "ANONYMOUS_USER", "PORT",
                "AUTH_PORT", "FILE_PORT", "SYNC_PORT", "REGISTRATION", "S3_ENDPOINT", "HOST"}
-
-
-async def wait_until(predicate, what: str, timeout: float = 15) -> None:
-    """Polls ``predicate`` until it holds; AssertionError naming ``what`` after ``timeout``."""
-    import asyncio
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
