@@ -106,3 +106,34 @@ def test_idle_connections_and_open_watches_keep_memory_bounded_and_let_a_login_i
         .removeprefix("RESULT ").split())}
     assert figures["login_ms"] > 0  # the honest Login was answered
     assert figures["growth_mib"] < 60, figures  # measured: +19 MiB
+
+
+def test_the_bounds_in_the_docs_are_the_ones_the_server_enforces():
+    from musicsync.diff import MAX_DIFFS_PER_USER, MAX_DIFFS_WAITING
+    from musicsync.services import streams
+    from musicsync.services.sync_service import MAX_HEARTBEAT, MIN_HEARTBEAT
+    from musicsync.uploads import MAX_SESSIONS_PER_USER
+    options = dict(server_module.GRPC_OPTIONS)
+    rows = {
+        "connections at once": f"{server_module.MAX_CONNECTIONS:,}",
+        "calls handled at once": f"{server_module.MAX_CONCURRENT_CALLS:,}",
+        "streams on one connection": str(options["grpc.max_concurrent_streams"]),
+        "a connection without calls": f"{options['grpc.max_connection_idle_ms'] // 60_000} "
+                                      "minutes",
+        "a connection's life": f"{options['grpc.max_connection_age_ms'] // 3_600_000} h",
+        "handshake of a new connection": f"{options['grpc.server_handshake_timeout_ms'] // 1000} s",
+        "Upload streams of one account": str(streams.MAX_UPLOADS_PER_USER),
+        "Download streams of one account": str(streams.MAX_DOWNLOADS_PER_USER),
+        "Watch streams of one account": str(streams.MAX_WATCHES_PER_USER),
+        "Diffs of one account": f"{MAX_DIFFS_PER_USER} running, {MAX_DIFFS_WAITING} more",
+        "Watch `heartbeat_seconds`": f"{MIN_HEARTBEAT} to {MAX_HEARTBEAT:,}",
+        "unfinished resumable uploads of one account": str(MAX_SESSIONS_PER_USER),
+    }
+    assert options["grpc.max_connection_age_grace_ms"] == 30 * 60_000  # "30 minutes"
+    for document in ("README.md", "docs/security.md"):
+        table = {line.split("|")[1].strip(): line.split("|")[2]
+                 for line in (ROOT / document).read_text().splitlines()
+                 if line.startswith("| ") and line.count("|") >= 4}
+        for bound, value in rows.items():
+            row = next(text for name, text in table.items() if name.startswith(bound))
+            assert value in row, (document, bound, row)

@@ -6,7 +6,7 @@ one account's idle streams used up the server's open files (issue 12). Beyond
 its bound a new stream is refused at once with RESOURCE_EXHAUSTED naming the
 bound; the streams already open carry on.
 
-    MAX_UPLOADS_PER_USER     8   Upload streams (plain and resumable)
+    MAX_UPLOADS_PER_USER    16   Upload streams (plain and resumable)
     MAX_DOWNLOADS_PER_USER  16   Download streams
     MAX_WATCHES_PER_USER    16   Watch streams (one per device in the foreground)
 
@@ -22,7 +22,7 @@ from contextlib import contextmanager
 
 from ..errors import ResourceExhausted
 
-MAX_UPLOADS_PER_USER = 8
+MAX_UPLOADS_PER_USER = 16
 MAX_DOWNLOADS_PER_USER = 16
 MAX_WATCHES_PER_USER = 16
 DEFAULT_BOUNDS = {"Upload": MAX_UPLOADS_PER_USER, "Download": MAX_DOWNLOADS_PER_USER,
