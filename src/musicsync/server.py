@@ -417,7 +417,8 @@ def connection_bound(open_files: int) -> int:
     bound = min(MAX_CONNECTIONS, max(64, open_files // 2))
     if bound < MAX_CONNECTIONS:
         log.warning("the open-file limit is %d: at most %d connections are accepted at once "
-                    "(raise `ulimit -n` for %d)", open_files, bound, MAX_CONNECTIONS)
+                    "(a hard `ulimit -n` of %d or more allows %d)", open_files, bound,
+                    2 * MAX_CONNECTIONS, MAX_CONNECTIONS)
     return bound
 
 

@@ -15,6 +15,10 @@ stream continues after every byte the partial holds, which after a crash may
 be more than the recorded offset (see _resume_offset); a complete file is
 recorded as such before it is published, so that a crash in between is
 recovered at the next start (recover).
+
+The user's quota counts the library, every unfinished session at its declared
+size and the plain streams in progress (Files.usage, _Allowance); an account
+keeps at most MAX_SESSIONS_PER_USER unfinished sessions.
 """
 
 from __future__ import annotations
@@ -334,7 +338,7 @@ class Uploads:
             raise ResourceExhausted(
                 f"this account has {open_sessions} unfinished resumable uploads, the most "
                 f"it may keep at once ({MAX_SESSIONS_PER_USER}); finish one first (or wait "
-                f"until one expires, {self.session_ttl // 3600} h after its last progress)")
+                f"until one expires, {_duration(self.session_ttl)} after its last progress)")
         usage = await self.files.usage(user_id, session, excluding=sha256)
         if usage.quota is not None:
             left = usage.left - self._in_flight.get(user_id, 0)
@@ -548,6 +552,10 @@ class Uploads:
                 await self.sweep()
             except Exception:  # noqa: BLE001 - try again next hour
                 log.exception("sweeping upload sessions failed")
+
+
+def _duration(seconds: int) -> str:
+    return f"{seconds // 3600} h" if seconds >= 3600 else f"{max(seconds // 60, 1)} min"
 
 
 class _Allowance:
