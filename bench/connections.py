@@ -9,13 +9,17 @@ once:
 - ``--watches`` Watch streams, 16 per account (the per-account bound) and 90 per
   connection; each is known to be open when the song's event arrives on it.
 
-With all of them held, an honest Login must be answered (10 s deadline), and
-the server's resident memory is measured against what it was before.
+With all of them held, an honest Login must be answered (10 s deadline), the
+server's resident memory is measured against what it was before, and its CPU
+use over ``--cpu-seconds`` (the Watches send a heartbeat every 10 s, the
+shortest the server accepts: 3,000 Watches at 1 s once kept a core busy).
 
-    python bench/connections.py [--idle 1000] [--watches 1000] [--server-nofile 1024]
+    python bench/connections.py [--idle 1000] [--watches 1000] [--cpu-seconds 20]
+                                [--server-nofile 1024]
 
 Target: RSS grows by at most 100 MiB with 1,000 of each. Its last line:
-RESULT rss_start_mib=<n> rss_held_mib=<n> growth_mib=<n> login_ms=<n> idle=<n> watches=<n>
+RESULT rss_start_mib=<n> rss_held_mib=<n> growth_mib=<n> login_ms=<n> cpu_pct=<n> idle=<n>
+watches=<n>
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import os
 import resource
 import sys
 import tempfile
@@ -94,7 +99,7 @@ async def hold(port: int, names: list[str], idle: int, watches: int):
             watch_channels.append(grpc.aio.insecure_channel(address, options=OWN_CONNECTION))
         stub = sync_pb2_grpc.SyncServiceStub(watch_channels[-1])
         name = names[index // MAX_WATCHES_PER_USER]
-        calls.append(stub.Watch(sync_pb2.WatchRequest(heartbeat_seconds=3600),
+        calls.append(stub.Watch(sync_pb2.WatchRequest(heartbeat_seconds=10),
                                 metadata=tokens[name]))
     firsts = await asyncio.gather(*(asyncio.wait_for(call.read(), 60) for call in calls))
     if not all(first.HasField("event") for first in firsts):
@@ -102,10 +107,25 @@ async def hold(port: int, names: list[str], idle: int, watches: int):
     return setup, idle_channels, watch_channels, calls
 
 
+async def cpu_percent(pid: int, seconds: float) -> float:
+    """The process's CPU use over ``seconds`` (user + system), in percent of one core."""
+    if seconds <= 0:
+        return 0.0
+
+    def used() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    before, began = used(), time.monotonic()
+    await asyncio.sleep(seconds)
+    return (used() - before) / (time.monotonic() - began) * 100
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description="Idle connections and open Watches")
     parser.add_argument("--idle", type=int, default=1000)
     parser.add_argument("--watches", type=int, default=1000)
+    parser.add_argument("--cpu-seconds", type=float, default=20,
+                        help="how long to measure the server's CPU while it holds them all")
     parser.add_argument("--server-nofile", type=int, default=1024,
                         help="the open-file soft limit the server starts under")
     options = parser.parse_args()
@@ -131,6 +151,7 @@ async def main() -> None:
                 await login(honest, names[-1], timeout=10)
                 login_ms = (time.perf_counter() - began) * 1000
             rss = server.rss_mib()
+            cpu_pct = await cpu_percent(server.process.pid, options.cpu_seconds)
         finally:
             if held is not None:
                 setup, idle_channels, watch_channels, calls = held
@@ -143,9 +164,11 @@ async def main() -> None:
     growth = rss - start
     print(f"{options.idle} idle connections and {options.watches} Watches of {users} "
           f"accounts: server RSS {start:.1f} -> {rss:.1f} MiB (+{growth:.1f}, target "
-          f"+{GROWTH_TARGET_MIB}); honest Login {login_ms:.0f} ms")
+          f"+{GROWTH_TARGET_MIB}); honest Login {login_ms:.0f} ms; server CPU while holding "
+          f"them {cpu_pct:.1f}% of a core")
     print(f"RESULT rss_start_mib={start:.1f} rss_held_mib={rss:.1f} growth_mib={growth:.1f} "
-          f"login_ms={login_ms:.1f} idle={options.idle} watches={options.watches}")
+          f"login_ms={login_ms:.1f} cpu_pct={cpu_pct:.1f} idle={options.idle} "
+          f"watches={options.watches}")
 
 
 if __name__ == "__main__":
