@@ -26,6 +26,7 @@ def make_settings(data_dir: Path, **overrides) -> Settings:
         data_dir=data_dir, host="127.0.0.1", auth_port=0, file_port=0, sync_port=0,
         security_key=REGISTRATION_KEY, secret_key=secrets.token_urlsafe(32),
         argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1, shutdown_grace=1,
+        watch_min_heartbeat=1,  # tests wait for heartbeats: the server refuses under 10 s
     )
     values.update(overrides)
     return Settings(**values)

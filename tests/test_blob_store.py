@@ -111,6 +111,21 @@ async def test_staged_blob_is_invisible_until_committed(store, backend):
     assert backend.leftovers() == []
 
 
+async def test_a_staged_blob_takes_no_file_until_its_first_bytes(store, backend):
+    """An Upload stream that sends nothing must hold no file descriptor: 1,100 idle
+    streams once used up the server's 1,024 (issue 12)."""
+    open_files = len(os.listdir("/proc/self/fd"))
+    idle = [await store.stage() for _ in range(50)]
+    assert len(os.listdir("/proc/self/fd")) < open_files + 5
+    assert backend.leftovers() == []
+    await idle[0].write([b"first bytes"])
+    assert (await idle[0].commit()) == sha(b"first bytes")
+    for staged in idle:
+        await staged.abort()
+    assert backend.leftovers() == []
+    assert await read_all(store, sha(b"first bytes")) == b"first bytes"
+
+
 async def test_abort_after_commit_keeps_the_blob(store):
     staged = await staged_with(store, BIG)
     await staged.commit()

@@ -135,7 +135,7 @@ def test_every_port_serving_every_service_is_said_only_of_one_process(name, text
 async def test_the_sync_limits_in_the_guide_are_the_ones_the_server_enforces(client, alice):
     text = " ".join(ANDROID.split())
     assert "The id is 1 to 128 printable characters and the name at most 256" in text
-    assert "500 if 0, at most 1,000" in text and "1 to 3,600; 30 if 0" in text
+    assert "500 if 0, at most 1,000" in text and "10 to 3,600; 30 if 0" in text
 
     async def changes(**fields) -> grpc.StatusCode:
         return (await status_of(client.sync.Changes(sync_pb2.ChangesRequest(**fields),

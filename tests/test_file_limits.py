@@ -8,11 +8,13 @@ import hashlib
 import grpc
 
 from musicsync.proto import auth_pb2, file_pb2
+from musicsync.config import Settings
 from musicsync.server import App
+from musicsync.uploads import MAX_SESSIONS_PER_USER
 
 from .conftest import PASSWORD, REGISTRATION_KEY, make_settings
-from .helpers import Client, status_of
-from .transfer import leftovers, stored_blobs, upload, wav_bytes
+from .helpers import Client, status_of, wait_until
+from .transfer import leftovers, stored_blobs, upload, upload_requests, wav_bytes
 
 
 async def signed_in(app) -> Client:
@@ -91,3 +93,80 @@ async def test_client_vanishing_mid_upload_leaves_nothing(tmp_path):
             listing = await client.file.Stat(file_pb2.StatRequest(
                 hashes=[hashlib.sha256(song).hexdigest()]), metadata=client.meta())
             assert not listing.files
+
+
+# -- The quota counts unfinished uploads (issue 12, finding 5) ---------------------------
+
+async def start_session(client, data: bytes) -> file_pb2.StartUploadResponse:
+    return await client.file.StartUpload(file_pb2.StartUploadRequest(
+        sha256=hashlib.sha256(data).hexdigest(), size=len(data)), metadata=client.meta())
+
+
+async def test_unfinished_resumable_uploads_hold_their_whole_size_of_the_quota(tmp_path):
+    """40 sessions each one byte short of the end once kept 40 quotas on disk."""
+    songs = [wav_bytes(3, salt=bytes([n])) for n in range(3)]  # 48 KB each
+    async with App(make_settings(tmp_path, user_quota=100_000)) as app:
+        async with await signed_in(app) as client:
+            first = await start_session(client, songs[0])
+            almost = songs[0][:-1]
+            call = client.file.Upload(metadata=client.meta())
+            await call.write(file_pb2.UploadRequest(metadata=file_pb2.FileMetadata(
+                upload_id=first.upload_id)))
+            await call.write(file_pb2.UploadRequest(chunk=almost))
+            await call.done_writing()
+            code, message = await status_of(call)
+            assert code == grpc.StatusCode.FAILED_PRECONDITION  # one byte short: kept
+
+            await start_session(client, songs[1])  # 96 KB of 100 KB promised
+            code, message = await status_of(start_session(client, songs[2]))
+            assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "quota" in message
+            code, message = await status_of(upload(client, wav_bytes(1, salt=b"plain")))
+            assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "quota" in message
+
+            # A session finishes within what it was promised.
+            again = await start_session(client, songs[0])
+            assert again.offset == len(almost)
+            done = await client.file.Upload(upload_requests(songs[0][again.offset:],
+                                                            file_pb2.FileMetadata(
+                                                                upload_id=again.upload_id,
+                                                                offset=again.offset)),
+                                            metadata=client.meta())
+            assert done.hash == hashlib.sha256(songs[0]).hexdigest()
+
+
+async def test_an_account_keeps_at_most_16_unfinished_resumable_uploads(tmp_path):
+    async with App(make_settings(tmp_path)) as app:
+        async with await signed_in(app) as client:
+            songs = [wav_bytes(0.1, salt=bytes([n])) for n in range(MAX_SESSIONS_PER_USER + 1)]
+            for song in songs[:-1]:
+                await start_session(client, song)
+            code, message = await status_of(start_session(client, songs[-1]))
+            assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert f"({MAX_SESSIONS_PER_USER})" in message and "unfinished" in message
+            assert (await start_session(client, songs[0])).upload_id  # found again: fine
+
+
+async def test_a_plain_upload_in_progress_counts_against_the_quota(tmp_path):
+    song = wav_bytes(4, salt=b"streaming")  # 64 KB, declared
+    async with App(make_settings(tmp_path, user_quota=100_000)) as app:
+        async with await signed_in(app) as client:
+            call = client.file.Upload(metadata=client.meta())
+            await call.write(file_pb2.UploadRequest(metadata=file_pb2.FileMetadata(
+                size=len(song), sha256=hashlib.sha256(song).hexdigest())))
+            await call.write(file_pb2.UploadRequest(chunk=song[:1000]))
+            user_id = (await app.accounts.authenticate(f"Bearer {client.token}")).user_id
+            await wait_until(lambda: app.uploads.in_flight(user_id) == len(song),
+                             "the stream's declared size to be counted")
+            code, message = await status_of(start_session(client, wav_bytes(3, salt=b"x")))
+            assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "quota" in message
+            code, message = await status_of(upload(client, wav_bytes(3, salt=b"y")))
+            assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "quota" in message
+            await call.write(file_pb2.UploadRequest(chunk=song[1000:]))
+            await call.done_writing()
+            assert (await call).hash == hashlib.sha256(song).hexdigest()
+            assert app.uploads.in_flight(user_id) == 0
+
+
+def test_the_default_quota_is_50_gib_and_0_means_no_limit():
+    assert Settings().user_quota == 50 * 1024**3
+    assert Settings.load({"USER_QUOTA": "0"}).user_quota == 0

@@ -194,7 +194,8 @@ async def test_gc_drops_expired_upload_sessions_and_keeps_live_ones(tmp_path, ca
 async def test_gc_leaves_an_upload_in_progress_alone(client, alice, settings, capsys):
     call = client.file.Upload(metadata=client.meta())
     await call.write(file_pb2.UploadRequest(metadata=file_pb2.FileMetadata(filename="slow.wav")))
-    await call.write(file_pb2.UploadRequest(chunk=SONG[:20_000]))
+    # A first batch of bytes (256 KiB): the server creates its temporary file with them.
+    await call.write(file_pb2.UploadRequest(chunk=LONG_ONE[:300_000]))
     for _ in range(100):  # the server has the first bytes in its temporary file
         if leftovers(settings.data_dir):
             break
@@ -205,11 +206,11 @@ async def test_gc_leaves_an_upload_in_progress_alone(client, alice, settings, ca
     code, out = await run_cli(capsys, "fsck", "--repair", "--grace", "0s",
                               "--data-dir", str(settings.data_dir))
     assert code == 0, out
-    await call.write(file_pb2.UploadRequest(chunk=SONG[20_000:]))
+    await call.write(file_pb2.UploadRequest(chunk=LONG_ONE[300_000:]))
     await call.done_writing()
-    assert (await call).hash == sha(SONG)
-    assert (await download(client, sha(SONG)))[0] == SONG
-    assert stored_blobs(settings.data_dir) == [blob_path(settings, sha(SONG))]
+    assert (await call).hash == sha(LONG_ONE)
+    assert (await download(client, sha(LONG_ONE)))[0] == LONG_ONE
+    assert stored_blobs(settings.data_dir) == [blob_path(settings, sha(LONG_ONE))]
 
 
 async def test_fsck_without_a_database_is_a_usage_error(tmp_path, capsys):

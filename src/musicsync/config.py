@@ -118,7 +118,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_file_size", "MAX_FILE_SIZE", parse_size,
            "largest file accepted (default 2GiB)", "SIZE"),
     Option("user_quota", "USER_QUOTA", parse_size,
-           "storage each user may fill, 0 for no limit (default 0)", "SIZE"),
+           "storage each user may fill, unfinished uploads included; 0 for no limit "
+           "(default 50GiB)", "SIZE"),
     Option("upload_idle_timeout", "UPLOAD_IDLE_TIMEOUT", parse_duration,
            "end an Upload or Diff stream that sends nothing this long (default 60s)", "DURATION"),
     Option("upload_session_ttl", "UPLOAD_SESSION_TTL", parse_duration,
@@ -190,7 +191,7 @@ class Settings:
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
     max_file_size: int = 2 * 1024**3
-    user_quota: int = 0
+    user_quota: int = 50 * 1024**3  # a home server's disk is shared: raise it, or 0
     upload_idle_timeout: int = 60
     upload_session_ttl: int = 24 * 3600
     tombstone_retention: int = 90 * 86400
@@ -214,6 +215,8 @@ class Settings:
     security_key_file: Path | None = None
     s3_access_key_file: Path | None = None
     s3_secret_key_file: Path | None = None
+    # Not an operator option: Watch heartbeats below it are refused (tests lower it).
+    watch_min_heartbeat: int = 10
 
     def __post_init__(self) -> None:
         self._read_secret_files()

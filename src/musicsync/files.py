@@ -17,12 +17,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from sqlalchemy import delete, exists, func, select
 
 from .db import Database
-from .db.models import Blob, LibraryEntry, User
+from .db.models import Blob, LibraryEntry, UploadSession, User
 from .errors import (DataLoss, InvalidArgument, MusicsyncError, NotFound, ResourceExhausted,
                      StorageUnavailable, Unavailable)
 from .library import (ChangeNotifier, Tags, blob_is_referenced, ensure_blob, put_entry,
@@ -43,6 +43,21 @@ def parse_hash(text: str, what: str = "hash") -> bytes:
         raise InvalidArgument(
             f"{what} must be the 64 hex characters of a SHA-256 (got {text[:80]!r})")
     return bytes.fromhex(lowered)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A user's quota (None: no limit) and the bytes counted against it: the library's
+    songs, and the declared sizes of unfinished resumable uploads (``reserved``)."""
+
+    quota: int | None
+    library: int
+    reserved: int
+
+    @property
+    def left(self) -> int:
+        """Bytes a new song may take (meaningless without a quota)."""
+        return (self.quota or 0) - self.library - self.reserved
 
 
 class HashLocks:
@@ -113,18 +128,30 @@ class Files:
                 missing.append(sha.hex())
         return entries, missing
 
-    async def quota(self, user_id: int, session=None) -> tuple[int | None, int]:
-        """The user's quota in bytes (None: unlimited) and the bytes their library holds."""
+    async def usage(self, user_id: int, session=None, *,
+                    excluding: bytes | None = None) -> Usage:
+        """The user's quota and what counts against it (see Usage).
+
+        ``excluding``: a content whose own upload session is not counted (the one
+        being checked: its bytes are the ones asked about)."""
         if session is None:
             async with self.db.read() as own:
-                return await self.quota(user_id, own)
+                return await self.usage(user_id, own, excluding=excluding)
         user_quota = await session.scalar(select(User.quota_bytes).where(User.id == user_id))
         quota = user_quota if user_quota is not None else self.user_quota
         if not quota:
-            return None, 0
-        used = await session.scalar(select(func.coalesce(func.sum(LibraryEntry.size), 0))
-                                    .where(LibraryEntry.user_id == user_id))
-        return quota, used
+            return Usage(None, 0, 0)
+        library = await session.scalar(select(func.coalesce(func.sum(LibraryEntry.size), 0))
+                                       .where(LibraryEntry.user_id == user_id))
+        # An unexpired session holds its declared size: its partial grows to it, and
+        # counting only the bytes received would let unfinished uploads escape the quota.
+        reserved = select(func.coalesce(func.sum(UploadSession.size), 0)).where(
+            UploadSession.user_id == user_id, UploadSession.expires_at > self.now(),
+            ~exists().where(LibraryEntry.user_id == user_id,
+                            LibraryEntry.sha256 == UploadSession.sha256))
+        if excluding is not None:
+            reserved = reserved.where(UploadSession.sha256 != excluding)
+        return Usage(quota, library, await session.scalar(reserved))
 
     # -- Publishing ---------------------------------------------------------------------
 
@@ -197,13 +224,13 @@ class Files:
         return updated
 
     async def _check_quota(self, session, user_id: int, sha256: bytes, size: int) -> None:
-        quota, used = await self.quota(user_id, session)
-        if quota is None:
+        usage = await self.usage(user_id, session, excluding=sha256)
+        if usage.quota is None:
             return
         already = await session.scalar(select(LibraryEntry.size).where(
             LibraryEntry.user_id == user_id, LibraryEntry.sha256 == sha256))
-        if already is None and used + size > quota:
-            raise quota_exceeded(size, quota - used)
+        if already is None and size > usage.left:
+            raise quota_exceeded(size, usage.left)
 
     async def retire_if_unreferenced(self, sha256: bytes) -> None:
         """Deletes a blob nobody lists, then its record (call with the hash's lock held).
@@ -302,5 +329,6 @@ def tags_with_overrides(read: Tags, **client: object) -> Tags:
 
 def quota_exceeded(size: int, left: int) -> ResourceExhausted:
     return ResourceExhausted(
-        f"storage quota exceeded: the file needs {size} bytes and {max(left, 0)} are left; "
-        "delete songs or ask the operator for more space")
+        f"storage quota exceeded: the file needs {size} bytes and {max(left, 0)} are left "
+        "(unfinished resumable uploads count with their whole size until they finish or "
+        "expire); delete songs or ask the operator for more space")

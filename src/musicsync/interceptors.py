@@ -20,7 +20,9 @@ For every RPC it
   coroutine writing with ``context.write``, a function returning an iterator);
 - logs one line: method, user id, status code, duration (health checks at
   DEBUG, everything else at INFO), and reports it to the metrics; a stream
-  whose client went away, or whose deadline passed, ends quietly.
+  whose client went away, or whose deadline passed, ends quietly;
+- refuses a call beyond ``max_calls`` handled at once with RESOURCE_EXHAUSTED
+  naming the bound (before authentication or any other work).
 """
 
 from __future__ import annotations
@@ -74,11 +76,14 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     """Authentication, error-to-status mapping and access logging for every RPC."""
 
     def __init__(self, accounts: Accounts | None,
-                 observe: Callable[[str, grpc.StatusCode, float], None] | None = None) -> None:
+                 observe: Callable[[str, grpc.StatusCode, float], None] | None = None, *,
+                 max_calls: int | None = None) -> None:
         # accounts is None only in a server without authenticated services.
         self._accounts = accounts
         self._observe = observe
         self._running: set[asyncio.Task] = set()
+        self._max_calls = max_calls
+        self._refusal_logged = float("-inf")
 
     async def drain(self, timeout: float) -> None:
         """Waits (at most ``timeout`` seconds) for the handlers still running to end.
@@ -97,6 +102,16 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
+        # -- The bound on calls handled at once (issue 12) --
+        if self._max_calls is not None and len(self._running) >= self._max_calls:
+            if self._observe is not None:
+                self._observe(method, grpc.StatusCode.RESOURCE_EXHAUSTED, 0.0)
+            if time.monotonic() - self._refusal_logged > 60:  # once a minute under a flood
+                self._refusal_logged = time.monotonic()
+                log.warning("refusing calls: %d are in progress, the most the server takes "
+                            "at once (first refused: %s)", self._max_calls, method)
+            return _refusal(handler, self._max_calls)
+        # --
         call = _Call(method, self._accounts if needs_authentication(method) else None,
                      self._observe, self._running)
         deserializer = tolerant_deserializer(handler.request_deserializer, method)
@@ -114,6 +129,20 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         return grpc.stream_stream_rpc_method_handler(
             call.streaming(handler.stream_stream, streaming_request=True), deserializer,
             handler.response_serializer)
+
+
+def _refusal(handler, max_calls: int):
+    """A handler of ``handler``'s kind answering RESOURCE_EXHAUSTED at once."""
+    async def refuse(request, context: grpc.aio.ServicerContext):
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            f"the server is handling {max_calls} calls, the most it takes at "
+                            "once; try again in a moment")
+    kinds = ((handler.unary_unary, grpc.unary_unary_rpc_method_handler),
+             (handler.stream_unary, grpc.stream_unary_rpc_method_handler),
+             (handler.unary_stream, grpc.unary_stream_rpc_method_handler))
+    make = next((make for behaviour, make in kinds if behaviour),
+                grpc.stream_stream_rpc_method_handler)
+    return make(refuse, None, handler.response_serializer)
 
 
 class Malformed:

@@ -53,6 +53,7 @@ from .proto import auth_pb2, auth_pb2_grpc, file_pb2, sync_pb2, sync_pb2_grpc
 from .services import file_service
 from .services.auth_service import AuthServicer
 from .services.file_service import FileServicer
+from .services.streams import StreamLimits
 from .services.sync_service import SyncServicer
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,23 @@ GRPC_OPTIONS = (
     ("grpc.keepalive_timeout_ms", 20_000),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
+    # Bounds on connections (issue 12; docs/security.md has the table). A client opens
+    # another connection for calls beyond a connection's streams.
+    ("grpc.max_concurrent_streams", 100),
+    # A connection without calls for 5 minutes is closed; clients reconnect unnoticed.
+    ("grpc.max_connection_idle_ms", 5 * 60_000),
+    # A connection lives 6 h (grpc adds up to 10%), then its calls get 30 minutes to end:
+    # a Watch still open then breaks, and its client reconnects with its last cursor.
+    ("grpc.max_connection_age_ms", 6 * 3600_000),
+    ("grpc.max_connection_age_grace_ms", 30 * 60_000),
+    # A connection that has not finished its handshake after 20 s is closed.
+    ("grpc.server_handshake_timeout_ms", 20_000),
 )
+# At most this many connections at once, and at most half the open-file limit (the rest
+# is for the database, blobs and uploads); connections beyond are closed at once.
+MAX_CONNECTIONS = 2048
+# At most this many calls handled at once (Watches included); RESOURCE_EXHAUSTED beyond.
+MAX_CONCURRENT_CALLS = 2048
 # How often the storage watcher probes the blob store: while it answers, and while not.
 STORAGE_PROBE_INTERVAL = 5.0
 STORAGE_RETRY_INTERVAL = 1.0
@@ -107,6 +124,7 @@ class App:
         self._tls: tuple[tls.CertificateReloader, str] | None = None
         self._storage_ready = False
         self._storage_trouble = asyncio.Event()  # set when a store call met an error
+        self.streams = StreamLimits()  # each account's open streams, per kind
 
     async def __aenter__(self) -> App:
         try:
@@ -153,10 +171,12 @@ class App:
             await self._open_files()
         if "sync" in self.services:
             await self._open_feed()
-        self._interceptor = ServerInterceptor(self.accounts, observe=observe)
+        self._interceptor = ServerInterceptor(self.accounts, observe=observe,
+                                              max_calls=MAX_CONCURRENT_CALLS)
         self._server = grpc.aio.server(
             interceptors=[self._interceptor],
-            options=_grpc_options(self.services))
+            options=(*_grpc_options(self.services), ("grpc.max_allowed_incoming_connections",
+                                                     connection_bound(raise_open_file_limit()))))
         for service in self.services:
             servicers[service]()
         self._health = health.aio.HealthServicer()
@@ -256,10 +276,12 @@ class App:
                                        else health_pb2.HealthCheckResponse.NOT_SERVING)
 
     def _file_servicer(self) -> FileServicer:
-        return FileServicer(self.files, self.uploads)
+        return FileServicer(self.files, self.uploads, self.streams)
 
     def _sync_servicer(self) -> SyncServicer:
-        return SyncServicer(self.db, self.feed, idle_timeout=self.settings.upload_idle_timeout)
+        return SyncServicer(self.db, self.feed, idle_timeout=self.settings.upload_idle_timeout,
+                            streams=self.streams,
+                            min_heartbeat=self.settings.watch_min_heartbeat)
 
     def _build_accounts(self) -> Accounts:
         settings = self.settings
@@ -409,6 +431,37 @@ def _add_v1_reflection_descriptor() -> None:
             method.input_type = method.input_type.replace(f".{old}.", f".{new}.")
             method.output_type = method.output_type.replace(f".{old}.", f".{new}.")
     pool.AddSerializedFile(proto.SerializeToString())
+
+
+def raise_open_file_limit() -> int:
+    """Raises this process's open-file limit to its hard limit; returns the limit now.
+
+    Every connection, upload and blob read holds a file: a common soft limit of
+    1,024 let 1,100 idle connections make every other call fail (issue 12)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return soft if soft != resource.RLIM_INFINITY else wanted
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("could not raise the open-file limit from %d to %d: %s", soft, wanted, exc)
+        return soft
+    return wanted
+
+
+def connection_bound(open_files: int) -> int:
+    """Connections accepted at once: MAX_CONNECTIONS, or half the open-file limit."""
+    bound = min(MAX_CONNECTIONS, max(64, open_files // 2))
+    if bound < MAX_CONNECTIONS:
+        log.warning("the open-file limit is %d: at most %d connections are accepted at once "
+                    "(a hard `ulimit -n` of %d or more allows %d)", open_files, bound,
+                    2 * MAX_CONNECTIONS, MAX_CONNECTIONS)
+    return bound
 
 
 class _StorageAlarm:

@@ -15,6 +15,10 @@ stream continues after every byte the partial holds, which after a crash may
 be more than the recorded offset (see _resume_offset); a complete file is
 recorded as such before it is published, so that a crash in between is
 recovered at the next start (recover).
+
+The user's quota counts the library, every unfinished session at its declared
+size and the plain streams in progress (Files.usage, _Allowance); an account
+keeps at most MAX_SESSIONS_PER_USER unfinished sessions.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from .audio import NOT_AUDIO, SNIFF_BYTES, looks_like_audio, read_audio
 from .db.models import LibraryEntry, UploadSession
@@ -53,6 +57,9 @@ MAX_CHUNK_BYTES = 4 * 1024 * 1024
 BATCH_BYTES = 256 * 1024
 CHECKPOINT_BYTES = 16 * 1024 * 1024
 SWEEP_INTERVAL = 3600.0
+# Unfinished resumable uploads one account may keep at once (each holds its declared
+# size of the quota, and its partial data on disk, until it finishes or expires).
+MAX_SESSIONS_PER_USER = 16
 
 # Returns the stream's next UploadRequest, a memoryview for a message that is only a
 # chunk (services/wire.py), or grpc.aio.EOF.
@@ -77,6 +84,13 @@ class Uploads:
         self.idle_timeout = idle_timeout
         self.session_ttl = session_ttl
         self._streaming: set[str] = set()  # sessions with a stream in progress
+        # Bytes of each user's plain Upload streams in progress (declared, or received so
+        # far): counted against the quota along with the library and the sessions.
+        self._in_flight: dict[int, int] = {}
+
+    def in_flight(self, user_id: int) -> int:
+        """Bytes of the user's plain Upload streams in progress, as counted against the quota."""
+        return self._in_flight.get(user_id, 0)
 
     # -- Upload streams -------------------------------------------------------------
 
@@ -115,19 +129,31 @@ class Uploads:
                     raise InvalidArgument(f"metadata.size {declared_size} does not match the "
                                           f"file with this hash ({existing.size} bytes)")
                 return await self._retag(user_id, existing, meta)
-        quota, used = await self.files.quota(user_id)
-        if quota is not None and declared_size is not None:
+        usage = await self.files.usage(user_id)
+        allowance = None
+        if usage.quota is not None:
             # A declared hash is known not to be in the library (see above), so it must
             # fit in what is left; without one it might be a copy already counted.
-            left = quota - used if declared_sha is not None else quota
-            if declared_size > left:
-                raise quota_exceeded(declared_size, quota - used)
+            room = usage.left if declared_sha is not None else usage.quota - usage.reserved
+            allowance = _Allowance(self._in_flight, user_id, room)
+        try:
+            if allowance is not None and declared_size is not None:
+                allowance.take(declared_size)
+            return await self._receive_plain(user_id, meta, declared_sha, declared_size,
+                                             first_chunk, read, allowance)
+        finally:
+            if allowance is not None:
+                allowance.release()
 
+    async def _receive_plain(self, user_id: int, meta, declared_sha: bytes | None,
+                             declared_size: int | None, first_chunk: bytes | memoryview | None,
+                             read: Reader, allowance: _Allowance | None) -> LibraryEntry:
         staged = await self.files.store.stage(declared_sha.hex() if declared_sha else None)
         try:
-            # While streaming only the whole quota bounds the file: the exact check,
-            # which knows whether the content is already counted, comes at publication.
-            await self._pump(staged, first_chunk, read, total=declared_size, quota=quota)
+            # While streaming, the quota bounds the file by what is left beside the
+            # sessions and the user's other streams: the exact check, which knows whether
+            # the content is already counted, comes at publication.
+            await self._pump(staged, first_chunk, read, total=declared_size, quota=allowance)
             if declared_size is not None and staged.size != declared_size:
                 raise InvalidArgument(f"received {staged.size} bytes but metadata.size "
                                       f"declared {declared_size}; nothing was stored")
@@ -179,11 +205,12 @@ class Uploads:
                                     f"accepts ({self.max_file_size} bytes)")
 
     async def _pump(self, staged: StagedBlob, chunk: bytes | memoryview | None, read: Reader, *,
-                    total: int | None, quota: int | None,
+                    total: int | None, quota: _Allowance | None,
                     checkpoint: Callable[[], Awaitable[None]] | None = None) -> None:
         """Moves the stream's chunks into ``staged`` until the stream ends.
 
         ``total``: the file's declared size (the stream must not go beyond it).
+        ``quota``: what the stream may take of the user's quota (None: no bound).
         ``checkpoint``: called after about every CHECKPOINT_BYTES written.
         """
         limit = total if total is not None else self.max_file_size
@@ -216,8 +243,8 @@ class Uploads:
                                               f"of {total} bytes")
                     raise ResourceExhausted(f"the file is larger than this server accepts "
                                             f"({self.max_file_size} bytes)")
-                if quota is not None and received > quota:
-                    raise quota_exceeded(received, quota)
+                if quota is not None:
+                    quota.take(received)
                 if head is not None:
                     head += chunk[:SNIFF_BYTES - len(head)]
                     if len(head) >= SNIFF_BYTES:
@@ -266,9 +293,6 @@ class Uploads:
         existing = await self.files.entry(user_id, sha256)
         if existing is not None:
             return SessionInfo("", existing.size, 0, complete=True)
-        quota, used = await self.files.quota(user_id)
-        if quota is not None and size > quota - used:
-            raise quota_exceeded(size, quota - used)
         now = self.files.now()
         stale = None
         async with self.files.db.write() as session:
@@ -278,6 +302,9 @@ class Uploads:
                 row.expires_at = now + self.session_ttl
                 found = SessionInfo(row.id, row.committed, row.expires_at, complete=False)
             else:
+                # Checked in the write transaction: two StartUploads cannot both take
+                # the last room.
+                await self._check_new_session(session, user_id, sha256, size, now)
                 found = None
                 if row is not None:  # expired, or the size changed: start over
                     stale = row.id
@@ -299,6 +326,24 @@ class Uploads:
             await self.files.store.drop_partial(found.upload_id)
             offset = 0
         return SessionInfo(found.upload_id, offset, found.expires_at, complete=False)
+
+    async def _check_new_session(self, session, user_id: int, sha256: bytes, size: int,
+                                 now: int) -> None:
+        """ResourceExhausted if the user may not open another session of ``size`` bytes."""
+        open_sessions = await session.scalar(select(func.count()).select_from(UploadSession)
+                                             .where(UploadSession.user_id == user_id,
+                                                    UploadSession.expires_at > now,
+                                                    UploadSession.sha256 != sha256))
+        if open_sessions >= MAX_SESSIONS_PER_USER:
+            raise ResourceExhausted(
+                f"this account has {open_sessions} unfinished resumable uploads, the most "
+                f"it may keep at once ({MAX_SESSIONS_PER_USER}); finish one first (or wait "
+                f"until one expires, {_duration(self.session_ttl)} after its last progress)")
+        usage = await self.files.usage(user_id, session, excluding=sha256)
+        if usage.quota is not None:
+            left = usage.left - self._in_flight.get(user_id, 0)
+            if size > left:
+                raise quota_exceeded(size, left)
 
     async def _resume_offset(self, upload_id: str, committed: int, size: int) -> int | None:
         """Where a session continues: after every byte its partial holds, which is at least
@@ -358,8 +403,9 @@ class Uploads:
         keep = True
         rewound = False  # kept up to the recorded offset only
         try:
-            quota, _ = await self.files.quota(user_id)
-            await self._pump(staged, first_chunk, read, total=row.size, quota=quota,
+            # The session holds its whole size of the quota since StartUpload: the
+            # stream cannot go past it (total), and publication checks it exactly.
+            await self._pump(staged, first_chunk, read, total=row.size, quota=None,
                              checkpoint=checkpoint)
             if staged.size < row.size:
                 raise FailedPrecondition(
@@ -506,6 +552,39 @@ class Uploads:
                 await self.sweep()
             except Exception:  # noqa: BLE001 - try again next hour
                 log.exception("sweeping upload sessions failed")
+
+
+def _duration(seconds: int) -> str:
+    return f"{seconds // 3600} h" if seconds >= 3600 else f"{max(seconds // 60, 1)} min"
+
+
+class _Allowance:
+    """What one plain Upload stream may take of its user's quota, shared with the user's
+    other plain streams in progress through ``tally`` (user id -> bytes)."""
+
+    def __init__(self, tally: dict[int, int], user_id: int, room: int) -> None:
+        self._tally = tally
+        self._user_id = user_id
+        self._room = room  # beside the library (or not, see _receive) and the sessions
+        self._mine = 0
+
+    def take(self, size: int) -> None:
+        """Counts the stream at ``size`` bytes; quota exceeded if that does not fit."""
+        if size <= self._mine:
+            return
+        others = self._tally.get(self._user_id, 0) - self._mine
+        if size > self._room - others:
+            raise quota_exceeded(size, self._room - others)
+        self._tally[self._user_id] = others + size
+        self._mine = size
+
+    def release(self) -> None:
+        left = self._tally.get(self._user_id, 0) - self._mine
+        if left > 0:
+            self._tally[self._user_id] = left
+        else:
+            self._tally.pop(self._user_id, None)
+        self._mine = 0
 
 
 class IdleLimit:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import aclosing
+
 import grpc
 
 from ..errors import InvalidArgument, ResourceExhausted
@@ -18,6 +20,7 @@ from ..limits import (
 from ..proto import file_pb2, file_pb2_grpc
 from ..uploads import Reader, Uploads
 from . import wire
+from .streams import StreamLimits
 from .convert import encoded_size, file_entry
 
 DEFAULT_DOWNLOAD_CHUNK = 256 * 1024
@@ -56,18 +59,28 @@ def add_to_server(servicer: FileServicer, server: grpc.aio.Server) -> None:
 
 
 class FileServicer(file_pb2_grpc.FileServiceServicer):
-    def __init__(self, files: Files, uploads: Uploads) -> None:
+    def __init__(self, files: Files, uploads: Uploads,
+                 streams: StreamLimits | None = None) -> None:
         self._files = files
         self._uploads = uploads
+        self._streams = streams or StreamLimits()
 
     async def Upload(self, request_iterator, context):
-        entry = await self._uploads.receive(current_principal().user_id,
-                                            checked_metadata(context.read))
+        user_id = current_principal().user_id
+        with self._streams.hold(user_id, "Upload"):
+            entry = await self._uploads.receive(user_id, checked_metadata(context.read))
         return file_pb2.UploadResponse(hash=entry.sha256.hex(), file=file_entry(entry))
 
     async def Download(self, request, context):
+        user_id = current_principal().user_id
+        with self._streams.hold(user_id, "Download"):
+            async with aclosing(self._download(user_id, request)) as messages:
+                async for message in messages:
+                    yield message
+
+    async def _download(self, user_id: int, request):
         total, blocks = await self._files.open_download(
-            current_principal().user_id, request.hash, request.offset, request.length)
+            user_id, request.hash, request.offset, request.length)
         chunk_size = request.chunk_size or DEFAULT_DOWNLOAD_CHUNK
         if not 1024 <= chunk_size <= MAX_DOWNLOAD_CHUNK:
             chunk_size = min(max(chunk_size, 1024), MAX_DOWNLOAD_CHUNK)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
+import io
 import logging
 import os
 import secrets
@@ -106,9 +107,10 @@ class LocalBlobStore:
     # -- Writing --------------------------------------------------------------------
 
     async def stage(self, expected_sha256: str | None = None) -> _StagedFile:
+        # The file is created when the first bytes come (see _StagedFile._create): an
+        # Upload stream that sends nothing holds no file descriptor and no file.
         path = self._temp / secrets.token_hex(16)
-        fd = await self._io("write", os.open, path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        return _StagedFile(self, path, fd, hashlib.sha256(), 0, resumable=False)
+        return _StagedFile(self, path, None, hashlib.sha256(), 0, resumable=False)
 
     async def resume(self, upload_id: str, committed: int) -> _StagedFile:
         path = self._partial_path(upload_id)
@@ -247,13 +249,14 @@ class LocalBlobStore:
 
 
 class _StagedFile:
-    """A blob being written to a file of its own."""
+    """A blob being written to a file of its own (``fd`` None: created at the first write)."""
 
-    def __init__(self, store: LocalBlobStore, path: Path, fd: int, hasher, size: int, *,
+    def __init__(self, store: LocalBlobStore, path: Path, fd: int | None, hasher, size: int, *,
                  resumable: bool) -> None:
         self._store = store
         self._path = path
         self._fd: int | None = fd
+        self._created = fd is not None
         self._hasher = hasher
         self._size = size
         self._resumable = resumable
@@ -273,7 +276,17 @@ class _StagedFile:
     def published(self) -> bool:
         return self._published
 
+    async def _ensure_created(self) -> None:
+        if not self._created:
+            await self._store._io("write", self._create)
+
+    def _create(self) -> None:
+        # Sets the descriptor in the thread: a cancelled caller still finds it to close.
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._created = True
+
     async def write(self, chunks: list[bytes | memoryview]) -> None:
+        await self._ensure_created()
         # Hashed and copied into the page cache right here on the event loop: a
         # thread hop per batch cost more than the work itself (see _append). What
         # can wait for the disk, the write-behind, runs in a worker thread.
@@ -334,14 +347,18 @@ class _StagedFile:
             await syncing
 
     async def flush(self) -> int:
+        await self._ensure_created()
         await self._settle()
         await self._store._io("write", os.fsync, self._fd)
         return self._size
 
     def open_reader(self) -> BinaryIO:
+        if not self._created:
+            return io.BytesIO()
         return open(self._path, "rb")
 
     async def commit(self) -> str:
+        await self._ensure_created()
         await self._settle()
         sha256 = self.hexdigest()
         await self._store._io("write", self._commit, sha256)
