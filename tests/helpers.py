@@ -120,10 +120,14 @@ class ServerProcess:
 
     def stop(self, sig=None, timeout: float = 30) -> int:
         import signal
+        import subprocess
         if self.process.poll() is None:
             self.process.send_signal(sig or signal.SIGTERM)
         try:
             return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"server did not stop within {timeout} s:\n"
+                                 f"{self.log()[-4000:]}") from None
         finally:
             self._log.close()
 

@@ -97,8 +97,10 @@ MAX_CONCURRENT_CALLS = 2048
 # How often the storage watcher probes the blob store: while it answers, and while not.
 STORAGE_PROBE_INTERVAL = 5.0
 STORAGE_RETRY_INTERVAL = 1.0
-# How long shutdown waits for cancelled handlers to unwind after the grace period.
-HANDLER_UNWIND_SECONDS = 5.0
+# How long shutdown waits for cancelled handlers to unwind after the grace period:
+# an interrupted resumable upload saves its progress then (an fsync and a write),
+# which a loaded machine may take seconds over.
+HANDLER_UNWIND_SECONDS = 15.0
 
 
 class App:
