@@ -97,13 +97,19 @@ def _id3_tags(fileobj: BinaryIO, offset: int, end: int) -> int:
         body = _syncsafe(header[6:10])
         total += min(body, end - offset - 10)  # what the file holds, whatever it declares
         _tag_bytes(total, "the ID3 tag")
-        _id3_frames(fileobj.read(min(body, end - offset)), header[3])
+        _id3_frames(fileobj.read(min(body, end - offset)), header[3], header[5])
         offset += 10 + body + (10 if header[5] & 0x10 else 0)
     return offset
 
 
-def _id3_frames(body: bytes, version: int) -> None:
+def _id3_frames(body: bytes, version: int, flags: int) -> None:
     """Counts the frames of one ID3v2 tag body, both ways mutagen may read their sizes."""
+    if version < 4 and flags & 0x80:  # unsynchronised as a whole: frames are read undone
+        body = body.replace(b"\xff\x00", b"\xff")
+    if flags & 0x40 and len(body) >= 4 and not body[:4].isalnum():  # an extended header
+        # (mutagen takes a frame name there for a header that is missing, as here)
+        skip = _syncsafe(body[:4]) if version >= 4 else 4 + int.from_bytes(body[:4], "big")
+        body = body[skip:]
     if version == 2:
         walks = [(6, lambda raw: int.from_bytes(raw[3:6], "big"))]
     else:
