@@ -9,8 +9,8 @@ and an MP3 with one large tag frame (memory, within the tag bounds).
 
 from __future__ import annotations
 
-import asyncio
 import os
+import threading
 import struct
 from pathlib import Path
 
@@ -235,3 +235,10 @@ async def test_login_is_prompt_right_after_cancelled_tag_bombs(client, alice, se
     response = await client.auth.Login(auth_pb2.LoginRequest(username="alice",
                                                              password=PASSWORD), timeout=20)
     assert response.token
+
+
+async def test_hashing_and_blob_io_run_in_thread_pools_of_their_own(client, alice):
+    await upload(client, mp3().data, file_pb2.FileMetadata(filename="a.mp3"))
+    await client.auth.Login(auth_pb2.LoginRequest(username="alice", password=PASSWORD))
+    names = {thread.name.rsplit("_", 1)[0] for thread in threading.enumerate()}
+    assert {"argon2", "blob-io", "audio-check"} <= names
