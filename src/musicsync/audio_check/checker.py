@@ -17,7 +17,7 @@ process, and:
 
 Workers are fresh interpreters (``python -P -m musicsync.audio_check.worker``,
 spawned, never forked from the server: a fork of a process with grpc's threads
-is unsafe), importing mutagen and audio.py only (about 15 MiB). They start on
+is unsafe), importing mutagen and audio.py only (about 17 MiB). They start on
 demand, serve checks one after another (a check costs a few ms, not the tens
 of ms of a new interpreter), and exit after IDLE_SECONDS without one, or after
 a check that left them bigger than worker.RETIRE_RSS: an idle server keeps no
@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import struct
 import subprocess
 import sys
@@ -57,8 +56,8 @@ from .worker import MAX_READ, Channel
 log = logging.getLogger(__name__)
 
 CHECK_SECONDS = 10.0  # an honest song takes milliseconds, on a Raspberry Pi too
-MEMORY_BYTES = 256 * 1024 * 1024  # a worker's address space: 16 MiB of tags parse in < 100
-WORKERS = 2  # checks at once (each worker is about 15 MiB while it lives)
+MEMORY_BYTES = 256 * 1024 * 1024  # a worker's address space; 16 MiB of tags take ~120 MiB
+WORKERS = 2  # checks at once (each worker is about 17 MiB while it lives)
 IDLE_SECONDS = 60.0  # a worker without a check this long exits
 _MAX_ANSWER = 1 << 20
 _READ = struct.Struct(">QI")
@@ -224,7 +223,7 @@ class AudioChecker:
                 self._keep(worker)
                 raise
             if answer.get("retire"):
-                self._retire(worker)
+                self._reap(worker)
             else:
                 self._keep(worker)
         return self._verdict(answer)
@@ -263,9 +262,6 @@ class AudioChecker:
 
     def _retire_idle(self, worker: _Worker) -> None:
         self._idle = [(w, t) for w, t in self._idle if w is not worker]
-        self._retire(worker)
-
-    def _retire(self, worker: _Worker) -> None:
         self._reap(worker)
 
     def _reap(self, worker: _Worker) -> None:
