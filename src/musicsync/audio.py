@@ -10,6 +10,11 @@ format scores: those weigh the file name (the server's temporary files have
 none), and without a name they recognise neither raw ADTS AAC nor MP3 frames
 that start with some of the valid headers. mutagen is imported on first use:
 it is about 5 MiB of an idle server's memory.
+
+The server runs ``parse_audio`` in a worker process (audio_check/), bounded in
+time and memory: this module imports nothing of the server's (no grpc, no
+SQLAlchemy) so that worker stays small. ``read_audio`` is the same check in
+the calling thread, unbounded, for files the server wrote itself.
 """
 
 from __future__ import annotations
@@ -21,11 +26,10 @@ import re
 import struct
 import uuid
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from .errors import StorageUnavailable
-from .library import Tags
-from .limits import MAX_TAG_CHARS
+if TYPE_CHECKING:
+    from .library import Tags
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +37,6 @@ SUPPORTED = "MP3, FLAC, WAV, Ogg Vorbis, Opus, M4A/AAC or WMA"
 NOT_AUDIO = f"not a supported audio file (send {SUPPORTED})"
 SNIFF_BYTES = 16
 _MAX_ID3_TAGS = 8  # stacked ID3v2 tags skipped before the audio starts
-_MAX_TAG_CHARS = MAX_TAG_CHARS  # a file may carry megabytes of tags
 _INT32_MAX = 2**31 - 1
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -96,20 +99,45 @@ _CANDIDATES = {"flac": ["flac"], "ogg": ["vorbis", "opus"], "wav": ["wav"], "mp4
 
 
 def read_audio(fileobj: BinaryIO) -> AudioInfo | None:
-    """The codec, stream properties and tags of a song; None if it is not one we accept."""
+    """The codec, stream properties and tags of a song; None if it is not one we accept.
+
+    In the calling thread, without bounds (see the module docstring)."""
+    from .errors import StorageUnavailable  # the server's modules, kept out of the worker
+
+    parsed = parse_audio(fileobj, passthrough=(StorageUnavailable,))
+    return None if parsed is None else audio_info(*parsed)
+
+
+def audio_info(fields: dict, extension: str) -> AudioInfo:
+    """What parse_audio found, as the server keeps it (texts cut to the tag limit)."""
+    from .library import Tags
+    from .limits import clip
+
+    return AudioInfo(tags=Tags(**{key: clip(value) if isinstance(value, str) else value
+                                  for key, value in fields.items()}), extension=extension)
+
+
+def parse_audio(fileobj: BinaryIO, *,
+                passthrough: tuple[type[BaseException], ...] = ()) -> tuple[dict, str] | None:
+    """The fields of a Tags (texts not yet cut) and the file extension; None if not audio.
+
+    ``passthrough``: errors of the reader itself (not the file's fault), raised as they are.
+    """
     for name in _candidates(fileobj):
         module, cls, _, _ = _FORMATS[name]
         fileobj.seek(0)
         try:
             audio = getattr(importlib.import_module(module), cls)(fileobj)
-        except StorageUnavailable:  # a reader over a remote store: not the file's fault
+        except passthrough:
+            raise
+        except MemoryError:
             raise
         except Exception as exc:  # noqa: BLE001 - mutagen raises many kinds for bad input
             log.debug("mutagen rejected an upload as %s: %s", name, exc)
             continue
-        info = _describe(name, audio, fileobj)
-        if info is not None:
-            return info
+        fields = _describe(name, audio, fileobj)
+        if fields is not None:
+            return fields, _FORMATS[name][2]
     return None
 
 
@@ -135,7 +163,7 @@ def _candidates(fileobj: BinaryIO) -> list[str]:
     return _CANDIDATES[container]
 
 
-def _describe(name: str, audio, fileobj: BinaryIO) -> AudioInfo | None:
+def _describe(name: str, audio, fileobj: BinaryIO) -> dict | None:
     """What we keep of a parsed file; None if it holds no audio stream we can read."""
     info = audio.info
     if info is None:
@@ -156,7 +184,7 @@ def _describe(name: str, audio, fileobj: BinaryIO) -> AudioInfo | None:
     if not channels and not sample_rate:
         return None  # e.g. an MP4 without a sound track (mutagen falls back to mvhd)
     text = _tag_reader(name, audio, fileobj)
-    tags = Tags(
+    return dict(
         title=text("title"), artist=text("artist"), album=text("album"),
         album_artist=text("album_artist"), genre=text("genre"),
         track=_leading_number(text("track")), disc=_leading_number(text("disc")),
@@ -164,7 +192,6 @@ def _describe(name: str, audio, fileobj: BinaryIO) -> AudioInfo | None:
         duration_ms=_duration_ms(info.length),
         bitrate=bitrate, sample_rate=sample_rate, channels=channels,
         codec=_codec(name, info))
-    return AudioInfo(tags=tags, extension=_FORMATS[name][2])
 
 
 def _int32(value) -> int:
@@ -327,7 +354,7 @@ def _id3_before_adts(fileobj: BinaryIO):
 
 def _clean(value) -> str:
     text = str(value).split("\x00", 1)[0]
-    return _CONTROL.sub(" ", text).strip()[:_MAX_TAG_CHARS]
+    return _CONTROL.sub(" ", text).strip()  # cut to the tag limit by audio_info
 
 
 def _leading_number(text: str) -> int:

@@ -30,6 +30,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
+from .audio_check.checker import AudioChecker
 from .auth.accounts import Accounts, LoginPolicy
 from .auth.passwords import PasswordHasher
 from .auth.tokens import AccessTokens
@@ -214,9 +215,11 @@ class App:
         self._stack.push_async_callback(self.store.close)
         self.files = Files(self.db, self.store, self.notifier, user_quota=settings.user_quota,
                            metrics=self.metrics, clock=self.clock)
+        self.audio = AudioChecker()
+        self._stack.push_async_callback(self.audio.close)
         self.uploads = Uploads(self.files, max_file_size=settings.max_file_size,
                                idle_timeout=settings.upload_idle_timeout,
-                               session_ttl=settings.upload_session_ttl)
+                               session_ttl=settings.upload_session_ttl, audio=self.audio)
         try:
             await self._open_store()
             self._storage_ready = True

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import grpc
 from sqlalchemy import delete, func, select, update
 
-from .audio import NOT_AUDIO, SNIFF_BYTES, looks_like_audio, read_audio
+from .audio import NOT_AUDIO, SNIFF_BYTES, looks_like_audio
+from .audio_check.checker import AudioChecker
 from .db.models import LibraryEntry, UploadSession
 from .errors import (
     DataLoss,
@@ -78,8 +79,9 @@ class Uploads:
     """Receives Upload streams and keeps resumable sessions."""
 
     def __init__(self, files: Files, *, max_file_size: int, idle_timeout: float,
-                 session_ttl: int) -> None:
+                 session_ttl: int, audio: AudioChecker | None = None) -> None:
         self.files = files
+        self.audio = audio or AudioChecker()  # the server passes (and closes) its own
         self.max_file_size = max_file_size
         self.idle_timeout = idle_timeout
         self.session_ttl = session_ttl
@@ -168,7 +170,7 @@ class Uploads:
     async def _publish(self, user_id: int, staged: StagedBlob, meta) -> LibraryEntry:
         if staged.size == 0:
             raise InvalidArgument("the upload carried no file data")
-        info = await asyncio.to_thread(_read_staged_audio, staged)
+        info = await self.audio.check(staged)  # bounded in time and memory
         if info is None:
             raise InvalidArgument(NOT_AUDIO)
         tags = info.tags
@@ -650,7 +652,3 @@ async def _unstoppable(work: Awaitable[None]) -> None:
         raise asyncio.CancelledError
     task.result()
 
-
-def _read_staged_audio(staged: StagedBlob):
-    with staged.open_reader() as reader:
-        return read_audio(reader)

@@ -7,9 +7,10 @@ Temporary files of crashed uploads are removed by ``open``. Partials of
 resumable uploads live in ``.partial/<upload id>`` until committed or dropped.
 
 File I/O that may wait for the disk (opening, fsync, renaming, reading,
-deleting, and an upload's write-behind every 8 MiB) runs in worker threads, so
-the event loop keeps serving meanwhile. An upload's bytes themselves are
-hashed and copied into the page cache on the event loop, which waits for
+deleting, and an upload's write-behind every 8 MiB) runs in the store's own
+threads (IO_THREADS, named "blob-io"), so the event loop keeps serving
+meanwhile and password hashing never waits behind the disk. An upload's bytes
+themselves are hashed and copied into the page cache on the event loop, which waits for
 neither (see _StagedFile._append). Likewise a read the page cache can answer
 (RWF_NOWAIT: the kernel refuses rather than waits for the disk) is done on
 the event loop: a thread hand-off per block cost downloads more than the copy.
@@ -19,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import hashlib
 import io
 import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
@@ -35,6 +38,7 @@ from .base import BlobMissing
 log = logging.getLogger(__name__)
 
 READ_BLOCK = 1024 * 1024
+IO_THREADS = 8  # file operations at once (as many as asyncio's default pool on a Pi 4)
 # Bytes an upload writes between two write-behind steps (see _StagedFile.write).
 WRITE_BEHIND = 8 * 1024 * 1024
 _FADVISE = getattr(os, "posix_fadvise", None)  # not on macOS
@@ -54,10 +58,15 @@ class LocalBlobStore:
         self._partials = self.root / ".partial"
         self._metrics = metrics or NullMetrics()
         self._cached_reads = _NOWAIT is not None and hasattr(os, "preadv")
+        self._threads: ThreadPoolExecutor | None = None  # made on first use, ended by close
 
     async def _io(self, operation: str, func: Callable[..., _T], *args) -> _T:
         """Runs blocking file work in a thread, turning OS errors into client-facing ones."""
-        work = asyncio.ensure_future(asyncio.to_thread(func, *args))
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(max_workers=IO_THREADS,
+                                               thread_name_prefix="blob-io")
+        work = asyncio.get_running_loop().run_in_executor(
+            self._threads, functools.partial(func, *args))
         try:
             try:
                 return await asyncio.shield(work)
@@ -99,7 +108,9 @@ class LocalBlobStore:
             log.info("removed %d temporary files of interrupted uploads", len(leftovers))
 
     async def close(self) -> None:
-        pass
+        threads, self._threads = self._threads, None
+        if threads is not None:
+            await asyncio.to_thread(threads.shutdown)  # after the running operations
 
     async def check(self) -> None:
         await self._io("check", os.stat, self.root)
