@@ -33,6 +33,8 @@ import struct
 import sys
 from typing import BinaryIO
 
+from ..ranged import RangedReader
+
 MAX_READ = 4 * 1024 * 1024  # bytes asked for in one read
 # Resident memory after which a worker retires once its check is done (an idle
 # worker with every parser imported holds about 20 MiB).
@@ -70,41 +72,19 @@ class Channel:
         return kind, payload
 
 
-class RemoteFile(io.RawIOBase):
+class RemoteFile(RangedReader):
     """The file under check, read from the server a range at a time."""
 
     def __init__(self, channel: Channel, size: int) -> None:
+        super().__init__(size)
         self._channel = channel
-        self._size = size
-        self._position = 0
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
-        if base + offset < 0:
-            raise OSError("negative seek position")
-        self._position = base + offset
-        return self._position
-
-    def readinto(self, buffer) -> int:
-        length = min(len(buffer), self._size - self._position, MAX_READ)
-        if length <= 0:
-            return 0
-        self._channel.send(b"R", _READ.pack(self._position, length))
+    def _read_at(self, position: int, length: int) -> bytes:
+        self._channel.send(b"R", _READ.pack(position, min(length, MAX_READ)))
         kind, data = self._channel.receive(MAX_READ)
         if kind != b"D":
             raise ReadFailed()
-        buffer[:len(data)] = data
-        self._position += len(data)
-        return len(data)
+        return data
 
 
 def examine(channel: Channel, request: dict) -> dict:

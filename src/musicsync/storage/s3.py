@@ -55,6 +55,7 @@ from minio.error import InvalidResponseError, S3Error, ServerError
 
 from ..errors import StorageUnavailable
 from ..metrics import NullMetrics
+from ..ranged import RangedReader
 from .base import BlobMissing, is_sha256_hex
 
 log = logging.getLogger(__name__)
@@ -601,53 +602,30 @@ class _StagedObjects:
             raise BlobMissing(f"part {name} holds {got} bytes, expected {self._part_size}")
 
 
-class _StagedReader(io.RawIOBase):
+class _StagedReader(RangedReader):
     """Random access to a staged blob: ranged GETs of its parts, its tail from memory."""
 
     def __init__(self, store: S3BlobStore, name_of: Callable[[int], str], parts: int,
                  part_size: int, tail: bytearray, size: int) -> None:
+        super().__init__(size)
         self._store = store
         self._name_of = name_of
         self._parts = parts
         self._part_size = part_size
         self._tail = tail
-        self._size = size
-        self._position = 0
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
-        if base + offset < 0:
-            raise OSError(22, "negative seek position")
-        self._position = base + offset
-        return self._position
-
-    def readinto(self, buffer) -> int:
-        if self._position >= self._size:
-            return 0
-        wanted = min(len(buffer), self._size - self._position)
-        index, offset = divmod(self._position, self._part_size)
-        if index < self._parts:
-            wanted = min(wanted, self._part_size - offset)
-            try:
-                data = self._store._fetch(self._name_of(index), offset, wanted)
-            except BlobMissing:
-                raise self._store._unavailable("read", f"part {index} has vanished") from None
-            if len(data) != wanted:
-                raise self._store._unavailable("read", f"part {index} is shorter than written")
-        else:
-            data = self._tail[offset:offset + wanted]  # a copy of just this piece
-        buffer[:len(data)] = data
-        self._position += len(data)
-        return len(data)
+    def _read_at(self, position: int, length: int) -> bytes:
+        index, offset = divmod(position, self._part_size)
+        if index >= self._parts:
+            return self._tail[offset:offset + length]  # a copy of just this piece
+        wanted = min(length, self._part_size - offset)
+        try:
+            data = self._store._fetch(self._name_of(index), offset, wanted)
+        except BlobMissing:
+            raise self._store._unavailable("read", f"part {index} has vanished") from None
+        if len(data) != wanted:
+            raise self._store._unavailable("read", f"part {index} is shorter than written")
+        return data
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
