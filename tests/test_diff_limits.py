@@ -121,3 +121,14 @@ def test_packed_hash_lists_slice_like_lists():
     assert len(packed) == 10 and list(packed) == hashes
     assert packed[3:7] == hashes[3:7] and packed[8:50] == hashes[8:] and packed[5:2] == []
     assert packed[-1] == hashes[-1]
+
+
+async def test_a_full_diff_of_a_large_library_comes_in_messages_a_client_accepts(
+        app, client, alice):
+    library = await fill_library(app, "alice", 20_000, filename_length=120)
+    sizes, names = [], []
+    async for response in client.sync.Diff(iter(()), metadata=client.meta()):
+        sizes.append(response.ByteSize())
+        names += [entry.hash for entry in response.download]
+    assert sorted(names) == sorted(sha.hex() for sha in library)
+    assert len(sizes) >= 3 and max(sizes) < 2 * 1024 * 1024

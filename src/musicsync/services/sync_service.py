@@ -14,7 +14,7 @@ from ..feed import DeviceRef, Feed, page_size, parse_device
 from ..interceptors import current_principal
 from ..proto import sync_pb2, sync_pb2_grpc
 from ..limits import CLIENT_MESSAGE_BYTES, PAGE_BUDGET_BYTES
-from .convert import change_event, file_entry, filename, within_budget
+from .convert import change_event, encoded_size, file_entry, filename, within_budget
 from .streams import StreamLimits
 
 HASHES_PER_MESSAGE = 25_000
@@ -185,12 +185,17 @@ async def _diff_messages(first: DiffPart, rest: AsyncIterator[DiffPart]
                 delete=part.delete[start:start + HASHES_PER_MESSAGE], cursor=part.cursor)
         if not part.upload and not part.delete and not part.download:
             yield sync_pb2.DiffResponse(cursor=part.cursor)
-        message = sync_pb2.DiffResponse(cursor=part.cursor)
+        # The size is added up entry by entry: the message's ByteSize() walks every entry
+        # it holds, and asked after each append it made a full Diff of 20,000 songs take
+        # 8 s of the event loop instead of 20 ms.
+        message, size = sync_pb2.DiffResponse(cursor=part.cursor), 0
         for entry in part.download:
-            message.download.append(file_entry(entry))
-            if message.ByteSize() >= PAGE_BUDGET_BYTES:
+            wire_entry = file_entry(entry)
+            message.download.append(wire_entry)
+            size += encoded_size((wire_entry,))
+            if size >= PAGE_BUDGET_BYTES:
                 yield message
-                message = sync_pb2.DiffResponse(cursor=part.cursor)
+                message, size = sync_pb2.DiffResponse(cursor=part.cursor), 0
         if message.download:
             yield message
         part = await anext(rest, None)
