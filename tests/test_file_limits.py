@@ -170,3 +170,15 @@ async def test_a_plain_upload_in_progress_counts_against_the_quota(tmp_path):
 def test_the_default_quota_is_50_gib_and_0_means_no_limit():
     assert Settings().user_quota == 50 * 1024**3
     assert Settings.load({"USER_QUOTA": "0"}).user_quota == 0
+
+
+async def test_an_upload_refused_while_the_client_still_sends_hears_why(client, alice):
+    # Refused at its first chunk with 40 MB still to come: the client must get the status,
+    # not the INTERNAL of a reset stream (9 of 10 such uploads before).
+    not_a_song = bytes(range(256)) * (40 * 4096)
+    for _ in range(5):
+        code, message = await status_of(upload(client, not_a_song, chunk=4 * 1024 * 1024 - 64))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "not a supported audio" in message
+    code, _ = await status_of(upload(client, not_a_song, chunk=4 * 1024 * 1024 - 64,
+                                     token="not a token"))
+    assert code == grpc.StatusCode.UNAUTHENTICATED
