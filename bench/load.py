@@ -238,6 +238,12 @@ class Device:
             return await self.upload_new()
         sha = self.random.choice(mine)
         self.own.remove(sha)
+        if await self.delete(sha):
+            self.held.discard(sha)
+
+    async def delete(self, sha: str) -> bool:
+        """Deletes a song, keeping the ledger: whether the server acknowledged it."""
+        ledger = self.user.ledger
         ledger.deleting.add(sha)
         try:
             answer = await self.timed("Delete", lambda: self.channels.file.Delete(
@@ -247,7 +253,7 @@ class Device:
         if answer is not None:
             ledger.live.discard(sha)
             ledger.deleted.add(sha)
-            self.held.discard(sha)
+        return answer is not None
 
     async def diff(self) -> None:
         """One Diff from this device's cursor, and everything it asks for."""
@@ -394,16 +400,7 @@ class Load:
         device = user.devices[-1]
         for n in range(SHARED_SONGS):
             sha = hashlib.sha256(song(f"shared song {n} {self.run_id}", 2000 + n)).hexdigest()
-            ledger = user.ledger
-            ledger.deleting.add(sha)
-            try:
-                answer = await device.timed("Delete", lambda: device.channels.file.Delete(
-                    file_pb2.DeleteRequest(hash=sha), metadata=user.meta))
-            finally:
-                ledger.deleting.discard(sha)
-            if answer is not None:
-                ledger.live.discard(sha)
-                ledger.deleted.add(sha)
+            await device.delete(sha)
 
     async def check(self) -> list[str]:
         """After the load: every device syncs once more, then the server is compared with

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import shutil
 import signal
@@ -81,6 +80,20 @@ async def test_sigkill_mid_upload_leaves_no_entry_blob_or_temp_data(tmp_path, po
         restarted.stop()
 
 
+async def send_resumable(channel, meta, request: file_pb2.StartUploadRequest, sent: int):
+    """Starts a resumable upload of BIG_SONG and sends its first ``sent`` bytes in 64 KiB
+    chunks, leaving the stream open: (the session, the call)."""
+    files = file_pb2_grpc.FileServiceStub(channel)
+    session = await files.StartUpload(request, metadata=meta)
+    call = files.Upload(metadata=meta)
+    await call.write(file_pb2.UploadRequest(metadata=file_pb2.FileMetadata(
+        upload_id=session.upload_id)))
+    for start in range(0, sent, 64 * 1024):
+        await call.write(file_pb2.UploadRequest(chunk=BIG_SONG[start:min(start + 64 * 1024,
+                                                                         sent)]))
+    return session, call
+
+
 async def test_sigkill_mid_resumable_upload_resumes_after_every_byte_on_disk(tmp_path, port):
     # Below the first checkpoint (16 MiB): the session's recorded offset is still 0.
     data = tmp_path / "data"
@@ -91,13 +104,7 @@ async def test_sigkill_mid_resumable_upload_resumes_after_every_byte_on_disk(tmp
         await server.wait_serving(port)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             meta = await sign_in(channel, register=True)
-            files = file_pb2_grpc.FileServiceStub(channel)
-            session = await files.StartUpload(request, metadata=meta)
-            call = files.Upload(metadata=meta)
-            await call.write(file_pb2.UploadRequest(metadata=file_pb2.FileMetadata(
-                upload_id=session.upload_id)))
-            for start in range(0, 6_000_000, 64 * 1024):
-                await call.write(file_pb2.UploadRequest(chunk=BIG_SONG[start:start + 64 * 1024]))
+            session, call = await send_resumable(channel, meta, request, 6_000_000)
             await wait_until(lambda: partial_bytes(data) >= 5_000_000, "the bytes on disk")
             server.kill()
             call.cancel()
@@ -136,14 +143,7 @@ async def test_a_graceful_stop_mid_resumable_upload_records_every_byte_received(
         await server.wait_serving(port)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             meta = await sign_in(channel, register=True)
-            files = file_pb2_grpc.FileServiceStub(channel)
-            session = await files.StartUpload(request, metadata=meta)
-            call = files.Upload(metadata=meta)
-            await call.write(file_pb2.UploadRequest(metadata=file_pb2.FileMetadata(
-                upload_id=session.upload_id)))
-            for start in range(0, sent, 64 * 1024):
-                end = min(start + 64 * 1024, sent)
-                await call.write(file_pb2.UploadRequest(chunk=BIG_SONG[start:end]))
+            session, call = await send_resumable(channel, meta, request, sent)
             await wait_until(lambda: partial_bytes(data) >= sent - 256 * 1024,
                              "the bytes to reach the server")
             assert server.stop(signal.SIGINT) == 0
