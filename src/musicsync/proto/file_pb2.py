@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nfile.proto\x12\x04\x66ile\"P\n\rUploadRequest\x12&\n\x08metadata\x18\x01 \x01(\x0b\x32\x12.file.FileMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04\x64\x61ta\"\xff\x01\n\x0c\x46ileMetadata\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0e\n\x06\x61rtist\x18\x03 \x01(\t\x12\r\n\x05\x61lbum\x18\x04 \x01(\t\x12\x10\n\x08\x64uration\x18\x05 \x01(\x05\x12\x0e\n\x06sha256\x18\x06 \x01(\t\x12\x11\n\x04size\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12\x11\n\tupload_id\x18\x08 \x01(\t\x12\x0e\n\x06offset\x18\t \x01(\x03\x12\x14\n\x0c\x61lbum_artist\x18\n \x01(\t\x12\r\n\x05track\x18\x0b \x01(\x05\x12\x0c\n\x04\x64isc\x18\x0c \x01(\x05\x12\x0c\n\x04year\x18\r \x01(\x05\x12\r\n\x05genre\x18\x0e \x01(\tB\x07\n\x05_size\"=\n\x0eUploadResponse\x12\x0c\n\x04hash\x18\x01 \x01(\t\x12\x1d\n\x04\x66ile\x18\x02 \x01(\x0b\x32\x0f.file.FileEntry\"S\n\x0f\x44ownloadRequest\x12\x0c\n\x04hash\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06length\x18\x03 \x01(\x03\x12\x12\n\nchunk_size\x18\x04 \x01(\x05\"5\n\x10\x44ownloadResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\x12\x12\n\ntotal_size\x18\x02 \x01(\x03\"\x1d\n\rDeleteRequest\x12\x0c\n\x04hash\x18\x01 \x01(\t\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\"2\n\x12StartUploadRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\"^\n\x13StartUploadResponse\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x12\n\nexpires_at\x18\x03 \x01(\x03\x12\x10\n\x08\x63omplete\x18\x04 \x01(\x08\"\x1d\n\x0bStatRequest\x12\x0e\n\x06hashes\x18\x01 \x03(\t\"?\n\x0cStatResponse\x12\x1e\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x0f.file.FileEntry\x12\x0f\n\x07missing\x18\x02 \x03(\t\"\xcd\x02\n\tFileEntry\x12\x0c\n\x04hash\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0e\n\x06\x61rtist\x18\x05 \x01(\t\x12\r\n\x05\x61lbum\x18\x06 \x01(\t\x12\x14\n\x0c\x61lbum_artist\x18\x07 \x01(\t\x12\r\n\x05track\x18\x08 \x01(\x05\x12\x0c\n\x04\x64isc\x18\t \x01(\x05\x12\x0c\n\x04year\x18\n \x01(\x05\x12\r\n\x05genre\x18\x0b \x01(\t\x12\x10\n\x08\x64uration\x18\x0c \x01(\x05\x12\x13\n\x0b\x64uration_ms\x18\r \x01(\x03\x12\x0f\n\x07\x62itrate\x18\x0e \x01(\x05\x12\x13\n\x0bsample_rate\x18\x0f \x01(\x05\x12\x10\n\x08\x63hannels\x18\x10 \x01(\x05\x12\r\n\x05\x63odec\x18\x11 \x01(\t\x12\x12\n\ncreated_at\x18\x12 \x01(\x03\x12\x12\n\nupdated_at\x18\x13 \x01(\x03\x32\xa9\x02\n\x0b\x46ileService\x12\x35\n\x06Upload\x12\x13.file.UploadRequest\x1a\x14.file.UploadResponse(\x01\x12;\n\x08\x44ownload\x12\x15.file.DownloadRequest\x1a\x16.file.DownloadResponse0\x01\x12\x33\n\x06\x44\x65lete\x12\x13.file.DeleteRequest\x1a\x14.file.DeleteResponse\x12\x42\n\x0bStartUpload\x12\x18.file.StartUploadRequest\x1a\x19.file.StartUploadResponse\x12-\n\x04Stat\x12\x11.file.StatRequest\x1a\x12.file.StatResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nfile.proto\x12\x04\x66ile\"P\n\rUploadRequest\x12&\n\x08metadata\x18\x01 \x01(\x0b\x32\x12.file.FileMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04\x64\x61ta\"\x9f\x02\n\x0c\x46ileMetadata\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0e\n\x06\x61rtist\x18\x03 \x01(\t\x12\r\n\x05\x61lbum\x18\x04 \x01(\t\x12\x10\n\x08\x64uration\x18\x05 \x01(\x05\x12\x0e\n\x06sha256\x18\x06 \x01(\t\x12\x11\n\x04size\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12\x11\n\tupload_id\x18\x08 \x01(\t\x12\x0e\n\x06offset\x18\t \x01(\x03\x12\x14\n\x0c\x61lbum_artist\x18\n \x01(\t\x12\r\n\x05track\x18\x0b \x01(\x05\x12\x0c\n\x04\x64isc\x18\x0c \x01(\x05\x12\x0c\n\x04year\x18\r \x01(\x05\x12\r\n\x05genre\x18\x0e \x01(\t\x12\x0c\n\x04path\x18\x0f \x01(\t\x12\x10\n\x08replaces\x18\x10 \x01(\tB\x07\n\x05_size\"X\n\x0eUploadResponse\x12\x0c\n\x04hash\x18\x01 \x01(\t\x12\x1d\n\x04\x66ile\x18\x02 \x01(\x0b\x32\x0f.file.FileEntry\x12\x19\n\x11\x64uplicate_of_path\x18\x03 \x01(\t\"S\n\x0f\x44ownloadRequest\x12\x0c\n\x04hash\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06length\x18\x03 \x01(\x03\x12\x12\n\nchunk_size\x18\x04 \x01(\x05\"5\n\x10\x44ownloadResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\x12\x12\n\ntotal_size\x18\x02 \x01(\x03\"\x1d\n\rDeleteRequest\x12\x0c\n\x04hash\x18\x01 \x01(\t\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\"2\n\x12StartUploadRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\"^\n\x13StartUploadResponse\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x12\n\nexpires_at\x18\x03 \x01(\x03\x12\x10\n\x08\x63omplete\x18\x04 \x01(\x08\"\x1d\n\x0bStatRequest\x12\x0e\n\x06hashes\x18\x01 \x03(\t\"?\n\x0cStatResponse\x12\x1e\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x0f.file.FileEntry\x12\x0f\n\x07missing\x18\x02 \x03(\t\"\xdb\x02\n\tFileEntry\x12\x0c\n\x04hash\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0e\n\x06\x61rtist\x18\x05 \x01(\t\x12\r\n\x05\x61lbum\x18\x06 \x01(\t\x12\x14\n\x0c\x61lbum_artist\x18\x07 \x01(\t\x12\r\n\x05track\x18\x08 \x01(\x05\x12\x0c\n\x04\x64isc\x18\t \x01(\x05\x12\x0c\n\x04year\x18\n \x01(\x05\x12\r\n\x05genre\x18\x0b \x01(\t\x12\x10\n\x08\x64uration\x18\x0c \x01(\x05\x12\x13\n\x0b\x64uration_ms\x18\r \x01(\x03\x12\x0f\n\x07\x62itrate\x18\x0e \x01(\x05\x12\x13\n\x0bsample_rate\x18\x0f \x01(\x05\x12\x10\n\x08\x63hannels\x18\x10 \x01(\x05\x12\r\n\x05\x63odec\x18\x11 \x01(\t\x12\x12\n\ncreated_at\x18\x12 \x01(\x03\x12\x12\n\nupdated_at\x18\x13 \x01(\x03\x12\x0c\n\x04path\x18\x14 \x01(\t\")\n\x0bMoveRequest\x12\x0c\n\x04hash\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\"-\n\x0cMoveResponse\x12\x1d\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x0f.file.FileEntry2\xd8\x02\n\x0b\x46ileService\x12\x35\n\x06Upload\x12\x13.file.UploadRequest\x1a\x14.file.UploadResponse(\x01\x12;\n\x08\x44ownload\x12\x15.file.DownloadRequest\x1a\x16.file.DownloadResponse0\x01\x12\x33\n\x06\x44\x65lete\x12\x13.file.DeleteRequest\x1a\x14.file.DeleteResponse\x12\x42\n\x0bStartUpload\x12\x18.file.StartUploadRequest\x1a\x19.file.StartUploadResponse\x12-\n\x04Stat\x12\x11.file.StatRequest\x1a\x12.file.StatResponse\x12-\n\x04Move\x12\x11.file.MoveRequest\x1a\x12.file.MoveResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,27 +34,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPLOADREQUEST']._serialized_start=20
   _globals['_UPLOADREQUEST']._serialized_end=100
   _globals['_FILEMETADATA']._serialized_start=103
-  _globals['_FILEMETADATA']._serialized_end=358
-  _globals['_UPLOADRESPONSE']._serialized_start=360
-  _globals['_UPLOADRESPONSE']._serialized_end=421
-  _globals['_DOWNLOADREQUEST']._serialized_start=423
-  _globals['_DOWNLOADREQUEST']._serialized_end=506
-  _globals['_DOWNLOADRESPONSE']._serialized_start=508
-  _globals['_DOWNLOADRESPONSE']._serialized_end=561
-  _globals['_DELETEREQUEST']._serialized_start=563
-  _globals['_DELETEREQUEST']._serialized_end=592
-  _globals['_DELETERESPONSE']._serialized_start=594
-  _globals['_DELETERESPONSE']._serialized_end=627
-  _globals['_STARTUPLOADREQUEST']._serialized_start=629
-  _globals['_STARTUPLOADREQUEST']._serialized_end=679
-  _globals['_STARTUPLOADRESPONSE']._serialized_start=681
-  _globals['_STARTUPLOADRESPONSE']._serialized_end=775
-  _globals['_STATREQUEST']._serialized_start=777
-  _globals['_STATREQUEST']._serialized_end=806
-  _globals['_STATRESPONSE']._serialized_start=808
-  _globals['_STATRESPONSE']._serialized_end=871
-  _globals['_FILEENTRY']._serialized_start=874
-  _globals['_FILEENTRY']._serialized_end=1207
-  _globals['_FILESERVICE']._serialized_start=1210
-  _globals['_FILESERVICE']._serialized_end=1507
+  _globals['_FILEMETADATA']._serialized_end=390
+  _globals['_UPLOADRESPONSE']._serialized_start=392
+  _globals['_UPLOADRESPONSE']._serialized_end=480
+  _globals['_DOWNLOADREQUEST']._serialized_start=482
+  _globals['_DOWNLOADREQUEST']._serialized_end=565
+  _globals['_DOWNLOADRESPONSE']._serialized_start=567
+  _globals['_DOWNLOADRESPONSE']._serialized_end=620
+  _globals['_DELETEREQUEST']._serialized_start=622
+  _globals['_DELETEREQUEST']._serialized_end=651
+  _globals['_DELETERESPONSE']._serialized_start=653
+  _globals['_DELETERESPONSE']._serialized_end=686
+  _globals['_STARTUPLOADREQUEST']._serialized_start=688
+  _globals['_STARTUPLOADREQUEST']._serialized_end=738
+  _globals['_STARTUPLOADRESPONSE']._serialized_start=740
+  _globals['_STARTUPLOADRESPONSE']._serialized_end=834
+  _globals['_STATREQUEST']._serialized_start=836
+  _globals['_STATREQUEST']._serialized_end=865
+  _globals['_STATRESPONSE']._serialized_start=867
+  _globals['_STATRESPONSE']._serialized_end=930
+  _globals['_FILEENTRY']._serialized_start=933
+  _globals['_FILEENTRY']._serialized_end=1280
+  _globals['_MOVEREQUEST']._serialized_start=1282
+  _globals['_MOVEREQUEST']._serialized_end=1323
+  _globals['_MOVERESPONSE']._serialized_start=1325
+  _globals['_MOVERESPONSE']._serialized_end=1370
+  _globals['_FILESERVICE']._serialized_start=1373
+  _globals['_FILESERVICE']._serialized_end=1717
 # @@protoc_insertion_point(module_scope)

@@ -15,7 +15,7 @@ class UploadRequest(_message.Message):
     def __init__(self, metadata: _Optional[_Union[FileMetadata, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class FileMetadata(_message.Message):
-    __slots__ = ("filename", "title", "artist", "album", "duration", "sha256", "size", "upload_id", "offset", "album_artist", "track", "disc", "year", "genre")
+    __slots__ = ("filename", "title", "artist", "album", "duration", "sha256", "size", "upload_id", "offset", "album_artist", "track", "disc", "year", "genre", "path", "replaces")
     FILENAME_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     ARTIST_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,8 @@ class FileMetadata(_message.Message):
     DISC_FIELD_NUMBER: _ClassVar[int]
     YEAR_FIELD_NUMBER: _ClassVar[int]
     GENRE_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    REPLACES_FIELD_NUMBER: _ClassVar[int]
     filename: str
     title: str
     artist: str
@@ -44,15 +46,19 @@ class FileMetadata(_message.Message):
     disc: int
     year: int
     genre: str
-    def __init__(self, filename: _Optional[str] = ..., title: _Optional[str] = ..., artist: _Optional[str] = ..., album: _Optional[str] = ..., duration: _Optional[int] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ..., upload_id: _Optional[str] = ..., offset: _Optional[int] = ..., album_artist: _Optional[str] = ..., track: _Optional[int] = ..., disc: _Optional[int] = ..., year: _Optional[int] = ..., genre: _Optional[str] = ...) -> None: ...
+    path: str
+    replaces: str
+    def __init__(self, filename: _Optional[str] = ..., title: _Optional[str] = ..., artist: _Optional[str] = ..., album: _Optional[str] = ..., duration: _Optional[int] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ..., upload_id: _Optional[str] = ..., offset: _Optional[int] = ..., album_artist: _Optional[str] = ..., track: _Optional[int] = ..., disc: _Optional[int] = ..., year: _Optional[int] = ..., genre: _Optional[str] = ..., path: _Optional[str] = ..., replaces: _Optional[str] = ...) -> None: ...
 
 class UploadResponse(_message.Message):
-    __slots__ = ("hash", "file")
+    __slots__ = ("hash", "file", "duplicate_of_path")
     HASH_FIELD_NUMBER: _ClassVar[int]
     FILE_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_OF_PATH_FIELD_NUMBER: _ClassVar[int]
     hash: str
     file: FileEntry
-    def __init__(self, hash: _Optional[str] = ..., file: _Optional[_Union[FileEntry, _Mapping]] = ...) -> None: ...
+    duplicate_of_path: str
+    def __init__(self, hash: _Optional[str] = ..., file: _Optional[_Union[FileEntry, _Mapping]] = ..., duplicate_of_path: _Optional[str] = ...) -> None: ...
 
 class DownloadRequest(_message.Message):
     __slots__ = ("hash", "offset", "length", "chunk_size")
@@ -121,7 +127,7 @@ class StatResponse(_message.Message):
     def __init__(self, files: _Optional[_Iterable[_Union[FileEntry, _Mapping]]] = ..., missing: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FileEntry(_message.Message):
-    __slots__ = ("hash", "filename", "size", "title", "artist", "album", "album_artist", "track", "disc", "year", "genre", "duration", "duration_ms", "bitrate", "sample_rate", "channels", "codec", "created_at", "updated_at")
+    __slots__ = ("hash", "filename", "size", "title", "artist", "album", "album_artist", "track", "disc", "year", "genre", "duration", "duration_ms", "bitrate", "sample_rate", "channels", "codec", "created_at", "updated_at", "path")
     HASH_FIELD_NUMBER: _ClassVar[int]
     FILENAME_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +147,7 @@ class FileEntry(_message.Message):
     CODEC_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
     hash: str
     filename: str
     size: int
@@ -160,4 +167,19 @@ class FileEntry(_message.Message):
     codec: str
     created_at: int
     updated_at: int
-    def __init__(self, hash: _Optional[str] = ..., filename: _Optional[str] = ..., size: _Optional[int] = ..., title: _Optional[str] = ..., artist: _Optional[str] = ..., album: _Optional[str] = ..., album_artist: _Optional[str] = ..., track: _Optional[int] = ..., disc: _Optional[int] = ..., year: _Optional[int] = ..., genre: _Optional[str] = ..., duration: _Optional[int] = ..., duration_ms: _Optional[int] = ..., bitrate: _Optional[int] = ..., sample_rate: _Optional[int] = ..., channels: _Optional[int] = ..., codec: _Optional[str] = ..., created_at: _Optional[int] = ..., updated_at: _Optional[int] = ...) -> None: ...
+    path: str
+    def __init__(self, hash: _Optional[str] = ..., filename: _Optional[str] = ..., size: _Optional[int] = ..., title: _Optional[str] = ..., artist: _Optional[str] = ..., album: _Optional[str] = ..., album_artist: _Optional[str] = ..., track: _Optional[int] = ..., disc: _Optional[int] = ..., year: _Optional[int] = ..., genre: _Optional[str] = ..., duration: _Optional[int] = ..., duration_ms: _Optional[int] = ..., bitrate: _Optional[int] = ..., sample_rate: _Optional[int] = ..., channels: _Optional[int] = ..., codec: _Optional[str] = ..., created_at: _Optional[int] = ..., updated_at: _Optional[int] = ..., path: _Optional[str] = ...) -> None: ...
+
+class MoveRequest(_message.Message):
+    __slots__ = ("hash", "path")
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    hash: str
+    path: str
+    def __init__(self, hash: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
+
+class MoveResponse(_message.Message):
+    __slots__ = ("file",)
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    file: FileEntry
+    def __init__(self, file: _Optional[_Union[FileEntry, _Mapping]] = ...) -> None: ...

@@ -59,6 +59,11 @@ class FileServiceStub:
                 request_serializer=file__pb2.StatRequest.SerializeToString,
                 response_deserializer=file__pb2.StatResponse.FromString,
                 _registered_method=True)
+        self.Move = channel.unary_unary(
+                '/file.FileService/Move',
+                request_serializer=file__pb2.MoveRequest.SerializeToString,
+                response_deserializer=file__pb2.MoveResponse.FromString,
+                _registered_method=True)
 
 
 class FileServiceServicer:
@@ -108,6 +113,16 @@ class FileServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Move(self, request, context):
+        """Moves or renames a song of the caller's library to a new path without
+        sending its bytes again (one UPDATED change event). NOT_FOUND when the
+        song is not in the library, FAILED_PRECONDITION when another song holds
+        the path.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FileServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -135,6 +150,11 @@ def add_FileServiceServicer_to_server(servicer, server):
                     servicer.Stat,
                     request_deserializer=file__pb2.StatRequest.FromString,
                     response_serializer=file__pb2.StatResponse.SerializeToString,
+            ),
+            'Move': grpc.unary_unary_rpc_method_handler(
+                    servicer.Move,
+                    request_deserializer=file__pb2.MoveRequest.FromString,
+                    response_serializer=file__pb2.MoveResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -272,6 +292,33 @@ class FileService:
             '/file.FileService/Stat',
             file__pb2.StatRequest.SerializeToString,
             file__pb2.StatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Move(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/file.FileService/Move',
+            file__pb2.MoveRequest.SerializeToString,
+            file__pb2.MoveResponse.FromString,
             options,
             channel_credentials,
             insecure,

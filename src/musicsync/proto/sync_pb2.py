@@ -26,45 +26,45 @@ from . import file_pb2 as file__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nsync.proto\x12\x04sync\x1a\nfile.proto\x1a\x1bgoogle/protobuf/empty.proto\"0\n\x0fGetSyncResponse\x12\x1d\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x0e.sync.FileInfo\"*\n\x08\x46ileInfo\x12\x0c\n\x04hash\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\"9\n\x10ListFilesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"L\n\x11ListFilesResponse\x12\x1e\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x0f.file.FileEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x06\x44\x65vice\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"K\n\x0b\x44iffRequest\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x04\x12\x1c\n\x06\x64\x65vice\x18\x03 \x01(\x0b\x32\x0c.sync.Device\"a\n\x0c\x44iffResponse\x12\x0e\n\x06upload\x18\x01 \x03(\x0c\x12!\n\x08\x64ownload\x18\x02 \x03(\x0b\x32\x0f.file.FileEntry\x12\x0e\n\x06\x64\x65lete\x18\x03 \x03(\x0c\x12\x0e\n\x06\x63ursor\x18\x04 \x01(\x04\"s\n\x0b\x43hangeEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x1e\n\x04kind\x18\x02 \x01(\x0e\x32\x10.sync.ChangeKind\x12\x0c\n\x04hash\x18\x03 \x01(\t\x12\x1d\n\x04\x66ile\x18\x04 \x01(\x0b\x32\x0f.file.FileEntry\x12\n\n\x02\x61t\x18\x05 \x01(\x03\"L\n\x0e\x43hangesRequest\x12\r\n\x05since\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x1c\n\x06\x64\x65vice\x18\x03 \x01(\x0b\x32\x0c.sync.Device\"V\n\x0f\x43hangesResponse\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.sync.ChangeEvent\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x04\x12\x10\n\x08has_more\x18\x03 \x01(\x08\"V\n\x0cWatchRequest\x12\r\n\x05since\x18\x01 \x01(\x04\x12\x1c\n\x06\x64\x65vice\x18\x02 \x01(\x0b\x32\x0c.sync.Device\x12\x19\n\x11heartbeat_seconds\x18\x03 \x01(\x05\"\x17\n\tHeartbeat\x12\n\n\x02\x61t\x18\x01 \x01(\x03\"q\n\rWatchResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x11.sync.ChangeEventH\x00\x12$\n\theartbeat\x18\x02 \x01(\x0b\x32\x0f.sync.HeartbeatH\x00\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\x04\x42\x06\n\x04kind\":\n\nAckRequest\x12\x1c\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x0c.sync.Device\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x04\"\r\n\x0b\x41\x63kResponse*r\n\nChangeKind\x12\x1b\n\x17\x43HANGE_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43HANGE_KIND_ADDED\x10\x01\x12\x17\n\x13\x43HANGE_KIND_UPDATED\x10\x02\x12\x17\n\x13\x43HANGE_KIND_DELETED\x10\x03\x32\xd0\x02\n\x0bSyncService\x12\x38\n\x07GetSync\x12\x16.google.protobuf.Empty\x1a\x15.sync.GetSyncResponse\x12<\n\tListFiles\x12\x16.sync.ListFilesRequest\x1a\x17.sync.ListFilesResponse\x12\x31\n\x04\x44iff\x12\x11.sync.DiffRequest\x1a\x12.sync.DiffResponse(\x01\x30\x01\x12\x36\n\x07\x43hanges\x12\x14.sync.ChangesRequest\x1a\x15.sync.ChangesResponse\x12\x32\n\x05Watch\x12\x12.sync.WatchRequest\x1a\x13.sync.WatchResponse0\x01\x12*\n\x03\x41\x63k\x12\x10.sync.AckRequest\x1a\x11.sync.AckResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nsync.proto\x12\x04sync\x1a\nfile.proto\x1a\x1bgoogle/protobuf/empty.proto\"0\n\x0fGetSyncResponse\x12\x1d\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x0e.sync.FileInfo\"8\n\x08\x46ileInfo\x12\x0c\n\x04hash\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\"9\n\x10ListFilesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"L\n\x11ListFilesResponse\x12\x1e\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x0f.file.FileEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x06\x44\x65vice\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"K\n\x0b\x44iffRequest\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x04\x12\x1c\n\x06\x64\x65vice\x18\x03 \x01(\x0b\x32\x0c.sync.Device\"a\n\x0c\x44iffResponse\x12\x0e\n\x06upload\x18\x01 \x03(\x0c\x12!\n\x08\x64ownload\x18\x02 \x03(\x0b\x32\x0f.file.FileEntry\x12\x0e\n\x06\x64\x65lete\x18\x03 \x03(\x0c\x12\x0e\n\x06\x63ursor\x18\x04 \x01(\x04\"\x85\x01\n\x0b\x43hangeEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x1e\n\x04kind\x18\x02 \x01(\x0e\x32\x10.sync.ChangeKind\x12\x0c\n\x04hash\x18\x03 \x01(\t\x12\x1d\n\x04\x66ile\x18\x04 \x01(\x0b\x32\x0f.file.FileEntry\x12\n\n\x02\x61t\x18\x05 \x01(\x03\x12\x10\n\x08replaces\x18\x06 \x01(\t\"L\n\x0e\x43hangesRequest\x12\r\n\x05since\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x1c\n\x06\x64\x65vice\x18\x03 \x01(\x0b\x32\x0c.sync.Device\"V\n\x0f\x43hangesResponse\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.sync.ChangeEvent\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x04\x12\x10\n\x08has_more\x18\x03 \x01(\x08\"V\n\x0cWatchRequest\x12\r\n\x05since\x18\x01 \x01(\x04\x12\x1c\n\x06\x64\x65vice\x18\x02 \x01(\x0b\x32\x0c.sync.Device\x12\x19\n\x11heartbeat_seconds\x18\x03 \x01(\x05\"\x17\n\tHeartbeat\x12\n\n\x02\x61t\x18\x01 \x01(\x03\"q\n\rWatchResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x11.sync.ChangeEventH\x00\x12$\n\theartbeat\x18\x02 \x01(\x0b\x32\x0f.sync.HeartbeatH\x00\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\x04\x42\x06\n\x04kind\":\n\nAckRequest\x12\x1c\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x0c.sync.Device\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x04\"\r\n\x0b\x41\x63kResponse*r\n\nChangeKind\x12\x1b\n\x17\x43HANGE_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43HANGE_KIND_ADDED\x10\x01\x12\x17\n\x13\x43HANGE_KIND_UPDATED\x10\x02\x12\x17\n\x13\x43HANGE_KIND_DELETED\x10\x03\x32\xd0\x02\n\x0bSyncService\x12\x38\n\x07GetSync\x12\x16.google.protobuf.Empty\x1a\x15.sync.GetSyncResponse\x12<\n\tListFiles\x12\x16.sync.ListFilesRequest\x1a\x17.sync.ListFilesResponse\x12\x31\n\x04\x44iff\x12\x11.sync.DiffRequest\x1a\x12.sync.DiffResponse(\x01\x30\x01\x12\x36\n\x07\x43hanges\x12\x14.sync.ChangesRequest\x1a\x15.sync.ChangesResponse\x12\x32\n\x05Watch\x12\x12.sync.WatchRequest\x1a\x13.sync.WatchResponse0\x01\x12*\n\x03\x41\x63k\x12\x10.sync.AckRequest\x1a\x11.sync.AckResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sync_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CHANGEKIND']._serialized_start=1090
-  _globals['_CHANGEKIND']._serialized_end=1204
+  _globals['_CHANGEKIND']._serialized_start=1123
+  _globals['_CHANGEKIND']._serialized_end=1237
   _globals['_GETSYNCRESPONSE']._serialized_start=61
   _globals['_GETSYNCRESPONSE']._serialized_end=109
   _globals['_FILEINFO']._serialized_start=111
-  _globals['_FILEINFO']._serialized_end=153
-  _globals['_LISTFILESREQUEST']._serialized_start=155
-  _globals['_LISTFILESREQUEST']._serialized_end=212
-  _globals['_LISTFILESRESPONSE']._serialized_start=214
-  _globals['_LISTFILESRESPONSE']._serialized_end=290
-  _globals['_DEVICE']._serialized_start=292
-  _globals['_DEVICE']._serialized_end=326
-  _globals['_DIFFREQUEST']._serialized_start=328
-  _globals['_DIFFREQUEST']._serialized_end=403
-  _globals['_DIFFRESPONSE']._serialized_start=405
-  _globals['_DIFFRESPONSE']._serialized_end=502
-  _globals['_CHANGEEVENT']._serialized_start=504
-  _globals['_CHANGEEVENT']._serialized_end=619
-  _globals['_CHANGESREQUEST']._serialized_start=621
-  _globals['_CHANGESREQUEST']._serialized_end=697
-  _globals['_CHANGESRESPONSE']._serialized_start=699
-  _globals['_CHANGESRESPONSE']._serialized_end=785
-  _globals['_WATCHREQUEST']._serialized_start=787
-  _globals['_WATCHREQUEST']._serialized_end=873
-  _globals['_HEARTBEAT']._serialized_start=875
-  _globals['_HEARTBEAT']._serialized_end=898
-  _globals['_WATCHRESPONSE']._serialized_start=900
-  _globals['_WATCHRESPONSE']._serialized_end=1013
-  _globals['_ACKREQUEST']._serialized_start=1015
-  _globals['_ACKREQUEST']._serialized_end=1073
-  _globals['_ACKRESPONSE']._serialized_start=1075
-  _globals['_ACKRESPONSE']._serialized_end=1088
-  _globals['_SYNCSERVICE']._serialized_start=1207
-  _globals['_SYNCSERVICE']._serialized_end=1543
+  _globals['_FILEINFO']._serialized_end=167
+  _globals['_LISTFILESREQUEST']._serialized_start=169
+  _globals['_LISTFILESREQUEST']._serialized_end=226
+  _globals['_LISTFILESRESPONSE']._serialized_start=228
+  _globals['_LISTFILESRESPONSE']._serialized_end=304
+  _globals['_DEVICE']._serialized_start=306
+  _globals['_DEVICE']._serialized_end=340
+  _globals['_DIFFREQUEST']._serialized_start=342
+  _globals['_DIFFREQUEST']._serialized_end=417
+  _globals['_DIFFRESPONSE']._serialized_start=419
+  _globals['_DIFFRESPONSE']._serialized_end=516
+  _globals['_CHANGEEVENT']._serialized_start=519
+  _globals['_CHANGEEVENT']._serialized_end=652
+  _globals['_CHANGESREQUEST']._serialized_start=654
+  _globals['_CHANGESREQUEST']._serialized_end=730
+  _globals['_CHANGESRESPONSE']._serialized_start=732
+  _globals['_CHANGESRESPONSE']._serialized_end=818
+  _globals['_WATCHREQUEST']._serialized_start=820
+  _globals['_WATCHREQUEST']._serialized_end=906
+  _globals['_HEARTBEAT']._serialized_start=908
+  _globals['_HEARTBEAT']._serialized_end=931
+  _globals['_WATCHRESPONSE']._serialized_start=933
+  _globals['_WATCHRESPONSE']._serialized_end=1046
+  _globals['_ACKREQUEST']._serialized_start=1048
+  _globals['_ACKREQUEST']._serialized_end=1106
+  _globals['_ACKRESPONSE']._serialized_start=1108
+  _globals['_ACKRESPONSE']._serialized_end=1121
+  _globals['_SYNCSERVICE']._serialized_start=1240
+  _globals['_SYNCSERVICE']._serialized_end=1576
 # @@protoc_insertion_point(module_scope)

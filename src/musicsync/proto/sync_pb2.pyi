@@ -27,12 +27,14 @@ class GetSyncResponse(_message.Message):
     def __init__(self, files: _Optional[_Iterable[_Union[FileInfo, _Mapping]]] = ...) -> None: ...
 
 class FileInfo(_message.Message):
-    __slots__ = ("hash", "filename")
+    __slots__ = ("hash", "filename", "path")
     HASH_FIELD_NUMBER: _ClassVar[int]
     FILENAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
     hash: str
     filename: str
-    def __init__(self, hash: _Optional[str] = ..., filename: _Optional[str] = ...) -> None: ...
+    path: str
+    def __init__(self, hash: _Optional[str] = ..., filename: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
 
 class ListFilesRequest(_message.Message):
     __slots__ = ("page_size", "page_token")
@@ -81,18 +83,20 @@ class DiffResponse(_message.Message):
     def __init__(self, upload: _Optional[_Iterable[bytes]] = ..., download: _Optional[_Iterable[_Union[_file_pb2.FileEntry, _Mapping]]] = ..., delete: _Optional[_Iterable[bytes]] = ..., cursor: _Optional[int] = ...) -> None: ...
 
 class ChangeEvent(_message.Message):
-    __slots__ = ("seq", "kind", "hash", "file", "at")
+    __slots__ = ("seq", "kind", "hash", "file", "at", "replaces")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     HASH_FIELD_NUMBER: _ClassVar[int]
     FILE_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
+    REPLACES_FIELD_NUMBER: _ClassVar[int]
     seq: int
     kind: ChangeKind
     hash: str
     file: _file_pb2.FileEntry
     at: int
-    def __init__(self, seq: _Optional[int] = ..., kind: _Optional[_Union[ChangeKind, str]] = ..., hash: _Optional[str] = ..., file: _Optional[_Union[_file_pb2.FileEntry, _Mapping]] = ..., at: _Optional[int] = ...) -> None: ...
+    replaces: str
+    def __init__(self, seq: _Optional[int] = ..., kind: _Optional[_Union[ChangeKind, str]] = ..., hash: _Optional[str] = ..., file: _Optional[_Union[_file_pb2.FileEntry, _Mapping]] = ..., at: _Optional[int] = ..., replaces: _Optional[str] = ...) -> None: ...
 
 class ChangesRequest(_message.Message):
     __slots__ = ("since", "limit", "device")
