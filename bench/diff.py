@@ -58,10 +58,11 @@ def fill_library(database: Path, username: str, songs: int) -> list[bytes]:
         db.executemany("INSERT INTO blobs (sha256, size, created_at, corrupt) VALUES (?, ?, ?, 0)",
                        ((sha, 4_000_000 + n, now) for n, sha in enumerate(hashes)))
         db.executemany(
-            "INSERT INTO library (user_id, sha256, filename, size, title, artist, album, "
-            "track, duration_ms, codec, created_at, updated_at, seq) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'mp3', ?, ?, ?)",
-            ((user_id, sha, f"Artist {n % 500} - Song number {n}.mp3", 4_000_000 + n,
+            "INSERT INTO library (user_id, sha256, filename, path, size, title, artist, "
+            "album, track, duration_ms, codec, created_at, updated_at, seq) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'mp3', ?, ?, ?)",
+            ((user_id, sha, f"Artist {n % 500} - Song number {n}.mp3",
+              f"Artist {n % 500} - Song number {n}.mp3", 4_000_000 + n,
               f"Song number {n}", f"Artist {n % 500}", f"Album {n % 8000}", n % 12 + 1,
               215_000, now, now, last_seq + 1 + n) for n, sha in enumerate(hashes)))
         db.executemany("INSERT INTO changes (user_id, seq, kind, sha256, at) VALUES (?, ?, ?, ?, ?)",

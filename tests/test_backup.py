@@ -51,7 +51,8 @@ async def fill_library(app: App, uid: int, count: int) -> None:
             {"sha256": digest, "size": 1000, "created_at": 1, "corrupt": False}
             for digest, _ in rows])
         await session.execute(insert(LibraryEntry), [
-            {"user_id": uid, "sha256": digest, "filename": f"song {seq}.mp3", "size": 1000,
+            {"user_id": uid, "sha256": digest, "filename": f"song {seq}.mp3",
+             "path": f"song {seq}.mp3", "size": 1000,
              "title": f"A song with a title long enough to fill pages {seq}",
              "created_at": 1, "updated_at": 1, "seq": seq} for digest, seq in rows])
         await session.execute(insert(Change), [

@@ -99,10 +99,10 @@ def fill_library(database: Path, songs: int, name_length: int) -> None:
         db.executemany("INSERT INTO blobs (sha256, size, created_at, corrupt) "
                        "VALUES (?, 1000, ?, 0)", ((sha256, now) for sha256, _ in rows))
         db.executemany(
-            "INSERT INTO library (user_id, sha256, filename, size, created_at, updated_at, "
-            "seq) VALUES (1, ?, ?, 1000, ?, ?, ?)",
-            ((sha256, f"{n:09d}".ljust(name_length, "x"), now, now, n + 1)
-             for sha256, n in rows))
+            "INSERT INTO library (user_id, sha256, filename, path, size, created_at, "
+            "updated_at, seq) VALUES (1, ?, ?, ?, 1000, ?, ?, ?)",
+            ((sha256, name, name, now, now, n + 1) for sha256, n in rows
+             for name in (f"{n:09d}".ljust(name_length, "x"),)))
 
 
 async def test_the_documented_getsync_capacity_is_the_servers_within_2_percent(

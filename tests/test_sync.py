@@ -63,7 +63,8 @@ async def fill_library(app: App, username: str, count: int, filename_length: int
             {"sha256": sha, "size": 1000, "created_at": 0, "corrupt": False} for sha in hashes])
         await session.execute(insert(LibraryEntry), [
             {"user_id": user_id, "sha256": sha, "filename": f"{i:0{filename_length}d}.mp3",
-             "size": 1000, "created_at": 0, "updated_at": 0, "seq": 0}
+             "path": f"{i:0{filename_length}d}.mp3", "size": 1000, "created_at": 0,
+             "updated_at": 0, "seq": 0}
             for i, sha in enumerate(hashes)])
     return hashes
 
@@ -293,7 +294,8 @@ async def test_watch_sends_the_backlog_then_each_new_change_as_it_commits(app, c
     live = await next_message(stream)
 
     assert (live.event.kind, live.event.hash, live.cursor) == (ADDED, second, 2)
-    assert live.event.file.filename == "song.wav"
+    # Another song held "song.wav" already: the second is filed beside it.
+    assert (live.event.file.filename, live.event.file.path) == ("song (2).wav", "song (2).wav")
     stream.cancel()
 
 

@@ -3,8 +3,9 @@
 The device sends every hash it holds and the cursor of its last completed
 sync. In one read snapshot the server compares that set with the library:
 
-- held by the device, not in the library, deleted after the cursor: the
-  device missed a deletion, so it deletes its copy (without a cursor, or if
+- held by the device, not in the library, deleted or replaced (an upload
+  with ``replaces``) after the cursor: the device missed a deletion, so it
+  deletes its copy (without a cursor, or if
   the deletion came before it, the device added the song since: upload;
   cursor 0 from a device that synced while the library had no changes yet is
   that device's cursor, not "none");
@@ -204,6 +205,9 @@ async def diff(db: Database, user_id: int, held: HeldHashes, cursor: int,
             deleted = set(await session.scalars(
                 select(Change.sha256).where(Change.user_id == user_id, Change.seq > cursor,
                                             Change.kind == int(ChangeKind.DELETED))))
+            deleted.update(await session.scalars(  # replaced songs went too
+                select(Change.replaces).where(Change.user_id == user_id, Change.seq > cursor,
+                                              Change.replaces.is_not(None))))
         upload, delete = _split_unknown(unknown_runs, deleted)
         del unknown_runs, library
         yield DiffPart(state.last_seq, upload=upload, delete=delete)

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass
 
 from sqlalchemy import delete, exists, func, select
@@ -25,8 +25,10 @@ from .db import Database
 from .db.models import Blob, LibraryEntry, UploadSession, User
 from .errors import (DataLoss, InvalidArgument, MusicsyncError, NotFound, ResourceExhausted,
                      StorageUnavailable, Unavailable)
-from .library import (ChangeNotifier, Tags, blob_is_referenced, ensure_blob, put_entry,
+from .library import (ChangeNotifier, Placement, Stored, Tags, blob_is_referenced,
+                      ensure_blob, move_entry, path_taken, put_entry,
                       record_blob_to_come, remove_entry)
+from .paths import normalise_path
 from .metrics import NullMetrics
 from .storage import BlobMissing, BlobStore, StagedBlob, is_sha256_hex
 
@@ -79,6 +81,15 @@ class HashLocks:
                 del self._locks[sha256]
             else:
                 self._locks[sha256] = (lock, users - 1)
+
+    @asynccontextmanager
+    async def hold_all(self, *hashes: bytes | None):
+        """The locks of several hashes (None and repeats skipped), always taken in the
+        same order, so two tasks holding some of the same hashes cannot deadlock."""
+        async with AsyncExitStack() as stack:
+            for sha256 in sorted({sha for sha in hashes if sha is not None}):
+                await stack.enter_async_context(self.hold(sha256))
+            yield
 
 
 class Files:
@@ -155,12 +166,14 @@ class Files:
 
     # -- Publishing ---------------------------------------------------------------------
 
-    async def publish(self, user_id: int, staged: StagedBlob, filename: str,
-                      tags: Tags) -> LibraryEntry:
-        """Commits a verified staged blob and lists it in the user's library."""
+    async def publish(self, user_id: int, staged: StagedBlob, placement: Placement,
+                      tags: Tags) -> Stored:
+        """Commits a verified staged blob and lists it in the user's library (put_entry).
+
+        A replaced entry's blob goes with its last reference, as after a Delete."""
         sha256 = bytes.fromhex(staged.hexdigest())
         size = staged.size
-        async with self.locks.hold(sha256):
+        async with self.locks.hold_all(sha256, placement.replaces):
             if await self._is_corrupt(sha256):
                 # fsck found the stored copy damaged: these verified bytes replace it.
                 await self.store.delete(sha256.hex())
@@ -177,16 +190,19 @@ class Files:
                         raise Unavailable(
                             "the stored copy of this file was removed by maintenance while "
                             "it was being uploaded; send the file again")
-                    await self._check_quota(session, user_id, sha256, size)
+                    await self._check_quota(session, user_id, sha256, size, placement.replaces)
                     await ensure_blob(session, sha256, size, self.now())
-                    entry, change = await put_entry(session, user_id, sha256, size, filename,
-                                                    tags, self.now())
+                    stored = await put_entry(session, user_id, sha256, size, placement, tags,
+                                             self.now())
             except BaseException:
                 await self.retire_if_unreferenced(sha256)
                 raise
-        if change is not None:
-            await self.notifier.published(user_id, entry.seq)
-        return entry
+            if stored.replaced is not None:
+                # Unlisted now, as after a Delete (see retire_if_unreferenced).
+                await self.retire_if_unreferenced(stored.replaced)
+        if stored.change is not None:
+            await self.notifier.published(user_id, stored.entry.seq)
+        return stored
 
     async def recover(self) -> int:
         """Undoes the publishes a crash interrupted; returns how many.
@@ -210,27 +226,55 @@ class Files:
         return bool(await self.db.quick_read(lambda session: session.scalar(
             select(Blob.corrupt).where(Blob.sha256 == sha256))))
 
-    async def update_entry(self, user_id: int, entry: LibraryEntry, filename: str,
-                           tags: Tags) -> LibraryEntry:
+    async def update_entry(self, user_id: int, entry: LibraryEntry, placement: Placement,
+                           tags: Tags) -> Stored:
         """Renames or re-tags an entry the user already has (no bytes involved)."""
         async with self.locks.hold(entry.sha256):
             async with self.db.write() as session:
                 if await session.scalar(select(Blob.sha256).where(Blob.sha256 == entry.sha256)) is None:
                     raise NotFound(NOT_IN_LIBRARY)
-                updated, change = await put_entry(session, user_id, entry.sha256, entry.size,
-                                                  filename, tags, self.now())
-        if change is not None:
-            await self.notifier.published(user_id, updated.seq)
-        return updated
+                stored = await put_entry(session, user_id, entry.sha256, entry.size, placement,
+                                         tags, self.now())
+        if stored.change is not None:
+            await self.notifier.published(user_id, stored.entry.seq)
+        return stored
 
-    async def _check_quota(self, session, user_id: int, sha256: bytes, size: int) -> None:
+    async def move(self, user_id: int, hash_text: str, path_text: str) -> LibraryEntry:
+        """Gives a song of the user's library a new path (one UPDATED change, no bytes)."""
+        sha256 = parse_hash(hash_text)
+        path = normalise_path(path_text)
+        async with self.db.write() as session:
+            entry, moved = await move_entry(session, user_id, sha256, path, self.now())
+            if entry is None:
+                raise NotFound(NOT_IN_LIBRARY)
+        if moved:
+            await self.notifier.published(user_id, entry.seq)
+        return entry
+
+    async def check_path_free(self, user_id: int, path: str, sha256: bytes,
+                              replaces: bytes | None) -> None:
+        """FailedPrecondition, before any byte is taken, if a song other than ``sha256``
+        (the upload's content) or ``replaces`` holds ``path``. The commit checks again."""
+        holder = await self.db.quick_read(lambda session: session.execute(
+            select(LibraryEntry.sha256).where(LibraryEntry.user_id == user_id,
+                                              LibraryEntry.path == path)).scalar())
+        if holder is not None and holder not in (sha256, replaces):
+            raise path_taken(path, holder)
+
+    async def _check_quota(self, session, user_id: int, sha256: bytes, size: int,
+                           replaces: bytes | None = None) -> None:
         usage = await self.usage(user_id, session, excluding=sha256)
         if usage.quota is None:
             return
         already = await session.scalar(select(LibraryEntry.size).where(
             LibraryEntry.user_id == user_id, LibraryEntry.sha256 == sha256))
-        if already is None and size > usage.left:
-            raise quota_exceeded(size, usage.left)
+        if already is not None:
+            return
+        # A replace frees the replaced song's bytes in the same step.
+        freed = 0 if replaces is None else await session.scalar(select(LibraryEntry.size).where(
+            LibraryEntry.user_id == user_id, LibraryEntry.sha256 == replaces)) or 0
+        if size > usage.left + freed:
+            raise quota_exceeded(size, usage.left + freed)
 
     async def retire_if_unreferenced(self, sha256: bytes) -> None:
         """Deletes a blob nobody lists, then its record (call with the hash's lock held).

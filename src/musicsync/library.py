@@ -21,7 +21,11 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from . import paths
 from .db.models import Blob, Change, LibraryEntry, User
+from .errors import FailedPrecondition
+
+PATH_TAKEN_HINT = ("pass its hash in `replaces` to replace it, or choose another path")
 
 
 class ChangeKind(enum.IntEnum):
@@ -79,35 +83,174 @@ async def record_blob_to_come(session: AsyncSession, sha256: bytes, size: int,
         index_elements=[Blob.sha256]))
 
 
-async def put_entry(session: AsyncSession, user_id: int, sha256: bytes, size: int,
-                    filename: str, tags: Tags, now: int) -> tuple[LibraryEntry, ChangeKind | None]:
-    """Adds a song to the library, or updates its filename and tags.
+@dataclass(frozen=True)
+class Placement:
+    """Where an upload asks its song to go.
 
-    Returns the entry and the change recorded: ADDED, UPDATED, or None when the
-    library already held exactly this (an idempotent re-upload).
-    The blob must be recorded (``ensure_blob``) in the same transaction.
+    ``path``: a checked path (paths.normalise_path), or None to file the song at
+    ``filename`` (made unique with " (2)" and so on). ``replaces``: the hash of the
+    entry this content replaces, if any (see put_entry).
     """
-    entry = await session.scalar(select(LibraryEntry).where(
-        LibraryEntry.user_id == user_id, LibraryEntry.sha256 == sha256))
-    values = {"filename": filename, **asdict(tags)}
+
+    path: str | None = None
+    filename: str = ""
+    replaces: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What put_entry did: the entry, the change recorded (None: nothing changed), the
+    path the content already had when another was asked for, the hash it replaced."""
+
+    entry: LibraryEntry
+    change: ChangeKind | None
+    duplicate_of_path: str = ""
+    replaced: bytes | None = None
+
+
+async def put_entry(session: AsyncSession, user_id: int, sha256: bytes, size: int,
+                    placement: Placement | str, tags: Tags, now: int) -> Stored:
+    """Adds a song to the library, replaces one with it, or updates its place and tags.
+
+    - Content the library already has stays where it is (its tags updated); asked for
+      another path (``placement.path`` or the replaced entry's), that is reported as
+      ``duplicate_of_path``. Without a path, a new filename renames it in its folder.
+    - ``placement.replaces`` naming another entry of the user: that row takes the new
+      content in place (same id, its path unless ``placement.path`` says otherwise),
+      and one ADDED change names the replaced hash. Its blob is the caller's to retire.
+    - Otherwise a new entry at ``placement.path``, or at ``placement.filename`` made
+      unique.
+
+    A path another entry holds raises FailedPrecondition. A string ``placement`` is a
+    filename. The blob must be recorded (``ensure_blob``) in the same transaction.
+    """
+    if isinstance(placement, str):
+        placement = Placement(filename=placement)
+    entry = await entry_by_hash(session, user_id, sha256)
     if entry is not None:
-        if all(getattr(entry, key) == value for key, value in values.items()):
-            return entry, None
+        return await _update_in_place(session, entry, placement, tags, now)
+    replaced = None
+    if placement.replaces is not None and placement.replaces != sha256:
+        replaced = await entry_by_hash(session, user_id, placement.replaces)
+    if replaced is not None:
+        path = placement.path or replaced.path
+        await check_path_free(session, user_id, path, replaced.id)
+        old_sha = replaced.sha256
         seq = await next_seq(session, user_id)
-        for key, value in values.items():
-            setattr(entry, key, value)
-        entry.updated_at, entry.seq = now, seq
-        kind = ChangeKind.UPDATED
+        for key, value in asdict(tags).items():
+            setattr(replaced, key, value)
+        replaced.sha256, replaced.size = sha256, size
+        replaced.path, replaced.filename = path, paths.basename(path)
+        replaced.updated_at, replaced.seq = now, seq
+        await _record(session, user_id, seq, ChangeKind.ADDED, sha256, now, replaces=old_sha)
+        await session.flush()
+        return Stored(replaced, ChangeKind.ADDED, replaced=old_sha)
+    if placement.path is not None:
+        path = placement.path
+        await check_path_free(session, user_id, path)
     else:
-        seq = await next_seq(session, user_id)
-        entry = LibraryEntry(user_id=user_id, sha256=sha256, size=size, created_at=now,
-                             updated_at=now, seq=seq, **values)
-        session.add(entry)
-        kind = ChangeKind.ADDED
-    await session.execute(insert(Change).values(
-        user_id=user_id, seq=seq, kind=int(kind), sha256=sha256, at=now))
+        path = await free_path(session, user_id, placement.filename)
+    seq = await next_seq(session, user_id)
+    entry = LibraryEntry(user_id=user_id, sha256=sha256, size=size, created_at=now,
+                         updated_at=now, seq=seq, path=path, filename=paths.basename(path),
+                         **asdict(tags))
+    session.add(entry)
+    await _record(session, user_id, seq, ChangeKind.ADDED, sha256, now)
     await session.flush()
-    return entry, kind
+    return Stored(entry, ChangeKind.ADDED)
+
+
+async def _update_in_place(session: AsyncSession, entry: LibraryEntry, placement: Placement,
+                           tags: Tags, now: int) -> Stored:
+    """put_entry for content the library has: new tags, a new filename, never a new path."""
+    asked = placement.path
+    if asked is None and placement.replaces is not None and placement.replaces != entry.sha256:
+        target = await entry_by_hash(session, entry.user_id, placement.replaces)
+        asked = target.path if target is not None else None
+    duplicate_of_path = entry.path if asked is not None and asked != entry.path else ""
+    path = entry.path
+    if asked is None and placement.filename and placement.filename != entry.filename:
+        # A legacy upload renames the song: it keeps its folder.
+        path = await free_path(session, entry.user_id,
+                               paths.join(paths.dirname(entry.path), placement.filename),
+                               entry.id)
+    values = {"path": path, "filename": paths.basename(path), **asdict(tags)}
+    if all(getattr(entry, key) == value for key, value in values.items()):
+        return Stored(entry, None, duplicate_of_path)
+    seq = await next_seq(session, entry.user_id)
+    for key, value in values.items():
+        setattr(entry, key, value)
+    entry.updated_at, entry.seq = now, seq
+    await _record(session, entry.user_id, seq, ChangeKind.UPDATED, entry.sha256, now)
+    await session.flush()
+    return Stored(entry, ChangeKind.UPDATED, duplicate_of_path)
+
+
+async def move_entry(session: AsyncSession, user_id: int, sha256: bytes, path: str,
+                     now: int) -> tuple[LibraryEntry | None, bool]:
+    """Gives an entry a new path (one UPDATED change; none if it is there already).
+
+    Returns the entry (None if the user has none with this hash) and whether it moved;
+    FailedPrecondition if another entry holds the path."""
+    entry = await entry_by_hash(session, user_id, sha256)
+    if entry is None or entry.path == path:
+        return entry, False
+    await check_path_free(session, user_id, path, entry.id,
+                          hint="move or delete that song first, or choose another path")
+    seq = await next_seq(session, user_id)
+    entry.path, entry.filename = path, paths.basename(path)
+    entry.updated_at, entry.seq = now, seq
+    await _record(session, user_id, seq, ChangeKind.UPDATED, sha256, now)
+    await session.flush()
+    return entry, True
+
+
+async def entry_by_hash(session: AsyncSession, user_id: int, sha256: bytes
+                        ) -> LibraryEntry | None:
+    return await session.scalar(select(LibraryEntry).where(
+        LibraryEntry.user_id == user_id, LibraryEntry.sha256 == sha256))
+
+
+async def path_holder(session: AsyncSession, user_id: int, path: str) -> LibraryEntry | None:
+    """The user's entry at ``path``, if any."""
+    return await session.scalar(select(LibraryEntry).where(
+        LibraryEntry.user_id == user_id, LibraryEntry.path == path))
+
+
+async def check_path_free(session: AsyncSession, user_id: int, path: str,
+                          except_id: int | None = None, *,
+                          hint: str = PATH_TAKEN_HINT) -> None:
+    """FailedPrecondition if an entry other than ``except_id`` holds ``path``."""
+    holder = await path_holder(session, user_id, path)
+    if holder is not None and holder.id != except_id:
+        raise path_taken(path, holder.sha256, hint)
+
+
+def path_taken(path: str, holder: bytes, hint: str = PATH_TAKEN_HINT) -> FailedPrecondition:
+    return FailedPrecondition(f"another song of your library ({holder.hex()}) is at "
+                              f"{path!r}; {hint}")
+
+
+async def free_path(session: AsyncSession, user_id: int, wanted: str,
+                    except_id: int | None = None) -> str:
+    """``wanted``, or the first of "name (2).ext", "name (3).ext"... no other entry holds."""
+    first = 2
+    while True:
+        candidates = [paths.numbered(wanted)] if first == 2 else []
+        candidates += [paths.numbered(wanted, number) for number in range(first, first + 50)]
+        taken = dict((await session.execute(
+            select(LibraryEntry.path, LibraryEntry.id).where(
+                LibraryEntry.user_id == user_id, LibraryEntry.path.in_(candidates)))).all())
+        for candidate in candidates:
+            if taken.get(candidate, except_id) == except_id:
+                return candidate
+        first += 50
+
+
+async def _record(session: AsyncSession, user_id: int, seq: int, kind: ChangeKind,
+                  sha256: bytes, now: int, *, replaces: bytes | None = None) -> None:
+    await session.execute(insert(Change).values(
+        user_id=user_id, seq=seq, kind=int(kind), sha256=sha256, at=now, replaces=replaces))
 
 
 async def remove_entry(session: AsyncSession, user_id: int, sha256: bytes, now: int) -> bool:
@@ -118,8 +261,7 @@ async def remove_entry(session: AsyncSession, user_id: int, sha256: bytes, now: 
     if removed is None:
         return False
     seq = await next_seq(session, user_id)
-    await session.execute(insert(Change).values(
-        user_id=user_id, seq=seq, kind=int(ChangeKind.DELETED), sha256=sha256, at=now))
+    await _record(session, user_id, seq, ChangeKind.DELETED, sha256, now)
     return True
 
 

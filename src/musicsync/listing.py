@@ -44,13 +44,13 @@ def decode_page_token(token: str) -> int:
                           "next_page_token of the previous page, or nothing to start over")
 
 
-async def all_names(db: Database, user_id: int) -> list[tuple[bytes, str]]:
-    """(sha256, filename) of every entry, oldest first."""
+async def all_names(db: Database, user_id: int) -> list[tuple[bytes, str, str]]:
+    """(sha256, filename, path) of every entry, oldest first."""
     async with db.read() as session:
         rows = await session.execute(
-            select(LibraryEntry.sha256, LibraryEntry.filename)
+            select(LibraryEntry.sha256, LibraryEntry.filename, LibraryEntry.path)
             .where(LibraryEntry.user_id == user_id).order_by(LibraryEntry.id))
-        return [(sha, name) for sha, name in rows]
+        return [(sha, name, path) for sha, name, path in rows]
 
 
 async def page(db: Database, user_id: int, token: str, size: int

@@ -47,7 +47,8 @@ from .errors import (
 )
 from .filenames import default_filename, sanitize_filename
 from .files import Files, parse_hash, quota_exceeded, tags_with_overrides
-from .library import Tags
+from .library import Placement, Stored, Tags
+from .paths import normalise_path
 from .storage import BlobMissing, StagedBlob
 
 log = logging.getLogger(__name__)
@@ -96,15 +97,15 @@ class Uploads:
 
     # -- Upload streams -------------------------------------------------------------
 
-    async def receive(self, user_id: int, read: Reader) -> LibraryEntry:
-        """Takes one Upload stream to its end and returns the library entry."""
+    async def receive(self, user_id: int, read: Reader) -> Stored:
+        """Takes one Upload stream to its end and returns what it stored (see put_entry)."""
         idle_limit = IdleLimit(read, self.idle_timeout)
         try:
             return await self._receive(user_id, idle_limit)
         finally:
             idle_limit.close()
 
-    async def _receive(self, user_id: int, read: Reader) -> LibraryEntry:
+    async def _receive(self, user_id: int, read: Reader) -> Stored:
         first = await read()
         if first is grpc.aio.EOF:
             raise InvalidArgument("empty upload: send a FileMetadata message, then the file "
@@ -119,9 +120,10 @@ class Uploads:
         declared_size = meta.size if meta is not None and meta.HasField("size") else None
         if declared_size is not None:
             self._check_size(declared_size)
+        placement = _placement(meta)
         if meta is not None and meta.upload_id:
-            return await self._receive_resumable(user_id, meta, declared_sha, declared_size,
-                                                 first_chunk, read)
+            return await self._receive_resumable(user_id, meta, placement, declared_sha,
+                                                 declared_size, first_chunk, read)
         if meta is not None and meta.offset:
             raise InvalidArgument("metadata.offset needs metadata.upload_id (see StartUpload)")
         if declared_sha is not None:
@@ -130,26 +132,41 @@ class Uploads:
                 if declared_size is not None and declared_size != existing.size:
                     raise InvalidArgument(f"metadata.size {declared_size} does not match the "
                                           f"file with this hash ({existing.size} bytes)")
-                return await self._retag(user_id, existing, meta)
+                return await self._retag(user_id, existing, meta, placement)
+            await self._check_path(user_id, placement, declared_sha)
         usage = await self.files.usage(user_id)
         allowance = None
         if usage.quota is not None:
             # A declared hash is known not to be in the library (see above), so it must
-            # fit in what is left; without one it might be a copy already counted.
-            room = usage.left if declared_sha is not None else usage.quota - usage.reserved
+            # fit in what is left (with what a replace frees); without one it might be a
+            # copy already counted.
+            room = usage.quota - usage.reserved
+            if declared_sha is not None:
+                replaced = (await self.files.entry(user_id, placement.replaces)
+                            if placement.replaces is not None else None)
+                room = usage.left + (replaced.size if replaced is not None else 0)
             allowance = _Allowance(self._in_flight, user_id, room)
         try:
             if allowance is not None and declared_size is not None:
                 allowance.take(declared_size)
-            return await self._receive_plain(user_id, meta, declared_sha, declared_size,
-                                             first_chunk, read, allowance)
+            return await self._receive_plain(user_id, meta, placement, declared_sha,
+                                             declared_size, first_chunk, read, allowance)
         finally:
             if allowance is not None:
                 allowance.release()
 
-    async def _receive_plain(self, user_id: int, meta, declared_sha: bytes | None,
-                             declared_size: int | None, first_chunk: bytes | memoryview | None,
-                             read: Reader, allowance: _Allowance | None) -> LibraryEntry:
+    async def _check_path(self, user_id: int, placement: Placement, sha256: bytes) -> None:
+        """Refuses, before any byte is taken, a path another song holds, for new content
+        of a known hash (content the library has stays where it is: put_entry reports
+        its path; without a hash, the commit's check decides)."""
+        if placement.path is not None and await self.files.entry(user_id, sha256) is None:
+            await self.files.check_path_free(user_id, placement.path, sha256,
+                                             placement.replaces)
+
+    async def _receive_plain(self, user_id: int, meta, placement: Placement,
+                             declared_sha: bytes | None, declared_size: int | None,
+                             first_chunk: bytes | memoryview | None, read: Reader,
+                             allowance: _Allowance | None) -> Stored:
         staged = await self.files.store.stage(declared_sha.hex() if declared_sha else None)
         try:
             # While streaming, the quota bounds the file by what is left beside the
@@ -163,11 +180,12 @@ class Uploads:
                 raise DataLoss(f"the bytes received hash to {staged.hexdigest()}, not to the "
                                f"declared {declared_sha.hex()}; nothing was stored, send the "
                                "file again")
-            return await self._publish(user_id, staged, meta)
+            return await self._publish(user_id, staged, meta, placement)
         finally:
             await staged.abort()  # a no-op once published
 
-    async def _publish(self, user_id: int, staged: StagedBlob, meta) -> LibraryEntry:
+    async def _publish(self, user_id: int, staged: StagedBlob, meta,
+                       placement: Placement) -> Stored:
         if staged.size == 0:
             raise InvalidArgument("the upload carried no file data")
         info = await self.audio.check(staged)  # bounded in time and memory
@@ -185,9 +203,11 @@ class Uploads:
         filename = filename or default_filename(tags.artist, tags.title, staged.hexdigest(),
                                                 info.extension)
         self.files.metrics.bytes_received(staged.size)
-        return await self.files.publish(user_id, staged, filename, tags)
+        return await self.files.publish(user_id, staged, _with_filename(placement, filename),
+                                        tags)
 
-    async def _retag(self, user_id: int, entry: LibraryEntry, meta) -> LibraryEntry:
+    async def _retag(self, user_id: int, entry: LibraryEntry, meta,
+                     placement: Placement) -> Stored:
         """An upload of a file the caller has: apply the filename and tags it sent."""
         current = {key: getattr(entry, key) for key in (
             "title", "artist", "album", "album_artist", "genre", "track", "disc", "year",
@@ -197,7 +217,8 @@ class Uploads:
             album_artist=meta.album_artist, genre=meta.genre, track=max(meta.track, 0),
             disc=max(meta.disc, 0), year=max(meta.year, 0))
         filename = sanitize_filename(meta.filename) or entry.filename
-        return await self.files.update_entry(user_id, entry, filename, tags)
+        return await self.files.update_entry(user_id, entry,
+                                             _with_filename(placement, filename), tags)
 
     def _check_size(self, size: int) -> None:
         if size < 0:
@@ -359,9 +380,10 @@ class Uploads:
             return None
         return min(held, size)
 
-    async def _receive_resumable(self, user_id: int, meta, declared_sha: bytes | None,
-                                 declared_size: int | None, first_chunk: bytes | memoryview | None,
-                                 read: Reader) -> LibraryEntry:
+    async def _receive_resumable(self, user_id: int, meta, placement: Placement,
+                                 declared_sha: bytes | None, declared_size: int | None,
+                                 first_chunk: bytes | memoryview | None,
+                                 read: Reader) -> Stored:
         upload_id = meta.upload_id
         async with self.files.db.read() as session:
             row = await session.scalar(select(UploadSession).where(
@@ -372,6 +394,7 @@ class Uploads:
             raise InvalidArgument("metadata.sha256 differs from the upload session's hash")
         if declared_size is not None and declared_size != row.size:
             raise InvalidArgument("metadata.size differs from the upload session's size")
+        await self._check_path(user_id, placement, row.sha256)
         if upload_id in self._streaming:
             raise FailedPrecondition("this upload is already being sent on another stream")
         self._streaming.add(upload_id)
@@ -388,12 +411,14 @@ class Uploads:
                 await self._end_session(upload_id)
                 raise FailedPrecondition("the server lost this upload's partial data; call "
                                          "StartUpload and send the file from byte 0") from None
-            return await self._continue(user_id, row, staged, meta, first_chunk, read)
+            return await self._continue(user_id, row, staged, meta, placement, first_chunk,
+                                        read)
         finally:
             self._streaming.discard(upload_id)
 
     async def _continue(self, user_id: int, row: UploadSession, staged: StagedBlob, meta,
-                        first_chunk: bytes | memoryview | None, read: Reader) -> LibraryEntry:
+                        placement: Placement, first_chunk: bytes | memoryview | None,
+                        read: Reader) -> Stored:
         async def checkpoint() -> None:
             await self._record_offset(row.id, await staged.flush())
 
@@ -431,7 +456,7 @@ class Uploads:
             await self._record_offset(row.id, await staged.flush())
             keep = False
             try:
-                entry = await self._publish(user_id, staged, meta)
+                stored = await self._publish(user_id, staged, meta, placement)
             except (StorageUnavailable, StorageFull) as exc:
                 if staged.published:
                     raise
@@ -442,7 +467,7 @@ class Uploads:
                                 f"again and continue from the offset it answers (at "
                                 f"{staged.size}, the end, send an Upload with no chunks)") from None
             await self._end_session(row.id, drop_partial=False)
-            return entry
+            return stored
         except BaseException:
             if not keep and not rewound:  # complete but bad: nothing of it is worth keeping
                 await staged.abort()
@@ -554,6 +579,19 @@ class Uploads:
                 await self.sweep()
             except Exception:  # noqa: BLE001 - try again next hour
                 log.exception("sweeping upload sessions failed")
+
+
+def _placement(meta) -> Placement:
+    """Where the upload's metadata asks the song to go (its filename comes later)."""
+    if meta is None:
+        return Placement()
+    return Placement(
+        path=normalise_path(meta.path, "metadata.path") if meta.path else None,
+        replaces=parse_hash(meta.replaces, "metadata.replaces") if meta.replaces else None)
+
+
+def _with_filename(placement: Placement, filename: str) -> Placement:
+    return Placement(placement.path, filename, placement.replaces)
 
 
 def _duration(seconds: int) -> str:

@@ -14,12 +14,41 @@ linear, and this keeps Alembic and Mako out of a server meant for a Pi.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+# A step is an SQL statement, or a coroutine function given the connection (for data
+# that SQL alone cannot reshape). Steps must not depend on code that may change later.
+Step = str | Callable[[AsyncConnection], Awaitable[None]]
+
+
+async def _fill_library_paths(conn: AsyncConnection) -> None:
+    """Each entry's path from its filename, unique per user: "name (2).ext" and so on."""
+    rows = (await conn.exec_driver_sql(
+        "SELECT id, user_id, filename FROM library ORDER BY user_id, id")).all()
+    taken: set[tuple[int, str]] = set()
+    for entry_id, user_id, filename in rows:
+        path = _first_free(user_id, filename or f"song {entry_id}", taken)
+        taken.add((user_id, path))
+        await conn.exec_driver_sql("UPDATE library SET path = ? WHERE id = ?", (path, entry_id))
+
+
+def _first_free(user_id: int, name: str, taken: set[tuple[int, str]]) -> str:
+    if (user_id, name) not in taken:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    if not dot or not stem or len(extension) > 16:
+        stem, dot, extension = name, "", ""
+    number = 2
+    while (user_id, f"{stem} ({number}){dot}{extension}") in taken:
+        number += 1
+    return f"{stem} ({number}){dot}{extension}"
+
+
+MIGRATIONS: tuple[tuple[str, tuple[Step, ...]], ...] = (
     ("accounts", (
         """CREATE TABLE users (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -127,6 +156,14 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "DROP INDEX ix_refresh_tokens_family",
         "CREATE INDEX ix_refresh_tokens_family ON refresh_tokens (family_id, revoked_at)",
     )),
+    ("songs keep their place in the folder tree; replaced songs in the change feed", (
+        # SQLite adds a NOT NULL column only with a default; every row gets its own path
+        # next, and the unique index then guards it.
+        "ALTER TABLE library ADD COLUMN path TEXT NOT NULL DEFAULT ''",
+        _fill_library_paths,
+        "CREATE UNIQUE INDEX uq_library_user_path ON library (user_id, path)",
+        "ALTER TABLE changes ADD COLUMN replaces BLOB",
+    )),
 )
 
 LATEST_VERSION = len(MIGRATIONS)
@@ -149,9 +186,12 @@ async def migrate(engine: AsyncEngine, *, target: int = LATEST_VERSION) -> int:
                 f"the database has schema version {found}, newer than this musicsync "
                 f"understands ({LATEST_VERSION}); upgrade musicsync or restore a backup")
         for version in range(found + 1, target + 1):
-            name, statements = MIGRATIONS[version - 1]
+            name, steps = MIGRATIONS[version - 1]
             log.info("upgrading database schema to version %d (%s)", version, name)
-            for statement in statements:
-                await conn.exec_driver_sql(statement)
+            for step in steps:
+                if isinstance(step, str):
+                    await conn.exec_driver_sql(step)
+                else:
+                    await step(conn)
             await conn.exec_driver_sql(f"PRAGMA user_version = {version}")
     return found

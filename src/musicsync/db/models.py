@@ -95,6 +95,7 @@ class LibraryEntry(Base):
     __table_args__ = (
         UniqueConstraint("user_id", "sha256", name="uq_library_user_sha256"),
         Index("ix_library_sha256", "sha256"),
+        Index("uq_library_user_path", "user_id", "path", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -102,7 +103,11 @@ class LibraryEntry(Base):
         Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
     sha256: Mapped[bytes] = mapped_column(
         LargeBinary, ForeignKey("blobs.sha256"), nullable=False)
+    # The last segment of ``path``.
     filename: Mapped[str] = mapped_column(String, nullable=False)
+    # Where the song sits in the user's folder tree ("Artist/Album/01 Song.flac"; the
+    # rules are in paths.py); unique within a library.
+    path: Mapped[str] = mapped_column(String, nullable=False)
     size: Mapped[int] = mapped_column(Integer, nullable=False)
     title: Mapped[str] = mapped_column(String, nullable=False, default="")
     artist: Mapped[str] = mapped_column(String, nullable=False, default="")
@@ -135,6 +140,8 @@ class Change(Base):
     kind: Mapped[int] = mapped_column(Integer, nullable=False)
     sha256: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     at: Mapped[int] = mapped_column(Integer, nullable=False)
+    # On an added event: the hash of the entry this song replaced (gone with it).
+    replaces: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class Device(Base):

@@ -13,7 +13,8 @@ from google.protobuf.message import Message
 from ..db.models import LibraryEntry
 from ..feed import Event
 from ..library import ChangeKind
-from ..limits import MAX_FILENAME_BYTES, MAX_TAG_CHARS, PAGE_BUDGET_BYTES, clip, clip_utf8
+from ..limits import (MAX_FILENAME_BYTES, MAX_PATH_BYTES, MAX_TAG_CHARS, PAGE_BUDGET_BYTES,
+                      clip, clip_utf8)
 from ..proto import file_pb2, sync_pb2
 
 # A repeated message field's tag and length prefix, at most.
@@ -30,11 +31,15 @@ def file_entry(entry: LibraryEntry) -> file_pb2.FileEntry:
         duration=(entry.duration_ms + 500) // 1000, duration_ms=entry.duration_ms,
         bitrate=entry.bitrate, sample_rate=entry.sample_rate, channels=entry.channels,
         codec=clip(entry.codec, MAX_TAG_CHARS), created_at=entry.created_at,
-        updated_at=entry.updated_at)
+        updated_at=entry.updated_at, path=path(entry.path))
 
 
 def filename(stored: str) -> str:
     return clip_utf8(stored, MAX_FILENAME_BYTES)
+
+
+def path(stored: str) -> str:
+    return clip_utf8(stored, MAX_PATH_BYTES)
 
 
 def encoded_size(messages: Sequence[Message]) -> int:
@@ -58,4 +63,6 @@ def change_event(event: Event) -> sync_pb2.ChangeEvent:
                                    at=change.at)
     if event.entry is not None and change.kind != ChangeKind.DELETED:
         message.file.CopyFrom(file_entry(event.entry))
+    if change.replaces is not None:
+        message.replaces = change.replaces.hex()
     return message

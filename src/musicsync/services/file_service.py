@@ -68,8 +68,10 @@ class FileServicer(file_pb2_grpc.FileServiceServicer):
     async def Upload(self, request_iterator, context):
         user_id = current_principal().user_id
         with self._streams.hold(user_id, "Upload"):
-            entry = await self._uploads.receive(user_id, checked_metadata(context.read))
-        return file_pb2.UploadResponse(hash=entry.sha256.hex(), file=file_entry(entry))
+            stored = await self._uploads.receive(user_id, checked_metadata(context.read))
+        return file_pb2.UploadResponse(hash=stored.entry.sha256.hex(),
+                                       file=file_entry(stored.entry),
+                                       duplicate_of_path=stored.duplicate_of_path)
 
     async def Download(self, request, context):
         user_id = current_principal().user_id
@@ -120,6 +122,10 @@ class FileServicer(file_pb2_grpc.FileServiceServicer):
                     f"the {len(entries)} files found do not fit in one Stat answer (4 MiB); "
                     f"ask for at most {len(files) - 1} hashes per call")
         return file_pb2.StatResponse(files=files, missing=missing)
+
+    async def Move(self, request, context):
+        entry = await self._files.move(current_principal().user_id, request.hash, request.path)
+        return file_pb2.MoveResponse(file=file_entry(entry))
 
 
 def checked_metadata(read: Reader) -> Reader:

@@ -14,7 +14,7 @@ from ..feed import DeviceRef, Feed, page_size, parse_device
 from ..interceptors import current_principal
 from ..proto import sync_pb2, sync_pb2_grpc
 from ..limits import CLIENT_MESSAGE_BYTES, PAGE_BUDGET_BYTES
-from .convert import change_event, encoded_size, file_entry, filename, within_budget
+from .convert import change_event, encoded_size, file_entry, filename, path, within_budget
 from .streams import StreamLimits
 
 HASHES_PER_MESSAGE = 25_000
@@ -40,8 +40,8 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
 
     async def GetSync(self, request, context):
         user_id = current_principal().user_id
-        files = [sync_pb2.FileInfo(hash=sha.hex(), filename=filename(name))
-                 for sha, name in await listing.all_names(self._db, user_id)]
+        files = [sync_pb2.FileInfo(hash=sha.hex(), filename=filename(name), path=path(where))
+                 for sha, name, where in await listing.all_names(self._db, user_id)]
         response = sync_pb2.GetSyncResponse(files=files)
         if response.ByteSize() > CLIENT_MESSAGE_BYTES:
             raise ResourceExhausted(
