@@ -285,3 +285,42 @@ async def test_a_program_stuck_on_the_write_lock_file_delays_writers_but_does_no
                 "SELECT count(*) FROM login_failures WHERE failed_at = 1"))).scalar() == 1
     finally:
         await db.close()
+
+
+async def test_upgrading_gives_every_song_a_path_unique_per_user_and_loses_nothing(tmp_path):
+    path = tmp_path / "data" / "musicsync.db"
+    path.parent.mkdir()
+    old = Database(str(path))
+    await migrate(old.writer_engine(), target=3)  # before songs had paths
+    await old.close()
+    songs = [(1, b"a" * 32, "x.mp3"), (1, b"b" * 32, "x.mp3"), (1, b"c" * 32, "y"),
+             (1, b"d" * 32, "y"), (2, b"e" * 32, "x.mp3")]
+    with sqlite3.connect(path) as db:
+        for user in (1, 2):
+            db.execute("INSERT INTO users (id, username, username_key, password_hash, "
+                       "created_at) VALUES (?, ?, ?, 'x', 0)", (user, f"u{user}", f"u{user}"))
+        for user, sha256, filename in songs:
+            db.execute("INSERT OR IGNORE INTO blobs (sha256, size, created_at) "
+                       "VALUES (?, 1, 0)", (sha256,))
+            db.execute("INSERT INTO library (user_id, sha256, filename, size, title, "
+                       "created_at, updated_at, seq) VALUES (?, ?, ?, 1, ?, 0, 0, 1)",
+                       (user, sha256, filename, f"title of {sha256[:1].decode()}"))
+        db.execute("INSERT INTO changes (user_id, seq, kind, sha256, at) "
+                   "VALUES (1, 1, 1, ?, 0)", (b"a" * 32,))
+
+    upgraded = Database(str(path))
+    assert await migrate(upgraded.writer_engine()) == 3
+    await upgraded.close()
+
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT user_id, sha256, filename, path, title FROM library "
+                          "ORDER BY id").fetchall()
+        assert rows == [
+            (1, b"a" * 32, "x.mp3", "x.mp3", "title of a"),
+            (1, b"b" * 32, "x (2).mp3", "x (2).mp3", "title of b"),
+            (1, b"c" * 32, "y", "y", "title of c"),
+            (1, b"d" * 32, "y (2)", "y (2)", "title of d"),
+            (2, b"e" * 32, "x.mp3", "x.mp3", "title of e")]
+        assert db.execute("SELECT replaces FROM changes").fetchall() == [(None,)]
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+            db.execute("UPDATE library SET path = 'x.mp3' WHERE sha256 = ?", (b"b" * 32,))

@@ -26,14 +26,17 @@ Step = str | Callable[[AsyncConnection], Awaitable[None]]
 
 
 async def _fill_library_paths(conn: AsyncConnection) -> None:
-    """Each entry's path from its filename, unique per user: "name (2).ext" and so on."""
+    """Each entry's path from its filename, unique per user: "name (2).ext" and so on.
+
+    The filename follows (it is always the path's last segment)."""
     rows = (await conn.exec_driver_sql(
         "SELECT id, user_id, filename FROM library ORDER BY user_id, id")).all()
     taken: set[tuple[int, str]] = set()
     for entry_id, user_id, filename in rows:
         path = _first_free(user_id, filename or f"song {entry_id}", taken)
         taken.add((user_id, path))
-        await conn.exec_driver_sql("UPDATE library SET path = ? WHERE id = ?", (path, entry_id))
+        await conn.exec_driver_sql("UPDATE library SET path = ?, filename = ? WHERE id = ?",
+                                   (path, path, entry_id))
 
 
 def _first_free(user_id: int, name: str, taken: set[tuple[int, str]]) -> str:
