@@ -1,10 +1,14 @@
 """A user's library: its entries, its change feed, and news of fresh changes.
 
-Every change to a library (a song added, its filename or tags changed, a song
-deleted) takes the next value of the user's sequence (``users.last_seq``) and
-writes a ``changes`` row in the same transaction as the change itself, so the
-feed and the library can never disagree. Deleted events are the tombstones
-that tell an offline device to delete a song rather than upload it again.
+Every change to a library (a song added, its path, filename or tags changed, a
+song deleted) takes the next value of the user's sequence (``users.last_seq``)
+and writes a ``changes`` row in the same transaction as the change itself, so
+the feed and the library can never disagree. Deleted events are the tombstones
+that tell an offline device to delete a song rather than upload it again; an
+added event's ``replaces`` (a replace, see put_entry) is one too, for the
+replaced hash.
+
+Each entry sits at a path unique within its library (paths.py).
 
 The functions here run inside a write session the caller owns; after the
 commit, the caller tells the ``ChangeNotifier`` so Watch streams wake up.

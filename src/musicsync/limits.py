@@ -9,8 +9,11 @@ budget, so every answer stays under the 4 MiB a client accepts by default.
 
     MAX_TAG_CHARS          1024   FileMetadata title, artist, album, album_artist, genre
                                   (tags read from the audio file are clipped to it)
-    MAX_FILENAME_BYTES      255   the last path component of FileMetadata.filename, UTF-8
-    MAX_PATH_BYTES         4096   FileMetadata.filename as sent, folders included, UTF-8
+    MAX_FILENAME_BYTES      255   the last path component of FileMetadata.filename, and
+                                  each segment of a song's path (FileMetadata.path,
+                                  MoveRequest.path; paths.py has the other rules), UTF-8
+    MAX_PATH_BYTES         4096   FileMetadata.filename as sent, folders included, and a
+                                  song's whole path, UTF-8
     MAX_DEVICE_ID_CHARS     128   Device.id (Diff, Changes, Watch, Ack)
     MAX_DEVICE_NAME_CHARS   256   Device.name
     MAX_PAGE_TOKEN_CHARS    128   ListFilesRequest.page_token
