@@ -325,3 +325,31 @@ async def test_a_replace_counts_the_replaced_songs_bytes_as_freed_against_the_qu
     replaced = await upload(client, newer, file_pb2.FileMetadata(
         replaces=old.hash, sha256=sha(newer), size=len(newer)))
     assert await listing(client) == [(replaced.hash, "song.wav", "song.wav")]
+
+
+async def test_pages_of_songs_with_the_longest_paths_stay_under_a_clients_message_limit(
+        client, alice, settings):
+    deep = "/".join(["f" * 254] * 16)  # 4,079 bytes, then "/NNNN.wav"
+    with database(settings) as db:
+        for number in range(1000):
+            digest = hashlib.sha256(b"deep %d" % number).digest()
+            db.execute("INSERT INTO blobs (sha256, size, created_at) VALUES (?, 1, 0)",
+                       (digest,))
+            db.execute("INSERT INTO library (user_id, sha256, filename, path, size, "
+                       "created_at, updated_at, seq) VALUES (1, ?, ?, ?, 1, 0, 0, ?)",
+                       (digest, f"{number:04d}.wav", f"{deep}/{number:04d}.wav", number + 1))
+            db.execute("INSERT INTO changes (user_id, seq, kind, sha256, at) "
+                       "VALUES (1, ?, 1, ?, 0)", (number + 1, digest))
+        db.execute("UPDATE users SET last_seq = 1000")
+    seen, token = 0, ""
+    while True:
+        page = await client.sync.ListFiles(sync_pb2.ListFilesRequest(
+            page_size=1000, page_token=token), metadata=client.meta())
+        assert page.ByteSize() < 4 * 1024 * 1024 and len(page.files[0].path) == 4088
+        seen, token = seen + len(page.files), page.next_page_token
+        if not token:
+            break
+    assert seen == 1000
+    changes = await client.sync.Changes(sync_pb2.ChangesRequest(since=0, limit=1000),
+                                        metadata=client.meta())
+    assert changes.ByteSize() < 4 * 1024 * 1024 and changes.has_more
