@@ -143,6 +143,10 @@ async def test_without_a_path_a_song_is_filed_at_its_filename_and_the_next_gets_
         ("x.mp3", "x.mp3"), ("x (2).mp3", "x (2).mp3"), ("x (3).mp3", "x (3).mp3")]
     assert sorted(path for _, path, _ in await listing(client)) == [
         "x (2).mp3", "x (3).mp3", "x.mp3"]
+    # GetSync leaves out a path that is just the filename: flat libraries stay as small.
+    get_sync = await client.sync.GetSync(empty_pb2.Empty(), metadata=client.meta())
+    assert sorted((f.filename, f.path) for f in get_sync.files) == [
+        ("x (2).mp3", ""), ("x (3).mp3", ""), ("x.mp3", "")]
 
 
 async def test_the_same_bytes_at_a_second_path_are_reported_as_a_duplicate_of_the_first(

@@ -40,7 +40,10 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
 
     async def GetSync(self, request, context):
         user_id = current_principal().user_id
-        files = [sync_pb2.FileInfo(hash=sha.hex(), filename=filename(name), path=path(where))
+        # A song at the top of the tree sends no path (it is its filename): a flat
+        # library, what the original app makes, fits as many songs as before paths.
+        files = [sync_pb2.FileInfo(hash=sha.hex(), filename=filename(name),
+                                   path=path(where) if where != name else "")
                  for sha, name, where in await listing.all_names(self._db, user_id)]
         response = sync_pb2.GetSyncResponse(files=files)
         if response.ByteSize() > CLIENT_MESSAGE_BYTES:
