@@ -166,10 +166,10 @@ def plan(base: Mapping[str, str], local: Mapping[str, str], remote: Mapping[str,
             else:  # in place, the folder moved it, or both did (the folder wins)
                 claim(lp, sha, "local")
         elif lp is not None:
-            if bp is None or bp != lp or _kept(sha, bp, remote, options):
+            if bp is None or bp != lp or _kept(bp, remote, base_at, options):
                 claim(lp, sha, "local")
         elif rp is not None:
-            if bp is None or bp != rp or _kept(sha, bp, local, options):
+            if bp is None or bp != rp or _kept(bp, local, base_at, options):
                 claim(rp, sha, "remote")
 
     result = Plan()
@@ -197,10 +197,12 @@ def plan(base: Mapping[str, str], local: Mapping[str, str], remote: Mapping[str,
     return result
 
 
-def _kept(sha: str, base_path: str, other: Mapping[str, str], options: Options) -> bool:
-    """Whether a song the other side dropped since the base stays (no_delete and it
-    was deleted there; a song replaced by new content at its path goes anyway)."""
-    return options.no_delete and base_path not in other
+def _kept(base_path: str, other: Mapping[str, str], base_at: Mapping[str, str],
+          options: Options) -> bool:
+    """Whether a song the other side dropped since the base stays: with no_delete,
+    unless that side replaced it by new content at its path (an edit, not a delete)."""
+    now = other.get(base_path)
+    return options.no_delete and (now is None or now in base_at)
 
 
 def _inverse(state: Mapping[str, str], name: str) -> dict[str, str]:
