@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from musicsync.client.folder.plan import (Conflict, Download, LocalMove, MassDelete, Options,
                                           RemoteMove, Upload, conflict_name, plan,
-                                          settled_base, unique_songs)
+                                          sequence_moves, settled_base, unique_songs)
 
 from .folder_helpers import apply_plan
 
@@ -166,6 +166,18 @@ def test_settled_base_keeps_the_old_song_where_the_sides_still_differ():
     assert settled_base(base, {"c.mp3": "A", "b.mp3": "B"}, {"a.mp3": "A", "b.mp3": "B"}) \
         == base
     assert settled_base(base, {"c.mp3": "A"}, {"c.mp3": "A"}) == {"c.mp3": "A"}
+
+
+def test_moves_are_sequenced_so_each_target_is_free_and_a_swap_goes_through_a_third_name():
+    swap = [RemoteMove("A", "a.mp3", "b.mp3"), RemoteMove("B", "b.mp3", "a.mp3")]
+    chain = [RemoteMove("C", "c.mp3", "d.mp3"), RemoteMove("D", "d.mp3", "e.mp3")]
+    ordered = sequence_moves(swap + chain, {"a.mp3", "b.mp3", "c.mp3", "d.mp3"})
+    state = {"a.mp3": "A", "b.mp3": "B", "c.mp3": "C", "d.mp3": "D"}
+    for m in ordered:
+        assert m.new_path not in state and state[m.old_path] == m.sha256
+        state[m.new_path] = state.pop(m.old_path)
+    assert state == {"b.mp3": "A", "a.mp3": "B", "d.mp3": "C", "e.mp3": "D"}
+    assert "a (moving).mp3" in {m.new_path for m in ordered}
 
 
 # -- properties -------------------------------------------------------------------------

@@ -91,8 +91,8 @@ def local_path(server_path: str, rules: NameRules) -> str:
 def _local_segment(segment: str, rules: NameRules) -> str:
     if rules.system == "windows":
         segment = "".join(_LOOKALIKE.get(c, c) for c in segment)
-        stripped = segment.rstrip(". ")
-        segment = stripped + "".join(_TRAILING[c] for c in segment[len(stripped):])
+        if segment[-1] in _TRAILING:  # Windows drops a trailing dot or space
+            segment = segment[:-1] + _TRAILING[segment[-1]]
         stem, dot, rest = segment.partition(".")
         if stem.rstrip(" ").upper() in _WINDOWS_RESERVED:
             segment = f"{stem}_{dot}{rest}"

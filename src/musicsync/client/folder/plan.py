@@ -259,6 +259,29 @@ def _check_deletes(result: Plan, local: Mapping[str, str], remote: Mapping[str, 
                 f"{min(100, int(share) + 1)}% or --force")
 
 
+def sequence_moves(moves: list[RemoteMove], taken: set[str]) -> list[RemoteMove]:
+    """`moves` in an order where each target is free when its move runs: a move waits
+    for the move out of its target, and a cycle (a swap) goes through a free
+    " (moving)" name. `taken`: every path in use (not changed)."""
+    pending = list(moves)
+    taken = set(taken) | {m.new_path for m in moves}
+    ordered: list[RemoteMove] = []
+    while pending:
+        sources = {m.old_path for m in pending}
+        ready = [m for m in pending if m.new_path not in sources]
+        if not ready:
+            first = pending[0]
+            hop = conflict_name(first.old_path, taken, "moving")
+            taken.add(hop)
+            ordered.append(RemoteMove(first.sha256, first.old_path, hop))
+            pending[0] = RemoteMove(first.sha256, hop, first.new_path)
+            continue
+        for m in ready:
+            pending.remove(m)
+            ordered.append(m)
+    return ordered
+
+
 def conflict_name(path: str, taken: set[str] | frozenset[str],
                   word: str = CONFLICT_WORD) -> str:
     """`Song (conflict).flac`, `Song (conflict 2).flac`, ...: the first not in `taken`.

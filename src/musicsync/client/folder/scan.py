@@ -39,7 +39,7 @@ class LocalFile:
 @dataclass
 class ScanResult:
     files: dict[str, LocalFile] = field(default_factory=dict)  # NFC relative path -> file
-    seen: int = 0  # audio files found
+    seen: int = 0  # files with an audio name (before their first bytes are checked)
     hashed: int = 0
     bytes_hashed: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, why)
