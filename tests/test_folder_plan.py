@@ -143,7 +143,7 @@ def test_deleting_more_than_half_of_a_side_is_refused_with_the_way_to_allow_it()
 
 def test_the_mass_delete_guard_watches_the_folder_too():
     base = {f"{i}.mp3": str(i) for i in range(4)}
-    with pytest.raises(MassDelete, match="on this folder"):
+    with pytest.raises(MassDelete, match="3 of the 4 songs in this folder"):
         plan(base, base, {"0.mp3": "0"})
 
 

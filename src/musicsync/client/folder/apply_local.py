@@ -113,7 +113,6 @@ class LocalApplier:
         local = self.names.to_local(path)
         self.index.set_names(self.names.to_server_names)
         entry = self.files.get(local)
-        target = self.root / local
         if entry is not None and entry.sha256 == sha256 and self._unchanged(entry):
             temp.unlink()  # already here
             self.ledger.local_changed(path, sha256, entry.size)

@@ -247,13 +247,13 @@ def _check_deletes(result: Plan, local: Mapping[str, str], remote: Mapping[str, 
                    options: Options) -> None:
     if options.force:
         return
-    for side, deletes, songs in (("this folder", result.local_deletes, len(local)),
-                                 ("the server", result.remote_deletes, len(remote))):
+    for side, deletes, songs in (("in this folder", result.local_deletes, len(local)),
+                                 ("on the server", result.remote_deletes, len(remote))):
         # A single deletion always passes: deleting the one song of one is not a mass delete.
         if len(deletes) > 1 and len(deletes) * 100 > options.max_delete * songs:
             share = len(deletes) * 100 / songs
             raise MassDelete(
-                f"this sync would delete {len(deletes)} of the {songs} songs on {side} "
+                f"this sync would delete {len(deletes)} of the {songs} songs {side} "
                 f"({share:.0f}%, more than the {options.max_delete:g}% allowed); nothing "
                 f"was changed. If that is what you want, run again with --max-delete "
                 f"{min(100, int(share) + 1)}% or --force")
