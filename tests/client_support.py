@@ -37,14 +37,15 @@ def song_file(folder: Path, name: str, seconds: float = 1.0, salt: bytes = b"") 
 
 
 class BreakingRelay:
-    """Relays TCP to ``port``; the first connection is cut once ``cut_after`` bytes went
-    from the client to the server. ``cuts`` counts the connections it broke."""
+    """Relays TCP to ``port``. On the first connection it stops passing the client's bytes
+    on once ``hold_after`` went through (a network that stalls), and ``cut()`` then resets
+    that connection (a network that drops). Later connections pass everything."""
 
-    def __init__(self, port: int, cut_after: int) -> None:
+    def __init__(self, port: int, hold_after: int) -> None:
         self.port = port
-        self.cut_after = cut_after
-        self.cuts = 0
+        self.hold_after = hold_after
         self.connections = 0
+        self._first: list[asyncio.StreamWriter] = []
         self._server: asyncio.AbstractServer | None = None
 
     @property
@@ -59,20 +60,25 @@ class BreakingRelay:
         self._server.close()
         await self._server.wait_closed()
 
+    def cut(self) -> None:
+        for writer in self._first:
+            writer.transport.abort()  # a reset, as a dropped network gives
+
     async def _relay(self, client_reader, client_writer) -> None:
         self.connections += 1
-        breaking = self.connections == 1
         server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.port)
+        limit = None
+        if self.connections == 1:
+            limit = self.hold_after
+            self._first = [client_writer, server_writer]
 
         async def pipe(reader, writer, limit: int | None) -> None:
             passed = 0
             try:
                 while data := await reader.read(65536):
-                    if limit is not None and passed + len(data) >= limit:
-                        self.cuts += 1
-                        for each in (client_writer, server_writer):
-                            each.transport.abort()  # a reset, as a dropped network gives
-                        return
+                    if limit is not None and passed + len(data) > limit:
+                        writer.write(data[:limit - passed])
+                        await asyncio.Event().wait()  # held until cut() ends it
                     passed += len(data)
                     writer.write(data)
                     await writer.drain()
@@ -81,7 +87,18 @@ class BreakingRelay:
             finally:
                 writer.close()
 
-        await asyncio.gather(
-            pipe(client_reader, server_writer, self.cut_after if breaking else None),
-            pipe(server_reader, client_writer, None), return_exceptions=True)
+        tasks = [asyncio.create_task(pipe(client_reader, server_writer, limit)),
+                 asyncio.create_task(pipe(server_reader, client_writer, None))]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for writer in (client_writer, server_writer):
+                writer.transport.abort()
 
+
+def partial_bytes(data_dir: Path) -> int:
+    """Bytes the server's local store holds in unfinished resumable uploads."""
+    return sum(p.stat().st_size for p in (data_dir / "blobs" / ".partial").glob("*"))

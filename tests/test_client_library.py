@@ -23,7 +23,7 @@ from musicsync.client import (
 from musicsync.client.transfer import partial_path
 from musicsync.proto import file_pb2
 
-from .client_support import BreakingRelay, sha, signed_in, song_file, target_of
+from .client_support import BreakingRelay, partial_bytes, sha, signed_in, song_file, target_of
 from .conftest import PASSWORD
 from .helpers import free_port, wait_until
 from .transfer import wav_bytes
@@ -178,21 +178,26 @@ async def test_upload_continues_an_interrupted_upload_and_sends_only_the_rest(
 
 
 async def test_upload_through_a_dropped_connection_resumes_instead_of_starting_over(
-        app, tmp_path):
+        app, settings, tmp_path):
     source = song_file(tmp_path, "song.wav", seconds=120)  # 1.9 MB
     data = source.read_bytes()
-    async with BreakingRelay(int(target_of(app).rsplit(":", 1)[1]), cut_after=1_500_000) as relay:
+    port = int(target_of(app).rsplit(":", 1)[1])
+    async with BreakingRelay(port, hold_after=1_500_000) as relay:
         client = Client(relay.target)
         async with client:
             await client.register("alice", PASSWORD, "test-registration-key")
-            result = await client.upload(source)
-            assert relay.cuts == 1 and result.attempts >= 2
-            # The first 1 MiB chunk arrived whole before the cut: the retry starts after it
-            # and sends only the rest.
+            upload = asyncio.create_task(client.upload(source))
+            await wait_until(lambda: partial_bytes(settings.data_dir) >= 1024 * 1024,
+                             "the server to store the first chunk")
+            relay.cut()
+            result = await upload
+            assert result.attempts >= 2 and relay.connections == 2
+            # The first 1 MiB chunk reached the server: the next stream starts after it.
             assert result.resumed_from == 1024 * 1024
-            assert result.bytes_sent <= len(data) + len(data) - result.resumed_from
-            await client.download(result.hash, tmp_path / "copy.wav")
-    assert (tmp_path / "copy.wav").read_bytes() == data
+            # At most the whole file on the broken stream, then only the rest.
+            assert client.bytes_sent <= len(data) + len(data) - result.resumed_from
+            await client.download(result.hash, tmp_path / "out" / "copy.wav")
+    assert (tmp_path / "out" / "copy.wav").read_bytes() == data
 
 
 async def test_an_upload_whose_bytes_do_not_match_the_given_hash_is_file_changed(

@@ -29,6 +29,7 @@ FIRST_PAUSE = 0.5  # seconds before the second attempt; doubled for each one aft
 # A stream cut by the network or a restarting server: worth another attempt.
 BROKEN = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL})
 PARTIAL_SUFFIX = ".musicsync-part"
+PRECONDITION_RETRIES = 2
 
 Progress = Callable[[int], None]  # called with the bytes of the file done so far
 
@@ -72,7 +73,7 @@ async def upload(client: Client, source: Path, *, path: str | None, replaces: st
                 sha256=sha256, size=size)
     sent = 0
     unauthenticated_retried = False
-    last_offset = None
+    refusals = 0
     for attempt in range(1, ATTEMPTS + 1):
         try:
             start = await client._unary(client._file.StartUpload, file_pb2.StartUploadRequest(
@@ -105,13 +106,14 @@ async def upload(client: Client, source: Path, *, path: str | None, replaces: st
             if code in BROKEN and attempt < ATTEMPTS:
                 await _pause(attempt)
                 continue
-            if code == grpc.StatusCode.FAILED_PRECONDITION and attempt < ATTEMPTS:
-                # "continue from byte N": the session moved on (a stream the server had
-                # not yet seen end, or bytes it had to give back). Go on if StartUpload
-                # answers a new offset; a refusal that stays the same is final.
-                if offset != last_offset:
-                    last_offset = offset
-                    continue
+            if (code == grpc.StatusCode.FAILED_PRECONDITION and attempt < ATTEMPTS
+                    and refusals < PRECONDITION_RETRIES):
+                # "continue from byte N" or "already being sent on another stream": the
+                # server has not yet wound up a broken stream, or gave bytes back. Ask
+                # StartUpload again in a moment; a refusal that stays is final.
+                refusals += 1
+                await _pause(attempt)
+                continue
             raise translate(error, client.target) from error
         sent += stream.sent
         return _uploaded(response, sent, offset, attempt)
