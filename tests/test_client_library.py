@@ -66,7 +66,8 @@ async def test_wrong_password_is_not_signed_in_with_the_servers_reason(app, libr
 async def test_unreachable_server_is_server_unavailable_naming_the_address():
     target = f"127.0.0.1:{free_port()}"
     async with Client(target) as client:
-        with pytest.raises(ServerUnavailable, match=f"cannot reach the musicsync server at {target}"):
+        with pytest.raises(ServerUnavailable,
+                           match=f"cannot reach the musicsync server at {target}"):
             await client.login("alice", PASSWORD)
 
 
