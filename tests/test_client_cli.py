@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import stat
 import sys
@@ -272,3 +273,27 @@ async def test_client_commands_do_not_load_the_database_layer(cli):
         stderr=asyncio.subprocess.PIPE)
     out, _ = await process.communicate()
     assert out.decode().split()[-1] == "False"
+
+
+# -- TLS ---------------------------------------------------------------------------------
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl command is not installed")
+async def test_login_over_tls_trusting_the_servers_self_signed_certificate(tmp_path, cli):
+    from musicsync.server import App
+    from musicsync.tls import self_signed_files
+
+    from .conftest import REGISTRATION_KEY, make_settings
+
+    async with App(make_settings(tmp_path / "data", tls="self-signed")) as app:
+        cert = self_signed_files(tmp_path / "data").cert
+        async with Client(target_of(app), root_certificates=cert.read_bytes()) as client:
+            await client.register("alice", PASSWORD, REGISTRATION_KEY)
+        code, _, err = await cli("login", target_of(app), "--user", "alice",
+                                 "--password-stdin", stdin=PASSWORD + "\n")
+        assert code == 1 and "needs --tls" in err  # plaintext to a TLS server
+        code, out, err = await cli("login", target_of(app), "--user", "alice",
+                                   "--tls-root", str(cert), "--password-stdin",
+                                   stdin=PASSWORD + "\n")
+        assert code == 0 and "(TLS)" in out, err
+        code, out, err = await cli("ls", "--json")
+        assert code == 0 and json.loads(out) == [], err
