@@ -80,12 +80,14 @@ class Client:
     async def _unary(self, method, request):
         """Calls a unary (or stream-unary, with a fresh request iterator) method."""
         for attempt in (1, 2):
+            metadata = await self._metadata()
+            used = self._tokens.tokens  # refreshed below only if no other call did meanwhile
             try:
-                return await method(request, metadata=await self._metadata())
+                return await method(request, metadata=metadata)
             except grpc.aio.AioRpcError as error:
                 if (attempt == 1 and error.code() == grpc.StatusCode.UNAUTHENTICATED
-                        and self._tokens.tokens is not None):
-                    await self._tokens.refresh(self._tokens.tokens)
+                        and used is not None):
+                    await self._tokens.refresh(used)
                     continue
                 raise translate(error, self.target) from error
 
