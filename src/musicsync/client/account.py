@@ -45,7 +45,10 @@ async def login(args) -> int:
             print(f"musicsync: {exc.message}", file=sys.stderr)
             return FAILED
     store = CredentialsStore()
-    previous = store.load_credentials() if store.path.exists() else None
+    try:
+        previous = store.load_credentials()
+    except NotSignedIn:  # a damaged file: this sign-in replaces it
+        previous = None
     device_id, device_name = new_device()
     if previous is not None and previous.server == server and previous.username == username:
         device_id, device_name = previous.device_id, previous.device_name  # same device
