@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
+from .client.commands import add_client_commands
+from .client.commands import run as run_client_command
 from .config import OPTIONS, SERVICES, Settings, parse_duration, parse_port
 from .errors import ConfigError, MusicsyncError
 
@@ -177,12 +179,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "first the trusted certificate holds, else the address)")
     _add_options(health, {"data_dir"})
     health.set_defaults(func=_health)
+
+    add_client_commands(commands)  # login, ls, push, pull, sync, ...: see client/commands.py
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "client_func", None) is not None:
+        return run_client_command(args)  # the client needs none of the server's settings
     flags = {option.field: getattr(args, option.field, None) for option in OPTIONS}
     try:
         settings = Settings.load(os.environ, flags)

@@ -1,0 +1,34 @@
+"""The channel to a server: plaintext or TLS, with the message limits the server works within."""
+
+from __future__ import annotations
+
+import grpc
+
+# The server keeps every answer under 4 MiB (its limits.CLIENT_MESSAGE_BYTES), and takes
+# upload chunks of at most 4 MiB; 1 MiB chunks leave room for the message framing.
+RECEIVE_LIMIT = 4 * 1024 * 1024
+SEND_LIMIT = 4 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", RECEIVE_LIMIT),
+    ("grpc.max_send_message_length", SEND_LIMIT),
+    # Idle Watch streams live behind home routers and NATs: keep them open.
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+]
+
+
+def open_channel(target: str, *, tls: bool = False, root_certificates: bytes | None = None,
+                 server_name: str | None = None) -> grpc.aio.Channel:
+    """A channel to ``target`` ("host:port"): TLS when ``tls`` or ``root_certificates``.
+
+    ``root_certificates`` (PEM) are the certificates to trust, e.g. a self-signed server's
+    own; without them the system's roots are used. ``server_name`` is the name the server's
+    certificate must hold when it differs from the host in ``target``.
+    """
+    options = list(CHANNEL_OPTIONS)
+    if not (tls or root_certificates):
+        return grpc.aio.insecure_channel(target, options=options)
+    if server_name:
+        options.append(("grpc.ssl_target_name_override", server_name))
+    credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+    return grpc.aio.secure_channel(target, credentials, options=options)

@@ -1,0 +1,104 @@
+"""Helpers for the client tests: a library client signed in to a running App, and a TCP
+relay that breaks the first connection after some bytes (a network that drops)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+
+from musicsync.client import Client
+
+from .conftest import PASSWORD, REGISTRATION_KEY
+from .transfer import wav_bytes
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def target_of(app) -> str:
+    return f"127.0.0.1:{app.ports.get('auth') or next(iter(app.ports.values()))}"
+
+
+async def signed_in(app, username: str = "alice", **options) -> Client:
+    """A library Client registered as ``username`` on ``app``."""
+    client = Client(target_of(app), **options)
+    await client.register(username, PASSWORD, REGISTRATION_KEY)
+    return client
+
+
+def song_file(folder: Path, name: str, seconds: float = 1.0, salt: bytes = b"") -> Path:
+    """A valid WAV song written to ``folder/name`` (salt: unique bytes)."""
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(wav_bytes(seconds, salt=salt or name.encode()))
+    return path
+
+
+class BreakingRelay:
+    """Relays TCP to ``port``. On the first connection it stops passing the client's bytes
+    on once ``hold_after`` went through (a network that stalls), and ``cut()`` then resets
+    that connection (a network that drops). Later connections pass everything."""
+
+    def __init__(self, port: int, hold_after: int) -> None:
+        self.port = port
+        self.hold_after = hold_after
+        self.connections = 0
+        self._first: list[asyncio.StreamWriter] = []
+        self._server: asyncio.AbstractServer | None = None
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aenter__(self) -> BreakingRelay:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+    def cut(self) -> None:
+        for writer in self._first:
+            writer.transport.abort()  # a reset, as a dropped network gives
+
+    async def _relay(self, client_reader, client_writer) -> None:
+        self.connections += 1
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.port)
+        limit = None
+        if self.connections == 1:
+            limit = self.hold_after
+            self._first = [client_writer, server_writer]
+
+        async def pipe(reader, writer, limit: int | None) -> None:
+            passed = 0
+            try:
+                while data := await reader.read(65536):
+                    if limit is not None and passed + len(data) > limit:
+                        writer.write(data[:limit - passed])
+                        await asyncio.Event().wait()  # held until cut() ends it
+                    passed += len(data)
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+
+        tasks = [asyncio.create_task(pipe(client_reader, server_writer, limit)),
+                 asyncio.create_task(pipe(server_reader, client_writer, None))]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for writer in (client_writer, server_writer):
+                writer.transport.abort()
+
+
+def partial_bytes(data_dir: Path) -> int:
+    """Bytes the server's local store holds in unfinished resumable uploads."""
+    return sum(p.stat().st_size for p in (data_dir / "blobs" / ".partial").glob("*"))
