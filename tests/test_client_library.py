@@ -301,14 +301,12 @@ async def test_watch_reports_an_upload_as_it_happens(app, tmp_path):
 
 # -- folder paths (the server side is on branch paths) -----------------------------------
 
-@pytest.mark.skip(reason="needs server paths (branch paths)")
 async def test_upload_with_a_path_files_the_song_there(library, tmp_path):
     result = await library.upload(song_file(tmp_path, "x.wav"), path="Artist/Album/01 X.wav")
     assert (result.entry.path, result.entry.filename) == ("Artist/Album/01 X.wav", "01 X.wav")
     assert [f.path async for f in library.list_files()] == ["Artist/Album/01 X.wav"]
 
 
-@pytest.mark.skip(reason="needs server paths (branch paths)")
 async def test_same_bytes_at_a_second_path_report_the_first_path(library, tmp_path):
     source = song_file(tmp_path, "x.wav")
     await library.upload(source, path="A/x.wav")
@@ -316,7 +314,6 @@ async def test_same_bytes_at_a_second_path_report_the_first_path(library, tmp_pa
     assert again.duplicate_of_path == "A/x.wav" and again.bytes_sent == 0
 
 
-@pytest.mark.skip(reason="needs server paths (branch paths)")
 async def test_move_renames_a_song_without_sending_its_bytes(library, tmp_path):
     uploaded = await library.upload(song_file(tmp_path, "x.wav"), path="A/x.wav")
     sent = library.bytes_sent
@@ -325,7 +322,6 @@ async def test_move_renames_a_song_without_sending_its_bytes(library, tmp_path):
     assert library.bytes_sent == sent
 
 
-@pytest.mark.skip(reason="needs server paths (branch paths)")
 async def test_replacing_upload_takes_the_old_songs_path_and_one_event_names_it(
         library, tmp_path):
     old = await library.upload(song_file(tmp_path, "x.wav", salt=b"v1"), path="A/x.wav")
