@@ -330,3 +330,15 @@ async def test_replacing_upload_takes_the_old_songs_path_and_one_event_names_it(
     assert new.entry.path == "A/x.wav"
     events = [e async for e in library.changes(cursor)]
     assert [(e.kind, e.hash, e.replaces) for e in events] == [("added", new.hash, old.hash)]
+
+
+def test_a_server_named_without_a_port_is_reached_on_each_services_usual_port():
+    from musicsync.client.connection import service_targets
+    # Works with a one-process server and with one split into a process per service.
+    assert service_targets("music.local") == {
+        "auth": "music.local:50051", "file": "music.local:50052", "sync": "music.local:50053"}
+    assert service_targets("[::1]") == {
+        "auth": "[::1]:50051", "file": "[::1]:50052", "sync": "[::1]:50053"}
+    # A port (behind a gRPC proxy, or a one-process server's any port) serves them all.
+    assert set(service_targets("music.local:443").values()) == {"music.local:443"}
+    assert set(service_targets("[::1]:7000").values()) == {"[::1]:7000"}

@@ -10,7 +10,7 @@ import grpc
 
 from ..proto import auth_pb2, auth_pb2_grpc, file_pb2, file_pb2_grpc, sync_pb2, sync_pb2_grpc
 from . import transfer
-from .connection import open_channel
+from .connection import open_channel, service_targets
 from .errors import ClientError, NotSignedIn, translate
 from .models import (
     ChangeEvent,
@@ -45,11 +45,17 @@ class Client:
         self.device = device
         self.bytes_sent = 0
         self.bytes_received = 0
-        self._channel = open_channel(target, tls=tls, root_certificates=root_certificates,
-                                     server_name=server_name)
-        self._auth = auth_pb2_grpc.AuthServiceStub(self._channel)
-        self._file = file_pb2_grpc.FileServiceStub(self._channel)
-        self._sync = sync_pb2_grpc.SyncServiceStub(self._channel)
+        # One channel per address: a single one when the target names a port.
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        for address in service_targets(target).values():
+            if address not in self._channels:
+                self._channels[address] = open_channel(
+                    address, tls=tls, root_certificates=root_certificates,
+                    server_name=server_name)
+        addresses = service_targets(target)
+        self._auth = auth_pb2_grpc.AuthServiceStub(self._channels[addresses["auth"]])
+        self._file = file_pb2_grpc.FileServiceStub(self._channels[addresses["file"]])
+        self._sync = sync_pb2_grpc.SyncServiceStub(self._channels[addresses["sync"]])
         self._tokens = TokenKeeper(self._auth, target, tokens, on_tokens, clock, shared_tokens)
         self._closed = False
 
@@ -62,7 +68,8 @@ class Client:
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
-            await self._channel.close()
+            for channel in self._channels.values():
+                await channel.close()
 
     @property
     def tokens(self) -> Tokens | None:

@@ -26,7 +26,8 @@ def add_client_commands(commands) -> None:
                     "Sign in to a musicsync server and keep the sign-in (server address and "
                     "refresh token, never the password) in this user's configuration folder, "
                     "readable by you only. Asks for the password unless --password-stdin.")
-    login.add_argument("server", metavar="SERVER", help="host or host:port (port 50051 if none)")
+    login.add_argument("server", metavar="SERVER", help="host (each service on its usual port: auth 50051, file 50052, sync "
+                            "50053) or host:port (every service on that port)")
     login.add_argument("--user", metavar="NAME", help="user name (asked for if not given)")
     login.add_argument("--password-stdin", action="store_true",
                        help="read the password from the first line of standard input")

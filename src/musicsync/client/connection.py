@@ -17,6 +17,24 @@ CHANNEL_OPTIONS = [
 ]
 
 
+# The ports a server uses when a target names none: a one-process server answers every
+# service on each of them, a server split into one process per service (docker compose,
+# Kubernetes) each service on its own.
+SERVICE_PORTS = {"auth": 50051, "file": 50052, "sync": 50053}
+
+
+def service_targets(target: str) -> dict[str, str]:
+    """Where to reach each service: "host:port" for all of them, or "host" on SERVICE_PORTS.
+
+    An IPv6 address goes in brackets ("[::1]", "[::1]:50051").
+    """
+    target = target.strip()
+    host_end = target.rfind("]") if target.startswith("[") else -1
+    if ":" in target[host_end + 1:]:
+        return dict.fromkeys(SERVICE_PORTS, target)
+    return {service: f"{target}:{port}" for service, port in SERVICE_PORTS.items()}
+
+
 def open_channel(target: str, *, tls: bool = False, root_certificates: bytes | None = None,
                  server_name: str | None = None) -> grpc.aio.Channel:
     """A channel to ``target`` ("host:port"): TLS when ``tls`` or ``root_certificates``.

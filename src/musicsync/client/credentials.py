@@ -19,7 +19,6 @@ from .tokens import Tokens
 
 FILE_NAME = "credentials.json"
 LOCK_NAME = "credentials.lock"
-DEFAULT_PORT = 50051
 
 
 @dataclass(frozen=True)
@@ -40,11 +39,13 @@ class Credentials:
 
 
 def server_address(text: str) -> str:
-    """"host" or "host:port" (an IPv6 address in brackets); the port defaults to 50051."""
-    text = text.strip()
-    if text.startswith("["):
-        return text if "]:" in text else f"{text}:{DEFAULT_PORT}"
-    return text if ":" in text else f"{text}:{DEFAULT_PORT}"
+    """"host" or "host:port" (an IPv6 address in brackets), as given.
+
+    Without a port each service is reached on its usual one (connection.SERVICE_PORTS:
+    auth 50051, file 50052, sync 50053), which works with a one-process server and with
+    one split into a process per service; with a port, every service is reached there.
+    """
+    return text.strip()
 
 
 def new_device() -> tuple[str, str]:
