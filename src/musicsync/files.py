@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import bindparam, delete, exists, func, select
 from sqlalchemy.orm import Session
 
 from .db import Database
@@ -36,6 +36,10 @@ from .storage import BlobMissing, BlobStore, StagedBlob, is_sha256_hex
 log = logging.getLogger(__name__)
 
 MAX_STAT_HASHES = 10_000
+# Run by every upload (see library.py on prebuilt statements).
+_USER_QUOTA = select(User.__table__.c.quota_bytes).where(User.__table__.c.id == bindparam("id"))
+_BLOB_CORRUPT = select(Blob.__table__.c.corrupt).where(
+    Blob.__table__.c.sha256 == bindparam("sha256"))
 NOT_IN_LIBRARY = "no file with this hash in your library"
 
 
@@ -155,7 +159,7 @@ class Files:
     def usage_in(self, session: Session, user_id: int, *,
                  excluding: bytes | None = None) -> Usage:
         """usage() in a sync session."""
-        user_quota = session.scalar(select(User.quota_bytes).where(User.id == user_id))
+        user_quota = session.connection().execute(_USER_QUOTA, {"id": user_id}).scalar()
         quota = user_quota if user_quota is not None else self.user_quota
         if not quota:
             return Usage(None, 0, 0)
@@ -185,7 +189,7 @@ class Files:
 
         def record(session: Session) -> bool:
             record_blob_to_come(session, sha256, size, now)
-            return bool(session.scalar(select(Blob.corrupt).where(Blob.sha256 == sha256)))
+            return bool(session.connection().execute(_BLOB_CORRUPT, {"sha256": sha256}).scalar())
 
         def list_it(session: Session) -> Stored:
             # `musicsync gc` (another process) removes blobs inside its own write
