@@ -119,6 +119,16 @@ class Files:
         return await self.db.quick_read(lambda session: session.scalar(select(LibraryEntry).where(
             LibraryEntry.user_id == user_id, LibraryEntry.sha256 == sha256)))
 
+    async def entry_and_usage(self, user_id: int, sha256: bytes | None
+                              ) -> tuple[LibraryEntry | None, Usage]:
+        """The user's entry of ``sha256`` (None: none, or no hash) and usage(), in one
+        read: what every upload asks before it takes any byte."""
+        def read(session: Session) -> tuple[LibraryEntry | None, Usage]:
+            entry = None if sha256 is None else session.scalar(select(LibraryEntry).where(
+                LibraryEntry.user_id == user_id, LibraryEntry.sha256 == sha256))
+            return entry, self.usage_in(session, user_id)
+        return await self.db.quick_read(read)
+
     async def stat(self, user_id: int, hashes: Iterable[str]) -> tuple[list[LibraryEntry], list[str]]:
         """The caller's entries among ``hashes``, and the hashes they do not have."""
         wanted = list(hashes)
