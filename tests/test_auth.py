@@ -172,6 +172,20 @@ async def test_a_sign_in_revoked_by_another_process_is_refused_within_seconds(
     await wait_until(refused, "the revoked sign-in's access token to be refused", timeout=10)
 
 
+async def test_an_account_deleted_by_another_process_is_refused_within_seconds(
+        app, client, alice, settings):
+    # A sign-in checked lately is not read again for REVOCATION_CHECK_SECONDS, its
+    # account included: a deletion made elsewhere shows within that bound.
+    from musicsync.admin import accounts_over
+    assert (await get_sync_status(client, alice.token))[0] == grpc.StatusCode.OK
+    await accounts_over(app.db, settings).delete_user("alice")
+
+    async def refused() -> bool:
+        code, message = await get_sync_status(client, alice.token)
+        return code == grpc.StatusCode.UNAUTHENTICATED and "no longer exists" in message
+    await wait_until(refused, "the deleted account's access token to be refused", timeout=10)
+
+
 async def test_logout_ends_the_access_tokens_of_that_sign_in(client, alice):
     other_device = await login(client, "alice")
     await client.auth.Logout(auth_pb2.LogoutRequest(refresh_token=alice.refresh_token))

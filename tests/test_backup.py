@@ -37,9 +37,9 @@ async def add_songs(app: App, uid: int, first: int, count: int) -> None:
     async with app.db.write() as session:
         for number in range(first, first + count):
             digest = hashlib.sha256(str(number).encode()).digest()
-            await ensure_blob(session, digest, 1000 + number, 1_700_000_000)
-            await put_entry(session, uid, digest, 1000 + number, f"song {number}.mp3",
-                            Tags(title=f"Song {number}", artist="Artist"), 1_700_000_000)
+            await session.run_sync(ensure_blob, digest, 1000 + number, 1_700_000_000)
+            await session.run_sync(put_entry, uid, digest, 1000 + number, f"song {number}.mp3",
+                                   Tags(title=f"Song {number}", artist="Artist"), 1_700_000_000)
 
 
 async def fill_library(app: App, uid: int, count: int) -> None:
@@ -122,8 +122,8 @@ async def test_backup_leaves_out_a_transaction_still_open(app, alice, tmp_path):
     target = tmp_path / "backup.db"
     async with app.db.write() as session:  # holds SQLite's write lock meanwhile
         digest = hashlib.sha256(b"uncommitted").digest()
-        await ensure_blob(session, digest, 1, 1_700_000_000)
-        await put_entry(session, uid, digest, 1, "late.mp3", Tags(), 1_700_000_000)
+        await session.run_sync(ensure_blob, digest, 1, 1_700_000_000)
+        await session.run_sync(put_entry, uid, digest, 1, "late.mp3", Tags(), 1_700_000_000)
         code = await asyncio.to_thread(backup, app.settings, target)
     assert code == 0
     assert read_copy(target)["songs"] == 10

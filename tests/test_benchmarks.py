@@ -47,3 +47,10 @@ def test_soak_benchmark_prints_its_result_line():
     assert set(figures) == {"calls_per_s", "errors", "rss_start_mib", "rss_end_mib",
                             "rss_peak_mib"}
     assert figures["calls_per_s"] > 0 and figures["rss_peak_mib"] > 0
+
+
+def test_small_uploads_benchmark_prints_its_result_line():
+    figures = result_line("bench/small_uploads.py", "--uploads", "40", "--streams", "4")
+    assert set(figures) == {"uploads_per_s", "p50_ms", "cpu_ms_per_upload",
+                            "worker_cpu_ms_per_upload", "ratio"}
+    assert figures["uploads_per_s"] > 0 and figures["cpu_ms_per_upload"] > 0

@@ -19,7 +19,8 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import bindparam, delete, exists, func, select
+from sqlalchemy.orm import Session
 
 from .db import Database
 from .db.models import Blob, LibraryEntry, UploadSession, User
@@ -35,6 +36,10 @@ from .storage import BlobMissing, BlobStore, StagedBlob, is_sha256_hex
 log = logging.getLogger(__name__)
 
 MAX_STAT_HASHES = 10_000
+# Run by every upload (see library.py on prebuilt statements).
+_USER_QUOTA = select(User.__table__.c.quota_bytes).where(User.__table__.c.id == bindparam("id"))
+_BLOB_CORRUPT = select(Blob.__table__.c.corrupt).where(
+    Blob.__table__.c.sha256 == bindparam("sha256"))
 NOT_IN_LIBRARY = "no file with this hash in your library"
 
 
@@ -114,6 +119,16 @@ class Files:
         return await self.db.quick_read(lambda session: session.scalar(select(LibraryEntry).where(
             LibraryEntry.user_id == user_id, LibraryEntry.sha256 == sha256)))
 
+    async def entry_and_usage(self, user_id: int, sha256: bytes | None
+                              ) -> tuple[LibraryEntry | None, Usage]:
+        """The user's entry of ``sha256`` (None: none, or no hash) and usage(), in one
+        read: what every upload asks before it takes any byte."""
+        def read(session: Session) -> tuple[LibraryEntry | None, Usage]:
+            entry = None if sha256 is None else session.scalar(select(LibraryEntry).where(
+                LibraryEntry.user_id == user_id, LibraryEntry.sha256 == sha256))
+            return entry, self.usage_in(session, user_id)
+        return await self.db.quick_read(read)
+
     async def stat(self, user_id: int, hashes: Iterable[str]) -> tuple[list[LibraryEntry], list[str]]:
         """The caller's entries among ``hashes``, and the hashes they do not have."""
         wanted = list(hashes)
@@ -141,19 +156,25 @@ class Files:
 
     async def usage(self, user_id: int, session=None, *,
                     excluding: bytes | None = None) -> Usage:
-        """The user's quota and what counts against it (see Usage).
+        """The user's quota and what counts against it (see Usage), read in ``session``
+        (an AsyncSession) or on its own.
 
         ``excluding``: a content whose own upload session is not counted (the one
         being checked: its bytes are the ones asked about)."""
         if session is None:
-            async with self.db.read() as own:
-                return await self.usage(user_id, own, excluding=excluding)
-        user_quota = await session.scalar(select(User.quota_bytes).where(User.id == user_id))
+            return await self.db.quick_read(
+                lambda own: self.usage_in(own, user_id, excluding=excluding))
+        return await session.run_sync(self.usage_in, user_id, excluding=excluding)
+
+    def usage_in(self, session: Session, user_id: int, *,
+                 excluding: bytes | None = None) -> Usage:
+        """usage() in a sync session."""
+        user_quota = session.connection().execute(_USER_QUOTA, {"id": user_id}).scalar()
         quota = user_quota if user_quota is not None else self.user_quota
         if not quota:
             return Usage(None, 0, 0)
-        library = await session.scalar(select(func.coalesce(func.sum(LibraryEntry.size), 0))
-                                       .where(LibraryEntry.user_id == user_id))
+        library = session.scalar(select(func.coalesce(func.sum(LibraryEntry.size), 0))
+                                 .where(LibraryEntry.user_id == user_id))
         # An unexpired session holds its declared size: its partial grows to it, and
         # counting only the bytes received would let unfinished uploads escape the quota.
         reserved = select(func.coalesce(func.sum(UploadSession.size), 0)).where(
@@ -162,7 +183,7 @@ class Files:
                             LibraryEntry.sha256 == UploadSession.sha256))
         if excluding is not None:
             reserved = reserved.where(UploadSession.sha256 != excluding)
-        return Usage(quota, library, await session.scalar(reserved))
+        return Usage(quota, library, session.scalar(reserved))
 
     # -- Publishing ---------------------------------------------------------------------
 
@@ -173,27 +194,34 @@ class Files:
         A replaced entry's blob goes with its last reference, as after a Delete."""
         sha256 = bytes.fromhex(staged.hexdigest())
         size = staged.size
+        now = self.now()
+        loop = asyncio.get_running_loop()
+
+        def record(session: Session) -> bool:
+            record_blob_to_come(session, sha256, size, now)
+            return bool(session.connection().execute(_BLOB_CORRUPT, {"sha256": sha256}).scalar())
+
+        def list_it(session: Session) -> Stored:
+            # `musicsync gc` (another process) removes blobs inside its own write
+            # transaction: checked in ours, the blob cannot vanish unseen.
+            if asyncio.run_coroutine_threadsafe(self.store.size(sha256.hex()),
+                                                loop).result() is None:
+                raise Unavailable("the stored copy of this file was removed by maintenance "
+                                  "while it was being uploaded; send the file again")
+            self._check_quota(session, user_id, sha256, size, placement.replaces)
+            ensure_blob(session, sha256, size, now)
+            return put_entry(session, user_id, sha256, size, placement, tags, now)
+
         async with self.locks.hold_all(sha256, placement.replaces):
-            if await self._is_corrupt(sha256):
-                # fsck found the stored copy damaged: these verified bytes replace it.
-                await self.store.delete(sha256.hex())
             # Recorded first: a crash after the store's commit and before the listing
             # leaves a record that no entry lists, which recover() finds at start-up.
-            async with self.db.write() as session:
-                await record_blob_to_come(session, sha256, size, self.now())
+            # Both writes are grouped with other uploads' (Database.grouped_write).
+            if await self.db.grouped_write(record):
+                # fsck found the stored copy damaged: these verified bytes replace it.
+                await self.store.delete(sha256.hex())
             await staged.commit()
             try:
-                async with self.db.write() as session:
-                    # `musicsync gc` (another process) removes blobs inside its own write
-                    # transaction: checked in ours, the blob cannot vanish unseen.
-                    if await self.store.size(sha256.hex()) is None:
-                        raise Unavailable(
-                            "the stored copy of this file was removed by maintenance while "
-                            "it was being uploaded; send the file again")
-                    await self._check_quota(session, user_id, sha256, size, placement.replaces)
-                    await ensure_blob(session, sha256, size, self.now())
-                    stored = await put_entry(session, user_id, sha256, size, placement, tags,
-                                             self.now())
+                stored = await self.db.grouped_write(list_it)
             except BaseException:
                 await self.retire_if_unreferenced(sha256)
                 raise
@@ -222,19 +250,18 @@ class Files:
                      "acknowledged", len(unlisted))
         return len(unlisted)
 
-    async def _is_corrupt(self, sha256: bytes) -> bool:
-        return bool(await self.db.quick_read(lambda session: session.scalar(
-            select(Blob.corrupt).where(Blob.sha256 == sha256))))
-
     async def update_entry(self, user_id: int, entry: LibraryEntry, placement: Placement,
                            tags: Tags) -> Stored:
         """Renames or re-tags an entry the user already has (no bytes involved)."""
+        now = self.now()
+
+        def update(session: Session) -> Stored:
+            if session.scalar(select(Blob.sha256).where(Blob.sha256 == entry.sha256)) is None:
+                raise NotFound(NOT_IN_LIBRARY)
+            return put_entry(session, user_id, entry.sha256, entry.size, placement, tags, now)
+
         async with self.locks.hold(entry.sha256):
-            async with self.db.write() as session:
-                if await session.scalar(select(Blob.sha256).where(Blob.sha256 == entry.sha256)) is None:
-                    raise NotFound(NOT_IN_LIBRARY)
-                stored = await put_entry(session, user_id, entry.sha256, entry.size, placement,
-                                         tags, self.now())
+            stored = await self.db.grouped_write(update)
         if stored.change is not None:
             await self.notifier.published(user_id, stored.entry.seq)
         return stored
@@ -243,10 +270,11 @@ class Files:
         """Gives a song of the user's library a new path (one UPDATED change, no bytes)."""
         sha256 = parse_hash(hash_text)
         path = normalise_path(path_text)
-        async with self.db.write() as session:
-            entry, moved = await move_entry(session, user_id, sha256, path, self.now())
-            if entry is None:
-                raise NotFound(NOT_IN_LIBRARY)
+        now = self.now()
+        entry, moved = await self.db.grouped_write(
+            lambda session: move_entry(session, user_id, sha256, path, now))
+        if entry is None:
+            raise NotFound(NOT_IN_LIBRARY)
         if moved:
             await self.notifier.published(user_id, entry.seq)
         return entry
@@ -261,17 +289,17 @@ class Files:
         if holder is not None and holder not in (sha256, replaces):
             raise path_taken(path, holder)
 
-    async def _check_quota(self, session, user_id: int, sha256: bytes, size: int,
-                           replaces: bytes | None = None) -> None:
-        usage = await self.usage(user_id, session, excluding=sha256)
+    def _check_quota(self, session: Session, user_id: int, sha256: bytes, size: int,
+                     replaces: bytes | None = None) -> None:
+        usage = self.usage_in(session, user_id, excluding=sha256)
         if usage.quota is None:
             return
-        already = await session.scalar(select(LibraryEntry.size).where(
+        already = session.scalar(select(LibraryEntry.size).where(
             LibraryEntry.user_id == user_id, LibraryEntry.sha256 == sha256))
         if already is not None:
             return
         # A replace frees the replaced song's bytes in the same step.
-        freed = 0 if replaces is None else await session.scalar(select(LibraryEntry.size).where(
+        freed = 0 if replaces is None else session.scalar(select(LibraryEntry.size).where(
             LibraryEntry.user_id == user_id, LibraryEntry.sha256 == replaces)) or 0
         if size > usage.left + freed:
             raise quota_exceeded(size, usage.left + freed)
@@ -282,14 +310,15 @@ class Files:
         The record goes last: a crash after the blob's deletion leaves a record
         without an entry, which recover() clears at the next start, never a
         blob that no record or entry knows."""
-        async with self.db.read() as session:
-            if await blob_is_referenced(session, sha256):
-                return
+        if await self.db.quick_read(lambda session: blob_is_referenced(session, sha256)):
+            return
         if not await self._delete_blob(sha256):
             return  # the record stays: recover() or `musicsync gc` try again
-        async with self.db.write() as session:
-            if not await blob_is_referenced(session, sha256):
-                await session.execute(delete(Blob).where(Blob.sha256 == sha256))
+
+        def forget(session: Session) -> None:
+            if not blob_is_referenced(session, sha256):
+                session.execute(delete(Blob).where(Blob.sha256 == sha256))
+        await self.db.grouped_write(forget)
 
     async def _delete_blob(self, sha256: bytes) -> bool:
         try:
@@ -351,11 +380,17 @@ class Files:
     async def delete(self, user_id: int, hash_text: str) -> bool:
         """Removes the song from the user's library (with a tombstone); False if absent."""
         sha256 = parse_hash(hash_text)
+        now = self.now()
+
+        def remove(session: Session) -> int | None:
+            if not remove_entry(session, user_id, sha256, now):
+                return None
+            return session.scalar(select(User.last_seq).where(User.id == user_id))
+
         async with self.locks.hold(sha256):
-            async with self.db.write() as session:
-                if not await remove_entry(session, user_id, sha256, self.now()):
-                    return False
-                seq = await session.scalar(select(User.last_seq).where(User.id == user_id))
+            seq = await self.db.grouped_write(remove)
+            if seq is None:
+                return False
             # Unlisted now, the blob is deleted before its record (see retire_if_unreferenced).
             await self.retire_if_unreferenced(sha256)
         await self.notifier.published(user_id, seq)

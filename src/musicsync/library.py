@@ -10,8 +10,10 @@ replaced hash.
 
 Each entry sits at a path unique within its library (paths.py).
 
-The functions here run inside a write session the caller owns; after the
-commit, the caller tells the ``ChangeNotifier`` so Watch streams wake up.
+The functions here run inside a write session the caller owns: sync functions of a
+sync Session, for Database.grouped_write (async sessions call them through
+``AsyncSession.run_sync``); after the commit, the caller tells the
+``ChangeNotifier`` so Watch streams wake up.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ import enum
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from . import paths
 from .db.models import Blob, Change, LibraryEntry, User
@@ -61,30 +63,41 @@ class Tags:
 
 TAG_FIELDS = tuple(Tags.__dataclass_fields__)
 
+# The statements of every upload, built once and run as Core statements on the
+# session's connection: building them (and the ORM's bulk-DML path) took most of
+# an upload's library transaction (bench/small_uploads.py).
+_NEXT_SEQ = (update(User.__table__).where(User.__table__.c.id == bindparam("user_id"))
+             .values(last_seq=User.__table__.c.last_seq + 1)
+             .returning(User.__table__.c.last_seq))
+_BLOB_VALUES = dict(sha256=bindparam("sha256"), size=bindparam("size"),
+                    created_at=bindparam("now"), corrupt=False)
+_ENSURE_BLOB = sqlite_insert(Blob.__table__).values(**_BLOB_VALUES).on_conflict_do_update(
+    index_elements=[Blob.__table__.c.sha256], set_={"corrupt": False})
+_RECORD_BLOB = sqlite_insert(Blob.__table__).values(**_BLOB_VALUES).on_conflict_do_nothing(
+    index_elements=[Blob.__table__.c.sha256])
+_INSERT_CHANGE = insert(Change.__table__)
+_INSERT_ENTRY = insert(LibraryEntry.__table__).returning(LibraryEntry.__table__.c.id)
+_PATH_HOLDER = select(LibraryEntry.__table__.c.id).where(
+    LibraryEntry.__table__.c.user_id == bindparam("user_id"),
+    LibraryEntry.__table__.c.path == bindparam("path"))
 
-async def next_seq(session: AsyncSession, user_id: int) -> int:
+
+def next_seq(session: Session, user_id: int) -> int:
     """Takes the user's next change sequence number (inside the write transaction)."""
-    return (await session.execute(
-        update(User).where(User.id == user_id).values(last_seq=User.last_seq + 1)
-        .returning(User.last_seq))).scalar_one()
+    return session.connection().execute(_NEXT_SEQ, {"user_id": user_id}).scalar_one()
 
 
-async def ensure_blob(session: AsyncSession, sha256: bytes, size: int, now: int) -> None:
+def ensure_blob(session: Session, sha256: bytes, size: int, now: int) -> None:
     """Records a stored, verified blob (clearing a corrupt mark a fresh upload repaired)."""
-    await session.execute(sqlite_insert(Blob).values(
-        sha256=sha256, size=size, created_at=now, corrupt=False).on_conflict_do_update(
-        index_elements=[Blob.sha256], set_={"corrupt": False}))
+    session.connection().execute(_ENSURE_BLOB, {"sha256": sha256, "size": size, "now": now})
 
 
-async def record_blob_to_come(session: AsyncSession, sha256: bytes, size: int,
-                              now: int) -> None:
+def record_blob_to_come(session: Session, sha256: bytes, size: int, now: int) -> None:
     """Records a blob about to be published, before it is (kept as it is if recorded).
 
     Until a library entry lists it, the record marks a publish in progress: one that
     a crash interrupted is undone at the next start (Files.recover)."""
-    await session.execute(sqlite_insert(Blob).values(
-        sha256=sha256, size=size, created_at=now, corrupt=False).on_conflict_do_nothing(
-        index_elements=[Blob.sha256]))
+    session.connection().execute(_RECORD_BLOB, {"sha256": sha256, "size": size, "now": now})
 
 
 @dataclass(frozen=True)
@@ -112,8 +125,8 @@ class Stored:
     replaced: bytes | None = None
 
 
-async def put_entry(session: AsyncSession, user_id: int, sha256: bytes, size: int,
-                    placement: Placement | str, tags: Tags, now: int) -> Stored:
+def put_entry(session: Session, user_id: int, sha256: bytes, size: int,
+              placement: Placement | str, tags: Tags, now: int) -> Stored:
     """Adds a song to the library, replaces one with it, or updates its place and tags.
 
     - Content the library already has stays where it is (its tags updated); asked for
@@ -130,102 +143,101 @@ async def put_entry(session: AsyncSession, user_id: int, sha256: bytes, size: in
     """
     if isinstance(placement, str):
         placement = Placement(filename=placement)
-    entry = await entry_by_hash(session, user_id, sha256)
+    entry = entry_by_hash(session, user_id, sha256)
     if entry is not None:
-        return await _update_in_place(session, entry, placement, tags, now)
+        return _update_in_place(session, entry, placement, tags, now)
     replaced = None
     if placement.replaces is not None and placement.replaces != sha256:
-        replaced = await entry_by_hash(session, user_id, placement.replaces)
+        replaced = entry_by_hash(session, user_id, placement.replaces)
     if replaced is not None:
         path = placement.path or replaced.path
-        await check_path_free(session, user_id, path, replaced.id)
+        check_path_free(session, user_id, path, replaced.id)
         old_sha = replaced.sha256
-        seq = await next_seq(session, user_id)
+        seq = next_seq(session, user_id)
         for key, value in asdict(tags).items():
             setattr(replaced, key, value)
         replaced.sha256, replaced.size = sha256, size
         replaced.path, replaced.filename = path, paths.basename(path)
         replaced.updated_at, replaced.seq = now, seq
-        await _record(session, user_id, seq, ChangeKind.ADDED, sha256, now, replaces=old_sha)
-        await session.flush()
+        _record(session, user_id, seq, ChangeKind.ADDED, sha256, now, replaces=old_sha)
+        session.flush()
         return Stored(replaced, ChangeKind.ADDED, replaced=old_sha)
     if placement.path is not None:
         path = placement.path
-        await check_path_free(session, user_id, path)
+        check_path_free(session, user_id, path)
     else:
-        path = await free_path(session, user_id, placement.filename)
-    seq = await next_seq(session, user_id)
-    entry = LibraryEntry(user_id=user_id, sha256=sha256, size=size, created_at=now,
-                         updated_at=now, seq=seq, path=path, filename=paths.basename(path),
-                         **asdict(tags))
-    session.add(entry)
-    await _record(session, user_id, seq, ChangeKind.ADDED, sha256, now)
-    await session.flush()
-    return Stored(entry, ChangeKind.ADDED)
+        path = free_path(session, user_id, placement.filename)
+    seq = next_seq(session, user_id)
+    values = dict(user_id=user_id, sha256=sha256, size=size, created_at=now, updated_at=now,
+                  seq=seq, path=path, filename=paths.basename(path), **asdict(tags))
+    # A Core insert (see _INSERT_ENTRY): the entry returned is not in the session.
+    entry_id = session.connection().execute(_INSERT_ENTRY, values).scalar_one()
+    _record(session, user_id, seq, ChangeKind.ADDED, sha256, now)
+    return Stored(LibraryEntry(id=entry_id, **values), ChangeKind.ADDED)
 
 
-async def _update_in_place(session: AsyncSession, entry: LibraryEntry, placement: Placement,
-                           tags: Tags, now: int) -> Stored:
+def _update_in_place(session: Session, entry: LibraryEntry, placement: Placement,
+                     tags: Tags, now: int) -> Stored:
     """put_entry for content the library has: new tags, a new filename, never a new path."""
     asked = placement.path
     if asked is None and placement.replaces is not None and placement.replaces != entry.sha256:
-        target = await entry_by_hash(session, entry.user_id, placement.replaces)
+        target = entry_by_hash(session, entry.user_id, placement.replaces)
         asked = target.path if target is not None else None
     duplicate_of_path = entry.path if asked is not None and asked != entry.path else ""
     path = entry.path
     if asked is None and placement.filename and placement.filename != entry.filename:
         # A legacy upload renames the song: it keeps its folder.
-        path = await free_path(session, entry.user_id,
+        path = free_path(session, entry.user_id,
                                paths.join(paths.dirname(entry.path), placement.filename),
                                entry.id)
     values = {"path": path, "filename": paths.basename(path), **asdict(tags)}
     if all(getattr(entry, key) == value for key, value in values.items()):
         return Stored(entry, None, duplicate_of_path)
-    seq = await next_seq(session, entry.user_id)
+    seq = next_seq(session, entry.user_id)
     for key, value in values.items():
         setattr(entry, key, value)
     entry.updated_at, entry.seq = now, seq
-    await _record(session, entry.user_id, seq, ChangeKind.UPDATED, entry.sha256, now)
-    await session.flush()
+    _record(session, entry.user_id, seq, ChangeKind.UPDATED, entry.sha256, now)
+    session.flush()
     return Stored(entry, ChangeKind.UPDATED, duplicate_of_path)
 
 
-async def move_entry(session: AsyncSession, user_id: int, sha256: bytes, path: str,
-                     now: int) -> tuple[LibraryEntry | None, bool]:
+def move_entry(session: Session, user_id: int, sha256: bytes, path: str,
+               now: int) -> tuple[LibraryEntry | None, bool]:
     """Gives an entry a new path (one UPDATED change; none if it is there already).
 
     Returns the entry (None if the user has none with this hash) and whether it moved;
     FailedPrecondition if another entry holds the path."""
-    entry = await entry_by_hash(session, user_id, sha256)
+    entry = entry_by_hash(session, user_id, sha256)
     if entry is None or entry.path == path:
         return entry, False
-    await check_path_free(session, user_id, path, entry.id,
+    check_path_free(session, user_id, path, entry.id,
                           hint="move or delete that song first, or choose another path")
-    seq = await next_seq(session, user_id)
+    seq = next_seq(session, user_id)
     entry.path, entry.filename = path, paths.basename(path)
     entry.updated_at, entry.seq = now, seq
-    await _record(session, user_id, seq, ChangeKind.UPDATED, sha256, now)
-    await session.flush()
+    _record(session, user_id, seq, ChangeKind.UPDATED, sha256, now)
+    session.flush()
     return entry, True
 
 
-async def entry_by_hash(session: AsyncSession, user_id: int, sha256: bytes
-                        ) -> LibraryEntry | None:
-    return await session.scalar(select(LibraryEntry).where(
+def entry_by_hash(session: Session, user_id: int, sha256: bytes
+                  ) -> LibraryEntry | None:
+    return session.scalar(select(LibraryEntry).where(
         LibraryEntry.user_id == user_id, LibraryEntry.sha256 == sha256))
 
 
-async def path_holder(session: AsyncSession, user_id: int, path: str) -> LibraryEntry | None:
+def path_holder(session: Session, user_id: int, path: str) -> LibraryEntry | None:
     """The user's entry at ``path``, if any."""
-    return await session.scalar(select(LibraryEntry).where(
+    return session.scalar(select(LibraryEntry).where(
         LibraryEntry.user_id == user_id, LibraryEntry.path == path))
 
 
-async def check_path_free(session: AsyncSession, user_id: int, path: str,
-                          except_id: int | None = None, *,
-                          hint: str = PATH_TAKEN_HINT) -> None:
+def check_path_free(session: Session, user_id: int, path: str,
+                    except_id: int | None = None, *,
+                    hint: str = PATH_TAKEN_HINT) -> None:
     """FailedPrecondition if an entry other than ``except_id`` holds ``path``."""
-    holder = await path_holder(session, user_id, path)
+    holder = path_holder(session, user_id, path)
     if holder is not None and holder.id != except_id:
         raise path_taken(path, holder.sha256, hint)
 
@@ -235,43 +247,48 @@ def path_taken(path: str, holder: bytes, hint: str = PATH_TAKEN_HINT) -> FailedP
                               f"{path!r}; {hint}")
 
 
-async def free_path(session: AsyncSession, user_id: int, wanted: str,
-                    except_id: int | None = None) -> str:
+def free_path(session: Session, user_id: int, wanted: str,
+              except_id: int | None = None) -> str:
     """``wanted``, or the first of "name (2).ext", "name (3).ext"... no other entry holds."""
+    choice = paths.numbered(wanted)
+    holder = session.connection().execute(
+        _PATH_HOLDER, {"user_id": user_id, "path": choice}).scalar()
+    if holder is None or holder == except_id:
+        return choice  # the usual case, in one cheap statement
     first = 2
     while True:
         candidates = [paths.numbered(wanted)] if first == 2 else []
         candidates += [paths.numbered(wanted, number) for number in range(first, first + 50)]
-        taken = dict((await session.execute(
+        taken = dict(session.execute(
             select(LibraryEntry.path, LibraryEntry.id).where(
-                LibraryEntry.user_id == user_id, LibraryEntry.path.in_(candidates)))).all())
+                LibraryEntry.user_id == user_id, LibraryEntry.path.in_(candidates))).all())
         for candidate in candidates:
             if taken.get(candidate, except_id) == except_id:
                 return candidate
         first += 50
 
 
-async def _record(session: AsyncSession, user_id: int, seq: int, kind: ChangeKind,
-                  sha256: bytes, now: int, *, replaces: bytes | None = None) -> None:
-    await session.execute(insert(Change).values(
+def _record(session: Session, user_id: int, seq: int, kind: ChangeKind,
+            sha256: bytes, now: int, *, replaces: bytes | None = None) -> None:
+    session.connection().execute(_INSERT_CHANGE, dict(
         user_id=user_id, seq=seq, kind=int(kind), sha256=sha256, at=now, replaces=replaces))
 
 
-async def remove_entry(session: AsyncSession, user_id: int, sha256: bytes, now: int) -> bool:
+def remove_entry(session: Session, user_id: int, sha256: bytes, now: int) -> bool:
     """Deletes a song from the library, leaving a tombstone; False if it was not there."""
-    removed = (await session.execute(
+    removed = session.execute(
         delete(LibraryEntry).where(LibraryEntry.user_id == user_id, LibraryEntry.sha256 == sha256)
-        .returning(LibraryEntry.id))).first()
+        .returning(LibraryEntry.id)).first()
     if removed is None:
         return False
-    seq = await next_seq(session, user_id)
-    await _record(session, user_id, seq, ChangeKind.DELETED, sha256, now)
+    seq = next_seq(session, user_id)
+    _record(session, user_id, seq, ChangeKind.DELETED, sha256, now)
     return True
 
 
-async def blob_is_referenced(session: AsyncSession, sha256: bytes) -> bool:
+def blob_is_referenced(session: Session, sha256: bytes) -> bool:
     """Whether any library entry still points at the blob."""
-    return await session.scalar(
+    return session.scalar(
         select(LibraryEntry.id).where(LibraryEntry.sha256 == sha256).limit(1)) is not None
 
 

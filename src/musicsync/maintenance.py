@@ -189,7 +189,7 @@ class Maintenance:
         async with self.db.write() as session:
             marked = (await session.execute(update(Blob).where(Blob.sha256 == sha)
                                             .values(corrupt=True))).rowcount
-            if not marked and await blob_is_referenced(session, sha):
+            if not marked and await session.run_sync(blob_is_referenced, sha):
                 size = await session.scalar(select(LibraryEntry.size).where(
                     LibraryEntry.sha256 == sha).limit(1))
                 session.add(Blob(sha256=sha, size=size, created_at=int(self.clock()),
@@ -200,7 +200,7 @@ class Maintenance:
 
     async def _forget_row(self, sha: bytes) -> str:
         async with self.db.write() as session:
-            if await blob_is_referenced(session, sha):
+            if await session.run_sync(blob_is_referenced, sha):
                 return "kept: now listed"
             await session.execute(delete(Blob).where(Blob.sha256 == sha))
         return "record removed"
@@ -209,7 +209,7 @@ class Maintenance:
         """Deletes the blob and its record unless a library lists it (checked and done
         inside one write transaction, which a concurrent upload's record waits for)."""
         async with self.db.write() as session:
-            if await blob_is_referenced(session, sha):
+            if await session.run_sync(blob_is_referenced, sha):
                 return False
             await session.execute(delete(Blob).where(Blob.sha256 == sha))
             await self.store.delete(sha.hex())

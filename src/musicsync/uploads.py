@@ -126,15 +126,15 @@ class Uploads:
                                                  declared_size, first_chunk, read)
         if meta is not None and meta.offset:
             raise InvalidArgument("metadata.offset needs metadata.upload_id (see StartUpload)")
-        if declared_sha is not None:
-            existing = await self.files.entry(user_id, declared_sha)
-            if existing is not None:  # the caller's own copy: no need for the bytes
-                if declared_size is not None and declared_size != existing.size:
-                    raise InvalidArgument(f"metadata.size {declared_size} does not match the "
-                                          f"file with this hash ({existing.size} bytes)")
-                return await self._retag(user_id, existing, meta, placement)
-            await self._check_path(user_id, placement, declared_sha)
-        usage = await self.files.usage(user_id)
+        existing, usage = await self.files.entry_and_usage(user_id, declared_sha)
+        if existing is not None:  # the caller's own copy: no need for the bytes
+            if declared_size is not None and declared_size != existing.size:
+                raise InvalidArgument(f"metadata.size {declared_size} does not match the "
+                                      f"file with this hash ({existing.size} bytes)")
+            return await self._retag(user_id, existing, meta, placement)
+        if declared_sha is not None and placement.path is not None:
+            await self.files.check_path_free(user_id, placement.path, declared_sha,
+                                             placement.replaces)
         allowance = None
         if usage.quota is not None:
             # A declared hash is known not to be in the library (see above), so it must

@@ -37,10 +37,11 @@ from .tokens import AccessTokens, TokenPair, hash_refresh_token, new_refresh_tok
 log = logging.getLogger(__name__)
 
 INVALID_CREDENTIALS = "invalid credentials"
-# A sign-in found not revoked is not looked up again for this long. Revocations made
-# by this process (Logout, reuse of a refresh token) take effect at once; those made
-# by another process (the auth service beside separate file and sync services, the
-# `musicsync user` commands) within these seconds.
+# A sign-in found not revoked, with its account found enabled, existing and without a
+# newer password, is not looked up again for this long. Revocations made by this
+# process (Logout, reuse of a refresh token, a password change, `user disable`) take
+# effect at once; those made by another process (the auth service beside separate
+# file and sync services, the `musicsync user` commands) within these seconds.
 REVOCATION_CHECK_SECONDS = 2.0
 LIVE_SIGN_INS_KEPT = 1024
 Clock = Callable[[], float]
@@ -99,8 +100,9 @@ class Accounts:
         self._throttle = SignInThrottle(login_policy)
         self._register_backoff = AddressBackoff(login_policy)
         self._metrics = metrics or _NoSink()
-        # family id -> time.monotonic() when it was last found not revoked
-        self._live_sign_ins: OrderedDict[str, float] = OrderedDict()
+        # family id -> (time.monotonic() when it was last found not revoked, its caller,
+        # the account's tokens_valid_after then)
+        self._live_sign_ins: OrderedDict[str, tuple[float, Principal, int]] = OrderedDict()
         self._anonymous_key = username_key(anonymous_user) if anonymous_user else None
         self._clock = clock
         # Names Register refuses (the anonymous user's): only the operator creates them.
@@ -324,7 +326,15 @@ class Accounts:
             raise Unauthenticated("authorization metadata must be `Bearer <access token>`")
         now = self._now()
         claims = self._access.verify(token, now)
-        family = None if self._known_live(claims.family_id) else claims.family_id
+        known = self._known_live(claims.family_id)
+        if known is not None and known[0].user_id == claims.user_id:
+            # Checked within REVOCATION_CHECK_SECONDS: no database read on this call.
+            principal, tokens_valid_after = known
+            if claims.issued_at < tokens_valid_after:
+                raise Unauthenticated("the password changed since this token was issued; "
+                                      "sign in again")
+            return principal
+        family = claims.family_id
         user, revoked = await self._db.quick_read(lambda session: (
             session.get(User, claims.user_id), _family_revoked(session, family)))
         if user is None:
@@ -336,20 +346,24 @@ class Accounts:
                                   "was used twice and may have been stolen); sign in again")
         if claims.issued_at < user.tokens_valid_after:
             raise Unauthenticated("the password changed since this token was issued; sign in again")
+        principal = Principal(user.id, user.username)
         if family is not None:
-            self._live_sign_ins[family] = time.monotonic()
+            self._live_sign_ins[family] = (time.monotonic(), principal, user.tokens_valid_after)
             self._live_sign_ins.move_to_end(family)
             if len(self._live_sign_ins) > LIVE_SIGN_INS_KEPT:
                 self._live_sign_ins.popitem(last=False)
-        return Principal(user.id, user.username)
+        return principal
 
-    def _known_live(self, family_id: str | None) -> bool:
-        """Whether the sign-in was found not revoked within REVOCATION_CHECK_SECONDS
-        (a token from before access tokens named their sign-in counts as live)."""
+    def _known_live(self, family_id: str | None) -> tuple[Principal, int] | None:
+        """The caller and its account's tokens_valid_after, if the sign-in and its account
+        were checked within REVOCATION_CHECK_SECONDS (a token from before access tokens
+        named their sign-in is checked on every call)."""
         if family_id is None:
-            return True
-        checked = self._live_sign_ins.get(family_id)
-        return checked is not None and time.monotonic() - checked < REVOCATION_CHECK_SECONDS
+            return None
+        found = self._live_sign_ins.get(family_id)
+        if found is None or time.monotonic() - found[0] >= REVOCATION_CHECK_SECONDS:
+            return None
+        return found[1], found[2]
 
     def _revoked_here(self, family_id: str | None = None) -> None:
         """Forgets that a sign-in (or, without one, every sign-in) was found live."""

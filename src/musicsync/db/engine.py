@@ -25,7 +25,8 @@ each statement, each fetch, the rollback at the end), about ten per session,
 which dominates a read of one row. ``quick_read`` runs a short read whole in a
 worker thread on a plain sqlite3 engine over the same file instead: one
 hand-off. The caller check of every call, the feed's "anything new?" and other
-one-row lookups on the path of a call use it.
+one-row lookups on the path of a call use it. ``grouped_write`` does the same
+for short writes on a hot path, several tasks' in one transaction (group_commit.py).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import ConfigError, MusicsyncError, ResourceExhausted, Unavailable
+from .group_commit import GroupCommit
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,12 @@ class Database:
         self._quick_sessions = sessionmaker(self._quick_engine, expire_on_commit=False)
         self._quick_threads = ThreadPoolExecutor(QUICK_READERS,
                                                  thread_name_prefix="musicsync-db-read")
+        self._group_engine = create_engine(make_url(self.url).set(drivername="sqlite+pysqlite"),
+                                           pool_size=1, max_overflow=0)
+        _install_sqlite_hooks(self._group_engine)
+        self._group = GroupCommit(
+            self._group_engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"}),
+            self._write_turn_held)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -111,16 +119,37 @@ class Database:
         """A session holding the write lock; commits on success, rolls back on error.
 
         Writers of this process take turns, first come first served (see above)."""
+        self._refuse_nested_write()
+        async with self._write_turn_held():
+            async with self._write_sessions() as session, session.begin():
+                # BEGIN IMMEDIATE now, not at the first statement: checks made in the
+                # block (such as a blob's existence) then hold against other writers.
+                await session.connection()
+                yield session
+
+    async def grouped_write(self, work: Callable[[Session], T]) -> T:
+        """``work(session)`` in a write transaction, committed before this returns.
+
+        For short writes on a hot path: the functions of every task waiting run one
+        after the other in one transaction and one commit, in a worker thread
+        (group_commit.py), each in a savepoint of its own (one that raises is rolled
+        back alone). ``work`` must not block for long, and what it returns must be
+        loaded.
+        """
+        self._refuse_nested_write()
+        return await self._group.run(work)
+
+    def _refuse_nested_write(self) -> None:
         if self._writing is not None and self._writing is asyncio.current_task():
             raise RuntimeError("a write transaction inside another would wait for itself")
+
+    @asynccontextmanager
+    async def _write_turn_held(self) -> AsyncIterator[None]:
+        """This process's writers in turn, then every process's (see above)."""
         async with self._write_turn, self._write_lock:
             self._writing = asyncio.current_task()
             try:
-                async with self._write_sessions() as session, session.begin():
-                    # BEGIN IMMEDIATE now, not at the first statement: checks made in the
-                    # block (such as a blob's existence) then hold against other writers.
-                    await session.connection()
-                    yield session
+                yield
             finally:
                 self._writing = None
 
@@ -145,6 +174,8 @@ class Database:
         # Reads still running belong to calls already cancelled; let them end.
         await asyncio.to_thread(self._quick_threads.shutdown)
         self._quick_engine.dispose()
+        await self._group.close()
+        self._group_engine.dispose()
         await self.engine.dispose()
         self._write_lock.close()
 
