@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 from pathlib import Path
 
 from ..commands import FAILED, OK, USAGE
@@ -61,6 +62,10 @@ async def main(args) -> int:
         except ClientError as exc:
             reporter.error(f"{exc.message}; nothing more was changed (what was done is "
                            "kept, and the next run continues from there)")
+            return FAILED
+        except sqlite3.Error as exc:  # e.g. the disk holding the folder is full
+            reporter.error(f"cannot write the folder's index in {args.dir}/.musicsync: "
+                           f"{exc}; what was done is kept")
             return FAILED
     reporter.summary(summary)
     return FAILED if summary.failed else OK

@@ -14,6 +14,7 @@ import contextlib
 import errno
 import os
 import socket
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,8 +36,9 @@ from .trash import Trash
 
 # What ends a whole pass rather than one file's step.
 FATAL = (ServerUnavailable, NotSignedIn)
-# What fails one file's step.
-PER_FILE = (ClientError, OSError, LocalChanged, Unstorable)
+# What fails one file's step (sqlite3.Error: the index could not record it, e.g. a full
+# disk; the next scan finds the file as it is).
+PER_FILE = (ClientError, OSError, LocalChanged, Unstorable, sqlite3.Error)
 
 
 @dataclass(frozen=True)
@@ -328,6 +330,9 @@ def _remove_partials(temp: Path, sha: str) -> None:
 
 
 def _os_reason(exc: BaseException) -> str:
+    if isinstance(exc, sqlite3.Error):
+        full = "full" in str(exc)
+        return f"the folder's index could not record it ({'the disk is full' if full else exc})"
     if isinstance(exc, OSError):
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return "the disk is full"
