@@ -35,6 +35,7 @@ QUIET_MS = 500  # a local change is taken once the folder was quiet this long
 MAX_GATHER_MS = 5000  # ... or after this long, if it never is
 FIRST_PAUSE = 0.5  # seconds before reconnecting Watch; doubled up to MAX_PAUSE
 MAX_PAUSE = 30.0
+POLL_SECONDS = 10  # without notifications, a pass this often
 OK, FAILED, USAGE = 0, 1, 2
 
 
@@ -135,11 +136,19 @@ class Watcher:
     async def _local_changes(self) -> None:
         from watchfiles import awatch
 
-        async for _ in awatch(self.root, watch_filter=self._interesting, step=QUIET_MS,
-                              debounce=MAX_GATHER_MS, stop_event=self.stop,
-                              raise_interrupt=False):
-            self.local_dirty = True
-            self.wake.set()
+        try:
+            async for _ in awatch(self.root, watch_filter=self._interesting, step=QUIET_MS,
+                                  debounce=MAX_GATHER_MS, stop_event=self.stop,
+                                  raise_interrupt=False):
+                self.local_dirty = True
+                self.wake.set()
+        except Exception as exc:  # e.g. out of inotify watches: look now and then instead
+            self.reporter.error(f"file-system notifications for {self.root} stopped ({exc}); "
+                                f"looking for changes every {POLL_SECONDS} s instead")
+            while not self.stop.is_set():
+                await asyncio.sleep(POLL_SECONDS)
+                self.local_dirty = True
+                self.wake.set()
 
     def _interesting(self, change, path: str) -> bool:
         try:
