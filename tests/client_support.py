@@ -1,13 +1,17 @@
-"""Helpers for the client tests: a library client signed in to a running App, and a TCP
-relay that breaks the first connection after some bytes (a network that drops)."""
+"""Helpers for the client tests: a library client signed in to a running App, the CLI run
+as a person runs it, and a TCP relay that breaks the first connection after some bytes
+(a network that drops)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import sys
 from pathlib import Path
 
 from musicsync.client import Client
+from musicsync.client.credentials import Credentials, CredentialsStore
 
 from .conftest import PASSWORD, REGISTRATION_KEY
 from .transfer import wav_bytes
@@ -34,6 +38,35 @@ def song_file(folder: Path, name: str, seconds: float = 1.0, salt: bytes = b"") 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(wav_bytes(seconds, salt=salt or name.encode()))
     return path
+
+
+class Cli:
+    """Runs `musicsync ...` with its own configuration folder; returns (code, out, err)."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.env = {**os.environ, "MUSICSYNC_CONFIG_DIR": str(config)}
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "musicsync.cli", *args]
+
+    async def start(self, *args: str, stdin=None) -> asyncio.subprocess.Process:
+        """Starts `musicsync ...` without waiting (its output piped)."""
+        return await asyncio.create_subprocess_exec(
+            *self.command(*args), env=self.env, stdin=stdin,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+    async def __call__(self, *args: str, stdin: str | None = None,
+                       cwd: Path | None = None) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            *self.command(*args), env=self.env, cwd=cwd,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        out, err = await process.communicate(stdin.encode() if stdin is not None else b"")
+        return process.returncode, out.decode(), err.decode()
+
+    def credentials(self) -> Credentials | None:
+        return CredentialsStore(self.config).load_credentials()
 
 
 class BreakingRelay:

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import signal
 import stat
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -20,31 +18,11 @@ from musicsync.client import Client, NotSignedIn
 from musicsync.client.credentials import Credentials, CredentialsStore
 from musicsync.client.tokens import Tokens
 
-from .client_support import sha, signed_in, song_file, target_of
+from .client_support import Cli, sha, signed_in, song_file, target_of
 from .conftest import PASSWORD
 from .helpers import free_port
 
 DAY = 24 * 3600
-
-
-class Cli:
-    """Runs `musicsync ...` with its own configuration folder; returns (code, out, err)."""
-
-    def __init__(self, config: Path) -> None:
-        self.config = config
-        self.env = {**os.environ, "MUSICSYNC_CONFIG_DIR": str(config)}
-
-    async def __call__(self, *args: str, stdin: str | None = None,
-                       cwd: Path | None = None) -> tuple[int, str, str]:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "musicsync.cli", *args, env=self.env, cwd=cwd,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
-        out, err = await process.communicate(stdin.encode() if stdin is not None else b"")
-        return process.returncode, out.decode(), err.decode()
-
-    def credentials(self) -> Credentials | None:
-        return CredentialsStore(self.config).load_credentials()
 
 
 @pytest.fixture
@@ -102,7 +80,8 @@ async def test_login_to_a_server_that_is_down_names_the_address(cli):
 
 
 async def test_commands_before_login_exit_2_saying_to_log_in(cli, tmp_path):
-    for command in (["ls"], ["push", str(tmp_path)], ["pull", "x"], ["rm", "x"]):
+    for command in (["ls"], ["push", str(tmp_path)], ["pull", "x"], ["rm", "x"],
+                    ["sync", str(tmp_path)]):
         code, _, err = await cli(*command)
         assert code == 2 and "run `musicsync login SERVER`" in err, command
     code, _, err = await cli("whoami")
@@ -240,17 +219,6 @@ def test_sync_arguments_are_parsed():
         with pytest.raises(SystemExit) as usage:
             build_parser().parse_args(["sync", "Music", *bad])
         assert usage.value.code == 2
-
-
-async def test_sync_says_it_is_not_available_while_the_folder_sync_is_missing(cli, tmp_path):
-    try:
-        import musicsync.client.folder.command  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("the folder sync is here")
-    code, _, err = await cli("sync", str(tmp_path))
-    assert code == 2 and "not available yet" in err
 
 
 async def test_the_cli_and_serve_do_not_load_the_client_dependencies():

@@ -33,7 +33,9 @@ class Client:
 
     ``tokens`` continue an earlier sign-in; every new pair (sign-in, refresh) is passed to
     ``on_tokens`` so the caller can keep it. ``device`` identifies this installation in
-    Diff, Changes, Watch and Ack. ``bytes_sent`` and ``bytes_received`` count song bytes.
+    Diff, Changes, Watch and Ack. ``bytes_sent`` and ``bytes_received`` count song bytes;
+    ``listing_bytes`` the bytes of the library's listings and changes received (ListFiles,
+    Diff, Changes answers).
     """
 
     def __init__(self, target: str, *, tls: bool = False, root_certificates: bytes | None = None,
@@ -45,6 +47,7 @@ class Client:
         self.device = device
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.listing_bytes = 0
         # One channel per address: a single one when the target names a port.
         self._channels: dict[str, grpc.aio.Channel] = {}
         for address in service_targets(target).values():
@@ -142,6 +145,7 @@ class Client:
         while True:
             page = await self._unary(self._sync.ListFiles, sync_pb2.ListFilesRequest(
                 page_size=page_size, page_token=token))
+            self.listing_bytes += page.ByteSize()
             for entry in page.files:
                 yield RemoteFile.from_proto(entry)
             token = page.next_page_token
@@ -218,6 +222,7 @@ class Client:
             upload, download, delete, new_cursor = [], [], [], cursor
             try:
                 async for part in self._sync.Diff(requests(), metadata=await self._metadata()):
+                    self.listing_bytes += part.ByteSize()
                     upload.extend(h.hex() for h in part.upload)
                     download.extend(RemoteFile.from_proto(e) for e in part.download)
                     delete.extend(h.hex() for h in part.delete)
@@ -276,6 +281,7 @@ class ChangeFeed:
         while True:
             page = await self._client._unary(self._client._sync.Changes, sync_pb2.ChangesRequest(
                 since=self.cursor, limit=self._page_size, device=self._client._device()))
+            self._client.listing_bytes += page.ByteSize()
             for event in page.events:
                 yield ChangeEvent.from_proto(event)
             self.cursor = page.cursor or self.cursor

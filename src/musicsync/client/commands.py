@@ -75,7 +75,9 @@ def add_client_commands(commands) -> None:
                        help="start after this cursor (default: changes from now on)")
 
     sync = command("sync", "keep a music folder and your library in step",
-                   "Two-way sync of a folder tree with your library.")
+                   "Two-way sync of a folder tree with your library. Exit codes: 0 all "
+                   "synced, 1 some files failed or the server could not be reached, 2 "
+                   "not signed in, folder refused or a mass deletion stopped.")
     sync.add_argument("dir", metavar="DIR")
     sync.add_argument("--dry-run", action="store_true",
                       help="print the plan (up, down, delete, move, conflicts), change nothing")
@@ -92,6 +94,9 @@ def add_client_commands(commands) -> None:
     sync.add_argument("--force", action="store_true", help="go ahead past the --max-delete stop")
     sync.add_argument("--quiet", "-q", action="store_true", help="print errors only")
     sync.add_argument("--json", action="store_true", help="print a JSON summary at the end")
+    sync.add_argument("--forget", action="store_true",
+                      help="forget DIR's last sync (e.g. after its .musicsync marker was "
+                           "lost): the next sync starts afresh, deleting nothing")
 
 
 def _positive_int(text: str) -> int:

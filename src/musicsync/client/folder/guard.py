@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,8 +71,10 @@ def open_folder(directory: str | os.PathLike) -> tuple[SyncFolder, FolderIndex]:
         raise FolderRefused(f"{marker} is in the way: it should be musicsync's folder")
     try:
         index = FolderIndex.open(root)
-    except OSError as exc:
-        raise FolderRefused(f"cannot write {marker}: {exc.strerror or exc}") from exc
+    except (OSError, sqlite3.Error) as exc:  # e.g. a read-only file system
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise FolderRefused(f"cannot write {marker}: {reason}; the folder must be "
+                            "writable to be synced") from exc
     device_id = index.state().device_id
     if folders.get(str(root), {}).get("device_id") != device_id:
         folders[str(root)] = {"device_id": device_id}

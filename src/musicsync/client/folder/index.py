@@ -5,6 +5,8 @@
   an unchanged file is never hashed again;
 - base: per server path, the song both sides held after the last sync;
 - names: local names that differ from their server paths (names.NameMap);
+- remote: the server's library (path, sha256, size) as it stood at the cursor,
+  so the next run needs only the changes after it (folder.remote);
 - state: server address, user name, this folder's device id (made once),
   the change-feed cursor, the last sync's time.
 Each change is one transaction; WAL so a reader never waits for the writer.
@@ -28,6 +30,8 @@ CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY, disk TEXT NOT NULL, size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, sha256 TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS base (
+    path TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS remote (
     path TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS names (local TEXT PRIMARY KEY, server TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -146,6 +150,29 @@ class FolderIndex:
             self._db.execute("DELETE FROM base")
             self._db.executemany("INSERT INTO base VALUES (?, ?, ?)",
                                  [(p, e.sha256, e.size) for p, e in base.items()])
+
+    # -- the server's library at the cursor ----------------------------------------------
+
+    def remote(self) -> dict[str, BaseEntry]:
+        rows = self._db.execute("SELECT path, sha256, size FROM remote")
+        return {path: BaseEntry(sha, size) for path, sha, size in rows}
+
+    def replace_remote(self, remote: dict[str, BaseEntry], cursor: int) -> None:
+        """Keeps the server's library as it stood at `cursor`, with the cursor, together."""
+        with self.transaction():
+            self._db.execute("DELETE FROM remote")
+            self._db.executemany("INSERT INTO remote VALUES (?, ?, ?)",
+                                 [(p, e.sha256, e.size) for p, e in remote.items()])
+            self._set("cursor", str(cursor))
+
+    def forget_sync(self) -> None:
+        """Forgets the last sync (base, server snapshot, cursor; not the scan's hashes): the
+        next run starts afresh, deleting nothing on either side."""
+        with self.transaction():
+            for table in ("base", "remote"):
+                self._db.execute(f"DELETE FROM {table}")
+            self._db.execute("DELETE FROM state WHERE key IN "
+                             "('cursor', 'last_sync', 'server', 'username')")
 
     # -- mapped names ---------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from ...audio import SNIFF_BYTES, looks_like_audio
 from .index import FolderIndex, IndexedFile
@@ -57,7 +58,16 @@ def is_candidate(name: str) -> bool:
     return os.path.splitext(lower)[1] in AUDIO_EXTENSIONS
 
 
-def scan(root: Path, index: FolderIndex, *, workers: int | None = None) -> ScanResult:
+class HashProgress(Protocol):
+    """Told how much a scan hashes, then of each file hashed (for a progress bar)."""
+
+    def start(self, files: int, total_bytes: int) -> None: ...
+
+    def hashed(self, size: int) -> None: ...
+
+
+def scan(root: Path, index: FolderIndex, *, workers: int | None = None,
+         progress: HashProgress | None = None) -> ScanResult:
     """The songs in `root` now; the index is brought up to date (one transaction)."""
     root = Path(root)
     result = ScanResult()
@@ -82,9 +92,13 @@ def scan(root: Path, index: FolderIndex, *, workers: int | None = None) -> ScanR
             to_hash.append((key, disk, st))
 
     fresh: list[IndexedFile] = []
+    if progress is not None:
+        progress.start(len(to_hash), sum(st.st_size for _, _, st in to_hash))
     with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 2))) as pool:
         for (key, disk, st), outcome in zip(
                 to_hash, pool.map(lambda item: _hash(root / item[1], item[2]), to_hash)):
+            if progress is not None:
+                progress.hashed(st.st_size)
             if isinstance(outcome, str):
                 if outcome:  # "" = not audio after all: silently not a song
                     result.skipped.append((key, outcome))

@@ -1,0 +1,206 @@
+"""`musicsync sync DIR --watch`: a first pass, then a pass whenever either side changes.
+
+Local changes come from file-system notifications (watchfiles) on DIR, hidden
+and partial files (so DIR/.musicsync and downloads in progress) ignored, and
+taken once the folder has been quiet for half a second (a file being copied in
+is not read half-written). Server changes come from Watch after the folder's
+cursor; a dropped stream (the server restarting) is opened again with a growing
+pause, and a pass follows every reconnection (changes may have been missed).
+
+Passes never overlap: a change during a pass asks for one more pass after it.
+Events this folder's own passes caused come back through Watch; those at or
+before the cursor a pass reached start nothing. SIGINT or SIGTERM cancels a
+pass in progress (every finished step is in the ledger; partial downloads are
+hidden and resumed next time) and ends with exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from pathlib import Path
+
+import grpc
+
+from ..errors import ClientError, NotSignedIn, Refused
+from ..models import ChangeEvent
+from .guard import FolderRefused
+from .plan import MassDelete
+from .report import Reporter
+from .scan import PARTIAL_SUFFIXES
+from .session import Account, PassOptions, sync_pass
+
+QUIET_MS = 500  # a local change is taken once the folder was quiet this long
+MAX_GATHER_MS = 5000  # ... or after this long, if it never is
+FIRST_PAUSE = 0.5  # seconds before reconnecting Watch; doubled up to MAX_PAUSE
+MAX_PAUSE = 30.0
+POLL_SECONDS = 10  # without notifications, a pass this often
+OK, FAILED, USAGE = 0, 1, 2
+
+
+class Watcher:
+    """Runs the passes of one watched folder until stopped."""
+
+    def __init__(self, client, directory: str, account: Account, options: PassOptions,
+                 reporter: Reporter) -> None:
+        self.client = client
+        self.directory = directory
+        self.root = Path(directory).expanduser().absolute()
+        self.account = account
+        self.options = options
+        self.reporter = reporter
+        self.stop = asyncio.Event()
+        self.wake = asyncio.Event()
+        self.cursor: int | None = None  # where the last finished pass left the feed
+        self.local_dirty = True  # the first pass
+        self.remote_seen = 0  # the newest event heard through Watch
+        self.passes = 0
+        self.exit_code = OK
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop.set)
+        helpers = [asyncio.create_task(self._local_changes()),
+                   asyncio.create_task(self._remote_changes())]
+        try:
+            await self._passes()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+        return self.exit_code
+
+    # -- passes -----------------------------------------------------------------------------
+
+    def _wanted(self) -> bool:
+        return self.local_dirty or self.cursor is None or self.remote_seen > self.cursor
+
+    async def _passes(self) -> None:
+        pause = FIRST_PAUSE
+        while not self.stop.is_set():
+            if not self._wanted():
+                await _first(self.wake.wait(), self.stop.wait())
+                self.wake.clear()
+                continue
+            self.local_dirty = False
+            self.wake.clear()
+            work = asyncio.create_task(self._one_pass())
+            stopper = asyncio.create_task(self.stop.wait())
+            await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if not work.done():  # stopped meanwhile: every finished step is recorded
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await work
+                return
+            retry = work.result()
+            if retry:  # the server was out of reach: try again in a while
+                self.local_dirty = True
+                await _first(asyncio.sleep(pause), self.stop.wait())
+                pause = min(pause * 2, MAX_PAUSE)
+            else:
+                pause = FIRST_PAUSE
+
+    async def _one_pass(self) -> bool:
+        """One pass, its outcome reported; True if it should be tried again soon."""
+        try:
+            with self.reporter.session():
+                summary = await sync_pass(self.client, self.directory, self.account,
+                                          self.options, self.reporter)
+        except (FolderRefused, NotSignedIn) as exc:
+            self.reporter.error(getattr(exc, "message", None) or str(exc))
+            self.exit_code = USAGE
+            self.stop.set()
+            return False
+        except MassDelete as exc:
+            self.reporter.error(f"{exc} (still watching)")
+            return False
+        except ClientError as exc:
+            self.reporter.error(f"{exc.message} (trying again)")
+            return True
+        self.passes += 1
+        if summary.cursor is not None:
+            self.cursor = summary.cursor
+        if summary.changed_meanwhile:
+            self.local_dirty = True  # one more pass applies them
+        if self.passes == 1 or summary.did_something():
+            self.reporter.summary(summary)
+        return False
+
+    # -- triggers ---------------------------------------------------------------------------
+
+    async def _local_changes(self) -> None:
+        from watchfiles import awatch
+
+        try:
+            async for _ in awatch(self.root, watch_filter=self._interesting, step=QUIET_MS,
+                                  debounce=MAX_GATHER_MS, stop_event=self.stop,
+                                  raise_interrupt=False):
+                self.local_dirty = True
+                self.wake.set()
+        except Exception as exc:  # e.g. out of inotify watches: look now and then instead
+            self.reporter.error(f"file-system notifications for {self.root} stopped ({exc}); "
+                                f"looking for changes every {POLL_SECONDS} s instead")
+            while not self.stop.is_set():
+                await asyncio.sleep(POLL_SECONDS)
+                self.local_dirty = True
+                self.wake.set()
+
+    def _interesting(self, change, path: str) -> bool:
+        try:
+            relative = Path(path).relative_to(self.root)
+        except ValueError:
+            return False
+        if any(part.startswith(".") for part in relative.parts):
+            return False  # .musicsync, hidden files, our partial downloads
+        return not relative.name.lower().endswith(PARTIAL_SUFFIXES)
+
+    async def _remote_changes(self) -> None:
+        pause = FIRST_PAUSE
+        while self.cursor is None:  # follow the feed from where the first pass left it
+            await _first(self.wake.wait(), asyncio.sleep(0.2))
+        reconnecting = False
+        while True:
+            try:
+                async for item in self.client.watch(since=self.cursor):
+                    if reconnecting:  # back: whatever happened meanwhile is looked at
+                        reconnecting = False
+                        self.local_dirty = True
+                        self.wake.set()
+                        self.reporter.line("the server is back")
+                    pause = FIRST_PAUSE
+                    if isinstance(item, ChangeEvent) and item.seq > (self.cursor or 0):
+                        self.remote_seen = max(self.remote_seen, item.seq)
+                        self.wake.set()
+                # The stream ended (the server is shutting down): reconnect.
+            except NotSignedIn as exc:
+                self.reporter.error(exc.message)
+                self.exit_code = USAGE
+                self.stop.set()
+                return
+            except Refused as exc:
+                if exc.code == grpc.StatusCode.FAILED_PRECONDITION:
+                    self.local_dirty = True  # the cursor expired: a pass lists afresh
+                    self.wake.set()
+                else:
+                    self.reporter.error(f"watching the library: {exc.message}")
+            except ClientError as exc:
+                if not reconnecting:
+                    self.reporter.error(f"{exc.message} (reconnecting)")
+            reconnecting = True
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, MAX_PAUSE)
+
+
+async def _first(*awaitables) -> None:
+    """Waits until the first of ``awaitables`` is done; cancels the others."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
