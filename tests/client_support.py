@@ -78,6 +78,7 @@ class BreakingRelay:
         self.port = port
         self.hold_after = hold_after
         self.connections = 0
+        self.held = False  # the first connection reached hold_after and is stalled
         self._first: list[asyncio.StreamWriter] = []
         self._server: asyncio.AbstractServer | None = None
 
@@ -111,6 +112,7 @@ class BreakingRelay:
                 while data := await reader.read(65536):
                     if limit is not None and passed + len(data) > limit:
                         writer.write(data[:limit - passed])
+                        self.held = True
                         await asyncio.Event().wait()  # held until cut() ends it
                     passed += len(data)
                     writer.write(data)

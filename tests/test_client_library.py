@@ -158,7 +158,7 @@ async def test_uploading_a_song_the_library_holds_sends_no_bytes(library, tmp_pa
 
 async def test_upload_continues_an_interrupted_upload_and_sends_only_the_rest(
         app, library, tmp_path):
-    source = song_file(tmp_path, "song.wav", seconds=40)  # 640 KB
+    source = song_file(tmp_path, "song.wav", seconds=300)  # 4.8 MB: over SMALL_FILE, resumable
     data = source.read_bytes()
     # An earlier run sent 200,000 bytes before it stopped.
     start = await library._file.StartUpload(file_pb2.StartUploadRequest(
@@ -180,7 +180,7 @@ async def test_upload_continues_an_interrupted_upload_and_sends_only_the_rest(
 
 async def test_upload_through_a_dropped_connection_resumes_instead_of_starting_over(
         app, settings, tmp_path):
-    source = song_file(tmp_path, "song.wav", seconds=120)  # 1.9 MB
+    source = song_file(tmp_path, "song.wav", seconds=300)  # 4.8 MB: over SMALL_FILE, resumable
     data = source.read_bytes()
     port = int(target_of(app).rsplit(":", 1)[1])
     async with BreakingRelay(port, hold_after=1_500_000) as relay:
@@ -197,6 +197,26 @@ async def test_upload_through_a_dropped_connection_resumes_instead_of_starting_o
             assert result.resumed_from == 1024 * 1024
             # At most the whole file on the broken stream, then only the rest.
             assert client.bytes_sent <= len(data) + len(data) - result.resumed_from
+            await client.download(result.hash, tmp_path / "out" / "copy.wav")
+    assert (tmp_path / "out" / "copy.wav").read_bytes() == data
+
+
+async def test_a_small_file_through_a_dropped_connection_is_sent_whole_again(
+        app, settings, tmp_path):
+    source = song_file(tmp_path, "song.wav", seconds=190)  # 3 MB: no session for so little
+    data = source.read_bytes()
+    port = int(target_of(app).rsplit(":", 1)[1])
+    # Through a session, the first 1 MiB chunk would be kept and the retry resume after it.
+    async with BreakingRelay(port, hold_after=1_500_000) as relay:
+        client = Client(relay.target)
+        async with client:
+            await client.register("alice", PASSWORD, "test-registration-key")
+            upload = asyncio.create_task(client.upload(source))
+            await wait_until(lambda: relay.held, "the relay to hold the stream")
+            relay.cut()
+            result = await upload
+            assert result.attempts >= 2 and result.resumed_from == 0
+            assert partial_bytes(settings.data_dir) == 0  # no resumable session was made
             await client.download(result.hash, tmp_path / "out" / "copy.wav")
     assert (tmp_path / "out" / "copy.wav").read_bytes() == data
 

@@ -276,7 +276,7 @@ async def test_a_sync_killed_mid_upload_resumes_without_resending_committed_byte
         app, settings, library, cli, tmp_path):
     await login(cli, target_of(app))
     one = tmp_path / "one"
-    data = wav_bytes(240, salt=b"big")  # 3.8 MB
+    data = wav_bytes(360, salt=b"big")  # 5.8 MB: over SMALL_FILE, so resumable
     write(one, "big.wav", data)
     port = int(target_of(app).rsplit(":", 1)[1])
     async with BreakingRelay(port, hold_after=2_500_000) as relay:
