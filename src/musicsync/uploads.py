@@ -10,7 +10,8 @@ audio format via mutagen), tagged, and only then published.
 Without an upload session, an interrupted stream leaves nothing behind. With
 one (StartUpload), the bytes received are kept as a partial: made durable
 every CHECKPOINT_BYTES and when the stream stops for any reason (a server
-stop included), with the durable offset recorded in upload_sessions. The next
+stop included), with the durable offset recorded in upload_sessions
+(upload_sessions.py; every write grouped with other uploads'). The next
 stream continues after every byte the partial holds, which after a crash may
 be more than the recorded offset (see _resume_offset); a complete file is
 recorded as such before it is published, so that a crash in between is
