@@ -9,10 +9,14 @@ sink of bench/baseline_server.py, sends the same uploads to each, and prints
 uploads/s, the median latency, the server's CPU time per upload (its own
 process, and its audio-check workers), and the ratio to the baseline.
 
+Then the same number of other songs as resumable uploads, the way the desktop
+client and phones send them: StartUpload (hash and size), then an Upload stream
+whose metadata carries the session's upload_id and offset, then one chunk.
+
     python bench/small_uploads.py [--uploads 600] [--streams 8] [--size-kb 100]
 
 Its last line is machine-readable:
-RESULT uploads_per_s=<n> p50_ms=<ms> cpu_ms_per_upload=<ms> worker_cpu_ms_per_upload=<ms> ratio=<ratio>
+RESULT uploads_per_s=<n> p50_ms=<ms> cpu_ms_per_upload=<ms> worker_cpu_ms_per_upload=<ms> ratio=<ratio> resumable_uploads_per_s=<n> resumable_p50_ms=<ms> resumable_cpu_ms_per_upload=<ms>
 """
 
 from __future__ import annotations
@@ -63,8 +67,9 @@ def songs(count: int, size: int, salt: int) -> list[bytes]:
 
 
 async def upload_all(port: int, metadata, files: list[bytes], streams: int,
-                     with_hash: bool) -> tuple[float, list[float]]:
-    """Uploads ``files`` over ``streams`` concurrent calls; wall seconds and latencies."""
+                     with_hash: bool, resumable: bool = False) -> tuple[float, list[float]]:
+    """Uploads ``files`` over ``streams`` concurrent calls; wall seconds and latencies
+    (``resumable``: each through StartUpload, its latency counting both calls)."""
     latencies: list[float] = []
     queue = list(enumerate(files))
     queue.reverse()
@@ -77,9 +82,15 @@ async def upload_all(port: int, metadata, files: list[bytes], streams: int,
                 meta = file_pb2.FileMetadata(filename=f"bench/{index}.wav")
                 if with_hash:
                     meta.sha256 = hashlib.sha256(data).hexdigest()
+                started = time.perf_counter()
+                if resumable:
+                    meta.size = len(data)
+                    session = await stub.StartUpload(
+                        file_pb2.StartUploadRequest(sha256=meta.sha256, size=len(data)),
+                        metadata=metadata)
+                    meta.upload_id, meta.offset = session.upload_id, session.offset
                 requests = [file_pb2.UploadRequest(metadata=meta),
                             file_pb2.UploadRequest(chunk=data)]
-                started = time.perf_counter()
                 await stub.Upload(iter(requests), metadata=metadata)
                 latencies.append(time.perf_counter() - started)
 
@@ -109,6 +120,8 @@ async def main() -> None:
             auth = await register_bench_user(ours.port)
             # Warm up both (connections, the audio-check workers, SQLAlchemy's caches).
             await upload_all(ours.port, auth, songs(warmup, size, 10_000_000), 4, True)
+            await upload_all(ours.port, auth, songs(warmup, size, 20_000_000), 4, True,
+                             resumable=True)
             await upload_all(base.port, (), songs(warmup, size, 0), 4, False)
 
             files = songs(options.uploads, size, 0)
@@ -117,6 +130,11 @@ async def main() -> None:
             seconds, latencies = await upload_all(ours.port, auth, files, options.streams, True)
             cpu = cpu_seconds(ours.process.pid) - cpu_before
             worker_cpu = children_cpu_seconds(ours.process.pid) - workers_before
+            resumable_files = songs(options.uploads, size, 30_000_000)
+            cpu_before = cpu_seconds(ours.process.pid)
+            res_seconds, res_latencies = await upload_all(
+                ours.port, auth, resumable_files, options.streams, True, resumable=True)
+            res_cpu = cpu_seconds(ours.process.pid) - cpu_before
             base_seconds, base_latencies = await upload_all(base.port, (), files,
                                                             options.streams, False)
         finally:
@@ -135,8 +153,16 @@ async def main() -> None:
     print(f"{'p50 latency ms':22} {p50:10.1f} {base_p50:10.1f}")
     print(f"server CPU per upload: {per_upload:.1f} ms (its process), "
           f"{worker_per_upload:.1f} ms (audio-check workers)")
+    res_rate = options.uploads / res_seconds
+    res_p50 = statistics.median(res_latencies) * 1000
+    res_per_upload = res_cpu / options.uploads * 1000
+    print(f"resumable (StartUpload, then Upload with its upload_id): {res_rate:.1f} uploads/s, "
+          f"p50 {res_p50:.1f} ms (both calls), server CPU {res_per_upload:.1f} ms per upload "
+          f"(its process), {res_rate / rate:.2f} of the plain rate")
     print(f"RESULT uploads_per_s={rate:.1f} p50_ms={p50:.1f} cpu_ms_per_upload={per_upload:.2f} "
-          f"worker_cpu_ms_per_upload={worker_per_upload:.2f} ratio={rate / base_rate:.2f}")
+          f"worker_cpu_ms_per_upload={worker_per_upload:.2f} ratio={rate / base_rate:.2f} "
+          f"resumable_uploads_per_s={res_rate:.1f} resumable_p50_ms={res_p50:.1f} "
+          f"resumable_cpu_ms_per_upload={res_per_upload:.2f}")
 
 
 if __name__ == "__main__":

@@ -52,5 +52,7 @@ def test_soak_benchmark_prints_its_result_line():
 def test_small_uploads_benchmark_prints_its_result_line():
     figures = result_line("bench/small_uploads.py", "--uploads", "40", "--streams", "4")
     assert set(figures) == {"uploads_per_s", "p50_ms", "cpu_ms_per_upload",
-                            "worker_cpu_ms_per_upload", "ratio"}
+                            "worker_cpu_ms_per_upload", "ratio", "resumable_uploads_per_s",
+                            "resumable_p50_ms", "resumable_cpu_ms_per_upload"}
     assert figures["uploads_per_s"] > 0 and figures["cpu_ms_per_upload"] > 0
+    assert figures["resumable_uploads_per_s"] > 0

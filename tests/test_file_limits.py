@@ -146,6 +146,31 @@ async def test_an_account_keeps_at_most_16_unfinished_resumable_uploads(tmp_path
             assert (await start_session(client, songs[0])).upload_id  # found again: fine
 
 
+async def test_start_uploads_sent_together_open_at_most_16_sessions(tmp_path):
+    # StartUploads arriving together share one write transaction (group commit): each
+    # is checked after the ones before it in the group, never against a stale count.
+    songs = [wav_bytes(0.1, salt=bytes([n])) for n in range(MAX_SESSIONS_PER_USER + 4)]
+    async with App(make_settings(tmp_path)) as app:
+        async with await signed_in(app) as client:
+            outcomes = await asyncio.gather(*(status_of(start_session(client, song))
+                                              for song in songs))
+            codes = [code for code, _ in outcomes]
+            assert codes.count(grpc.StatusCode.OK) == MAX_SESSIONS_PER_USER
+            assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 4
+
+
+async def test_start_uploads_sent_together_cannot_both_take_the_last_room(tmp_path):
+    songs = [wav_bytes(3, salt=bytes([n])) for n in range(2)]  # 48 KB each
+    async with App(make_settings(tmp_path, user_quota=60_000)) as app:
+        async with await signed_in(app) as client:
+            outcomes = await asyncio.gather(*(status_of(start_session(client, song))
+                                              for song in songs))
+            codes = sorted(code.value[0] for code, _ in outcomes)
+            assert codes == sorted([grpc.StatusCode.OK.value[0],
+                                    grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]])
+            assert any("quota" in message for _, message in outcomes)
+
+
 async def test_a_plain_upload_in_progress_counts_against_the_quota(tmp_path):
     song = wav_bytes(4, salt=b"streaming")  # 64 KB, declared
     async with App(make_settings(tmp_path, user_quota=100_000)) as app:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sqlite3
 
 import grpc
 
@@ -11,7 +12,7 @@ from musicsync.proto import auth_pb2, file_pb2
 from musicsync.server import App
 
 from .conftest import PASSWORD, REGISTRATION_KEY
-from .helpers import Client, status_of
+from .helpers import Client, status_of, wait_until
 from .transfer import download, leftovers, stored_blobs, upload_requests, wav_bytes
 
 SONG = wav_bytes(40, salt=b"resumable")  # 640 KB
@@ -244,3 +245,47 @@ async def test_a_session_whose_blob_was_published_before_a_crash_completes_after
         assert response.hash == song_sha and response.file.filename == "kept.wav"
         assert (await download(client, song_sha))[0] == SONG
         assert leftovers(settings.data_dir) == [] and stored_blobs(settings.data_dir) == [blob]
+
+
+def open_sessions(settings) -> int:
+    with sqlite3.connect(settings.data_dir / "musicsync.db") as db:
+        return db.execute("SELECT count(*) FROM upload_sessions").fetchone()[0]
+
+
+async def test_a_finished_upload_ends_its_session_with_the_listing(client, alice, settings):
+    session = await start(client)
+    assert open_sessions(settings) == 1
+    response = await client.file.Upload(resume_requests(session.upload_id, 0, SONG),
+                                        metadata=client.meta())
+    assert response.hash == sha(SONG)
+    # Acknowledged: listed, the session gone, no partial left behind.
+    assert open_sessions(settings) == 0
+    assert leftovers(settings.data_dir) == [] and len(stored_blobs(settings.data_dir)) == 1
+    again = await start(client)
+    assert (again.complete, again.offset, again.upload_id) == (True, len(SONG), "")
+    code, message = await status_of(client.file.Upload(
+        resume_requests(session.upload_id, len(SONG), SONG), metadata=client.meta()))
+    assert code == grpc.StatusCode.NOT_FOUND and "StartUpload" in message
+
+
+async def test_a_complete_upload_refused_at_its_listing_leaves_no_session_or_blob(client, alice,
+                                                                                settings):
+    # Found only when the song is listed (the path was free when the stream began): the
+    # session's end rolls back with the listing and is done after it.
+    other = wav_bytes(1, salt=b"holder")
+    session = await start(client)
+    call = client.file.Upload(metadata=client.meta())
+    await call.write(file_pb2.UploadRequest(metadata=file_pb2.FileMetadata(
+        upload_id=session.upload_id, path="Artist/Song.wav")))
+    await call.write(file_pb2.UploadRequest(chunk=SONG[:100_000]))
+    partial = settings.data_dir / "blobs" / ".partial" / session.upload_id
+    await wait_until(partial.exists, "the stream to be taken up (its path checked)")
+    await client.file.Upload(upload_requests(other, file_pb2.FileMetadata(
+        path="Artist/Song.wav")), metadata=client.meta())
+    await call.write(file_pb2.UploadRequest(chunk=SONG[100_000:]))
+    await call.done_writing()
+    code, message = await status_of(call)
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "Artist/Song.wav" in message
+    assert open_sessions(settings) == 0
+    assert leftovers(settings.data_dir) == [] and len(stored_blobs(settings.data_dir)) == 1
+    assert (await start(client)).offset == 0  # a new session: from the start

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass
 
@@ -40,6 +40,12 @@ MAX_STAT_HASHES = 10_000
 _USER_QUOTA = select(User.__table__.c.quota_bytes).where(User.__table__.c.id == bindparam("id"))
 _BLOB_CORRUPT = select(Blob.__table__.c.corrupt).where(
     Blob.__table__.c.sha256 == bindparam("sha256"))
+_ENTRY_SIZE = select(LibraryEntry.__table__.c.size).where(
+    LibraryEntry.__table__.c.user_id == bindparam("user_id"),
+    LibraryEntry.__table__.c.sha256 == bindparam("sha256"))
+_PATH_HOLDER = select(LibraryEntry.__table__.c.sha256).where(
+    LibraryEntry.__table__.c.user_id == bindparam("user_id"),
+    LibraryEntry.__table__.c.path == bindparam("path"))
 NOT_IN_LIBRARY = "no file with this hash in your library"
 
 
@@ -129,6 +135,17 @@ class Files:
             return entry, self.usage_in(session, user_id)
         return await self.db.quick_read(read)
 
+    def entry_size_in(self, session: Session, user_id: int, sha256: bytes) -> int | None:
+        """The size of the user's entry of ``sha256`` (None: not in the library), in a
+        sync session."""
+        return session.connection().execute(_ENTRY_SIZE, {"user_id": user_id,
+                                                          "sha256": sha256}).scalar()
+
+    def path_holder_in(self, session: Session, user_id: int, path: str) -> bytes | None:
+        """The hash of the user's song at ``path`` (None: free), in a sync session."""
+        return session.connection().execute(_PATH_HOLDER, {"user_id": user_id,
+                                                           "path": path}).scalar()
+
     async def stat(self, user_id: int, hashes: Iterable[str]) -> tuple[list[LibraryEntry], list[str]]:
         """The caller's entries among ``hashes``, and the hashes they do not have."""
         wanted = list(hashes)
@@ -188,10 +205,14 @@ class Files:
     # -- Publishing ---------------------------------------------------------------------
 
     async def publish(self, user_id: int, staged: StagedBlob, placement: Placement,
-                      tags: Tags) -> Stored:
+                      tags: Tags, *, with_record: Callable[[Session], None] | None = None,
+                      with_listing: Callable[[Session], None] | None = None) -> Stored:
         """Commits a verified staged blob and lists it in the user's library (put_entry).
 
-        A replaced entry's blob goes with its last reference, as after a Delete."""
+        A replaced entry's blob goes with its last reference, as after a Delete.
+        ``with_record`` runs in the transaction that records the blob before the
+        store's commit, ``with_listing`` in the one that lists it (a resumable
+        upload's session: recorded as complete, then ended)."""
         sha256 = bytes.fromhex(staged.hexdigest())
         size = staged.size
         now = self.now()
@@ -199,6 +220,8 @@ class Files:
 
         def record(session: Session) -> bool:
             record_blob_to_come(session, sha256, size, now)
+            if with_record is not None:
+                with_record(session)
             return bool(session.connection().execute(_BLOB_CORRUPT, {"sha256": sha256}).scalar())
 
         def list_it(session: Session) -> Stored:
@@ -210,7 +233,10 @@ class Files:
                                   "while it was being uploaded; send the file again")
             self._check_quota(session, user_id, sha256, size, placement.replaces)
             ensure_blob(session, sha256, size, now)
-            return put_entry(session, user_id, sha256, size, placement, tags, now)
+            stored = put_entry(session, user_id, sha256, size, placement, tags, now)
+            if with_listing is not None:
+                with_listing(session)
+            return stored
 
         async with self.locks.hold_all(sha256, placement.replaces):
             # Recorded first: a crash after the store's commit and before the listing

@@ -10,7 +10,8 @@ audio format via mutagen), tagged, and only then published.
 Without an upload session, an interrupted stream leaves nothing behind. With
 one (StartUpload), the bytes received are kept as a partial: made durable
 every CHECKPOINT_BYTES and when the stream stops for any reason (a server
-stop included), with the durable offset recorded in upload_sessions. The next
+stop included), with the durable offset recorded in upload_sessions
+(upload_sessions.py; every write grouped with other uploads'). The next
 stream continues after every byte the partial holds, which after a crash may
 be more than the recorded offset (see _resume_offset); a complete file is
 recorded as such before it is published, so that a crash in between is
@@ -30,7 +31,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select
+from sqlalchemy.engine import Row
+from sqlalchemy.orm import Session
 
 from .audio import NOT_AUDIO, SNIFF_BYTES, looks_like_audio
 from .audio_check.checker import AudioChecker
@@ -46,8 +49,9 @@ from .errors import (
     StorageUnavailable,
 )
 from .filenames import default_filename, sanitize_filename
+from . import upload_sessions
 from .files import Files, parse_hash, quota_exceeded, tags_with_overrides
-from .library import Placement, Stored, Tags
+from .library import Placement, Stored, Tags, path_taken
 from .paths import normalise_path
 from .storage import BlobMissing, StagedBlob
 
@@ -155,14 +159,6 @@ class Uploads:
             if allowance is not None:
                 allowance.release()
 
-    async def _check_path(self, user_id: int, placement: Placement, sha256: bytes) -> None:
-        """Refuses, before any byte is taken, a path another song holds, for new content
-        of a known hash (content the library has stays where it is: put_entry reports
-        its path; without a hash, the commit's check decides)."""
-        if placement.path is not None and await self.files.entry(user_id, sha256) is None:
-            await self.files.check_path_free(user_id, placement.path, sha256,
-                                             placement.replaces)
-
     async def _receive_plain(self, user_id: int, meta, placement: Placement,
                              declared_sha: bytes | None, declared_size: int | None,
                              first_chunk: bytes | memoryview | None, read: Reader,
@@ -184,8 +180,11 @@ class Uploads:
         finally:
             await staged.abort()  # a no-op once published
 
-    async def _publish(self, user_id: int, staged: StagedBlob, meta,
-                       placement: Placement) -> Stored:
+    async def _publish(self, user_id: int, staged: StagedBlob, meta, placement: Placement,
+                       *, upload_id: str | None = None) -> Stored:
+        """Checks, tags and publishes a verified blob; ``upload_id``: the resumable
+        upload it completes (recorded as complete with the blob's record, ended with
+        its listing: see Files.publish)."""
         if staged.size == 0:
             raise InvalidArgument("the upload carried no file data")
         info = await self.audio.check(staged)  # bounded in time and memory
@@ -203,8 +202,15 @@ class Uploads:
         filename = filename or default_filename(tags.artist, tags.title, staged.hexdigest(),
                                                 info.extension)
         self.files.metrics.bytes_received(staged.size)
-        return await self.files.publish(user_id, staged, _with_filename(placement, filename),
-                                        tags)
+        if upload_id is None:
+            return await self.files.publish(user_id, staged,
+                                            _with_filename(placement, filename), tags)
+        size, expires_at = staged.size, self.files.now() + self.session_ttl
+        return await self.files.publish(
+            user_id, staged, _with_filename(placement, filename), tags,
+            with_record=lambda session: upload_sessions.record_offset(
+                session, upload_id, size, expires_at),
+            with_listing=lambda session: upload_sessions.end(session, upload_id))
 
     async def _retag(self, user_id: int, entry: LibraryEntry, meta,
                      placement: Placement) -> Stored:
@@ -313,36 +319,34 @@ class Uploads:
         if size <= 0:
             raise InvalidArgument("size must be the file's size in bytes (more than 0)")
         self._check_size(size)
-        existing = await self.files.entry(user_id, sha256)
-        if existing is not None:
-            return SessionInfo("", existing.size, 0, complete=True)
         now = self.files.now()
-        stale = None
-        async with self.files.db.write() as session:
-            row = await session.scalar(select(UploadSession).where(
-                UploadSession.user_id == user_id, UploadSession.sha256 == sha256))
+        expires_at = now + self.session_ttl
+
+        def start(session: Session) -> tuple[SessionInfo, bool, str | None]:
+            """(the session, whether it is new, the id of a stale one replaced)."""
+            listed = self.files.entry_size_in(session, user_id, sha256)
+            if listed is not None:
+                return SessionInfo("", listed, 0, complete=True), False, None
+            row = upload_sessions.of_content(session, user_id, sha256)
             if row is not None and row.expires_at > now and row.size == size:
-                row.expires_at = now + self.session_ttl
-                found = SessionInfo(row.id, row.committed, row.expires_at, complete=False)
-            else:
-                # Checked in the write transaction: two StartUploads cannot both take
-                # the last room.
-                await self._check_new_session(session, user_id, sha256, size, now)
-                found = None
-                if row is not None:  # expired, or the size changed: start over
-                    stale = row.id
-                    await session.delete(row)
-                    await session.flush()
-                row = UploadSession(id=secrets.token_urlsafe(18), user_id=user_id,
-                                    sha256=sha256, size=size, committed=0, created_at=now,
-                                    expires_at=now + self.session_ttl)
-                session.add(row)
+                upload_sessions.renew(session, row.id, expires_at)
+                return SessionInfo(row.id, row.committed, expires_at, complete=False), False, None
+            # Checked in the write transaction: two StartUploads cannot both take the
+            # last room.
+            self._check_new_session(session, user_id, sha256, size, now)
+            stale = None
+            if row is not None:  # expired, or the size changed: start over
+                stale = row.id
+                upload_sessions.end(session, stale)
+            upload_id = secrets.token_urlsafe(18)
+            upload_sessions.create(session, upload_id, user_id, sha256, size, now, expires_at)
+            return SessionInfo(upload_id, 0, expires_at, complete=False), True, stale
+
+        found, new, stale = await self.files.db.grouped_write(start)
         if stale is not None:
             await self.files.store.drop_partial(stale)
-        if found is None:
-            return SessionInfo(row.id, 0, row.expires_at, complete=False)
-        if found.upload_id in self._streaming:  # a stream is adding to it: where it stands now
-            return found
+        if found.complete or new or found.upload_id in self._streaming:
+            return found  # (a stream is adding to it: where it stands now)
         offset = await self._resume_offset(found.upload_id, found.offset, size)
         if offset is None:  # its partial data is lost: from the start again
             await self._record_offset(found.upload_id, 0)
@@ -350,19 +354,16 @@ class Uploads:
             offset = 0
         return SessionInfo(found.upload_id, offset, found.expires_at, complete=False)
 
-    async def _check_new_session(self, session, user_id: int, sha256: bytes, size: int,
-                                 now: int) -> None:
+    def _check_new_session(self, session: Session, user_id: int, sha256: bytes, size: int,
+                           now: int) -> None:
         """ResourceExhausted if the user may not open another session of ``size`` bytes."""
-        open_sessions = await session.scalar(select(func.count()).select_from(UploadSession)
-                                             .where(UploadSession.user_id == user_id,
-                                                    UploadSession.expires_at > now,
-                                                    UploadSession.sha256 != sha256))
+        open_sessions = upload_sessions.count_others(session, user_id, sha256, now)
         if open_sessions >= MAX_SESSIONS_PER_USER:
             raise ResourceExhausted(
                 f"this account has {open_sessions} unfinished resumable uploads, the most "
                 f"it may keep at once ({MAX_SESSIONS_PER_USER}); finish one first (or wait "
                 f"until one expires, {_duration(self.session_ttl)} after its last progress)")
-        usage = await self.files.usage(user_id, session, excluding=sha256)
+        usage = self.files.usage_in(session, user_id, excluding=sha256)
         if usage.quota is not None:
             left = usage.left - self._in_flight.get(user_id, 0)
             if size > left:
@@ -385,16 +386,27 @@ class Uploads:
                                  first_chunk: bytes | memoryview | None,
                                  read: Reader) -> Stored:
         upload_id = meta.upload_id
-        async with self.files.db.read() as session:
-            row = await session.scalar(select(UploadSession).where(
-                UploadSession.id == upload_id, UploadSession.user_id == user_id))
+        path = placement.path
+
+        def look_up(session: Session) -> tuple[Row | None, bytes | None]:
+            """The session, and the hash of the song holding the path asked for when
+            the content is new to the library (content it has stays where it is:
+            put_entry reports its path; the commit checks the path again)."""
+            row = upload_sessions.by_id(session, user_id, upload_id)
+            if row is None or path is None or self.files.entry_size_in(
+                    session, user_id, row.sha256) is not None:
+                return row, None
+            return row, self.files.path_holder_in(session, user_id, path)
+
+        row, holder = await self.files.db.quick_read(look_up)
         if row is None or row.expires_at <= self.files.now():
             raise NotFound("unknown or expired upload session; call StartUpload again")
         if declared_sha is not None and declared_sha != row.sha256:
             raise InvalidArgument("metadata.sha256 differs from the upload session's hash")
         if declared_size is not None and declared_size != row.size:
             raise InvalidArgument("metadata.size differs from the upload session's size")
-        await self._check_path(user_id, placement, row.sha256)
+        if holder is not None and holder not in (row.sha256, placement.replaces):
+            raise path_taken(path, holder)
         if upload_id in self._streaming:
             raise FailedPrecondition("this upload is already being sent on another stream")
         self._streaming.add(upload_id)
@@ -450,13 +462,16 @@ class Uploads:
                 raise DataLoss(f"the bytes received hash to {staged.hexdigest()}, not to the "
                                f"session's {row.sha256.hex()}; the upload was discarded, "
                                "start it again")
-            # Verified: recorded as complete before the blob is published, so that a
-            # crash between the store's publish and the library's commit leaves a
-            # session that recover() completes at the next start.
-            await self._record_offset(row.id, await staged.flush())
+            # Verified: made durable, then recorded as complete (in the publish's first
+            # transaction) before the blob is published, so that a crash between the
+            # store's publish and the library's commit leaves a session that recover()
+            # completes at the next start. The session ends in the transaction that
+            # lists the song.
+            await staged.flush()
             keep = False
             try:
-                stored = await self._publish(user_id, staged, meta, placement)
+                stored = await self._publish(user_id, staged, meta, placement,
+                                             upload_id=row.id)
             except (StorageUnavailable, StorageFull) as exc:
                 if staged.published:
                     raise
@@ -466,7 +481,6 @@ class Uploads:
                                 f"the storage allows: when the server is back, call StartUpload "
                                 f"again and continue from the offset it answers (at "
                                 f"{staged.size}, the end, send an Upload with no chunks)") from None
-            await self._end_session(row.id, drop_partial=False)
             return stored
         except BaseException:
             if not keep and not rewound:  # complete but bad: nothing of it is worth keeping
@@ -490,14 +504,12 @@ class Uploads:
             log.exception("could not save the progress of upload %s", upload_id)
 
     async def _record_offset(self, upload_id: str, committed: int) -> None:
-        async with self.files.db.write() as session:
-            await session.execute(update(UploadSession).where(UploadSession.id == upload_id)
-                                  .values(committed=committed,
-                                          expires_at=self.files.now() + self.session_ttl))
+        expires_at = self.files.now() + self.session_ttl
+        await self.files.db.grouped_write(lambda session: upload_sessions.record_offset(
+            session, upload_id, committed, expires_at))
 
     async def _end_session(self, upload_id: str, *, drop_partial: bool = True) -> None:
-        async with self.files.db.write() as session:
-            await session.execute(delete(UploadSession).where(UploadSession.id == upload_id))
+        await self.files.db.grouped_write(lambda session: upload_sessions.end(session, upload_id))
         if drop_partial:
             await self.files.store.drop_partial(upload_id)
 

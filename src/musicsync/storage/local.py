@@ -275,6 +275,7 @@ class _StagedFile:
         # Write-behind (see write): bytes handed to it, and bytes it has made durable.
         self._behind = self._dropped = size
         self._syncing: asyncio.Future | None = None
+        self._flushed = -1  # the size at the last flush: commit's fsync is then not needed
 
     @property
     def size(self) -> int:
@@ -360,8 +361,10 @@ class _StagedFile:
     async def flush(self) -> int:
         await self._ensure_created()
         await self._settle()
+        size = self._size
         await self._store._io("write", os.fsync, self._fd)
-        return self._size
+        self._flushed = size
+        return size
 
     def open_reader(self) -> BinaryIO:
         if not self._created:
@@ -376,7 +379,8 @@ class _StagedFile:
         return sha256
 
     def _commit(self, sha256: str) -> None:
-        os.fsync(self._fd)
+        if self._flushed != self._size:  # a resumable upload's partial is flushed just before
+            os.fsync(self._fd)
         self._store._publish(self._path, sha256)
         self._published = True
         self._close()  # only now: if publishing fails, the file can still be suspended
