@@ -16,7 +16,7 @@ from musicsync.proto import auth_pb2
 from musicsync.server import App
 
 from .conftest import PASSWORD, REGISTRATION_KEY, make_settings
-from .helpers import Client, status_of
+from .helpers import Client, status_of, wait_until
 
 
 async def http(port: int, request_line: str = "GET /metrics HTTP/1.1",
@@ -66,9 +66,16 @@ async def test_scrape_counts_rpcs_by_method_and_status(metered):
         code, _ = await status_of(client.sync.GetSync(empty_pb2.Empty()))
         assert code == grpc.StatusCode.UNAUTHENTICATED
 
-    scraped = await samples(metered.metrics_port)
-
     auth, sync = "auth.AuthService", "sync.SyncService"
+    # A call is counted as it ends on the server, which may be just after its client
+    # has the answer: wait for the last one's count before reading the rest.
+    last = rpc("musicsync_rpc_total", sync, "GetSync", "UNAUTHENTICATED")
+    scraped = {}
+
+    async def counted() -> bool:
+        scraped.update(await samples(metered.metrics_port))
+        return last in scraped
+    await wait_until(counted, "the refused GetSync to be counted")
     assert scraped[rpc("musicsync_rpc_total", auth, "Register", "OK")] == 1
     assert scraped[rpc("musicsync_rpc_total", auth, "Register", "PERMISSION_DENIED")] == 1
     assert scraped[rpc("musicsync_rpc_total", sync, "GetSync", "OK")] == 2
