@@ -4,8 +4,9 @@ Local changes come from file-system notifications (watchfiles) on DIR, hidden
 and partial files (so DIR/.musicsync and downloads in progress) ignored, and
 taken once the folder has been quiet for half a second (a file being copied in
 is not read half-written). Server changes come from Watch after the folder's
-cursor; a dropped stream (the server restarting) is opened again with a growing
-pause, and a pass follows every reconnection (changes may have been missed).
+cursor, through livefeed.LiveFeed (a dropped stream, e.g. the server restarting,
+is opened again from its last cursor with a growing pause); once the server is
+back, a pass takes the local changes that waited for it.
 
 Passes never overlap: a change during a pass asks for one more pass after it.
 Events this folder's own passes caused come back through Watch; those at or
@@ -24,6 +25,7 @@ from pathlib import Path
 import grpc
 
 from ..errors import ClientError, NotSignedIn, Refused
+from ..livefeed import FIRST_PAUSE, MAX_PAUSE, LiveFeed
 from ..models import ChangeEvent
 from .guard import FolderRefused
 from .plan import MassDelete
@@ -33,8 +35,6 @@ from .session import Account, PassOptions, sync_pass
 
 QUIET_MS = 500  # a local change is taken once the folder was quiet this long
 MAX_GATHER_MS = 5000  # ... or after this long, if it never is
-FIRST_PAUSE = 0.5  # seconds before reconnecting Watch; doubled up to MAX_PAUSE
-MAX_PAUSE = 30.0
 POLL_SECONDS = 10  # without notifications, a pass this often
 OK, FAILED, USAGE = 0, 1, 2
 
@@ -55,6 +55,10 @@ class Watcher:
         self.cursor: int | None = None  # where the last finished pass left the feed
         self.local_dirty = True  # the first pass
         self.remote_seen = 0  # the newest event heard through Watch
+        self.cursor_known = asyncio.Event()  # set by the first finished pass
+        self.pass_done = asyncio.Event()  # set after each finished pass
+        self.server_back = asyncio.Event()  # set when a dropped Watch stream is up again
+        self.outage = False
         self.passes = 0
         self.exit_code = OK
 
@@ -98,9 +102,10 @@ class Watcher:
                     await work
                 return
             retry = work.result()
-            if retry:  # the server was out of reach: try again in a while
+            if retry:  # the server was out of reach: try again in a while, or once it is back
                 self.local_dirty = True
-                await _first(asyncio.sleep(pause), self.stop.wait())
+                self.server_back.clear()
+                await _first(asyncio.sleep(pause), self.stop.wait(), self.server_back.wait())
                 pause = min(pause * 2, MAX_PAUSE)
             else:
                 pause = FIRST_PAUSE
@@ -125,6 +130,8 @@ class Watcher:
         self.passes += 1
         if summary.cursor is not None:
             self.cursor = summary.cursor
+            self.cursor_known.set()
+        self.pass_done.set()
         if summary.changed_meanwhile:
             self.local_dirty = True  # one more pass applies them
         if self.passes == 1 or summary.did_something():
@@ -160,40 +167,47 @@ class Watcher:
         return not relative.name.lower().endswith(PARTIAL_SUFFIXES)
 
     async def _remote_changes(self) -> None:
-        pause = FIRST_PAUSE
-        while self.cursor is None:  # follow the feed from where the first pass left it
-            await _first(self.wake.wait(), asyncio.sleep(0.2))
-        reconnecting = False
-        while True:
+        await _first(self.cursor_known.wait(), self.stop.wait())  # the first pass's cursor
+        while not self.stop.is_set():
+            feed = LiveFeed(self.client, self.cursor, on_drop=self._dropped,
+                            on_back=self._back)
             try:
-                async for item in self.client.watch(since=self.cursor):
-                    if reconnecting:  # back: whatever happened meanwhile is looked at
-                        reconnecting = False
-                        self.local_dirty = True
-                        self.wake.set()
-                        self.reporter.line("the server is back")
-                    pause = FIRST_PAUSE
-                    if isinstance(item, ChangeEvent) and item.seq > (self.cursor or 0):
+                async for item in feed:
+                    if isinstance(item, ChangeEvent) and item.seq > self.cursor:
                         self.remote_seen = max(self.remote_seen, item.seq)
                         self.wake.set()
-                # The stream ended (the server is shutting down): reconnect.
             except NotSignedIn as exc:
                 self.reporter.error(exc.message)
                 self.exit_code = USAGE
                 self.stop.set()
                 return
             except Refused as exc:
-                if exc.code == grpc.StatusCode.FAILED_PRECONDITION:
-                    self.local_dirty = True  # the cursor expired: a pass lists afresh
-                    self.wake.set()
-                else:
+                if exc.code != grpc.StatusCode.FAILED_PRECONDITION:
                     self.reporter.error(f"watching the library: {exc.message}")
-            except ClientError as exc:
-                if not reconnecting:
-                    self.reporter.error(f"{exc.message} (reconnecting)")
-            reconnecting = True
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, MAX_PAUSE)
+                    await _first(asyncio.sleep(MAX_PAUSE), self.stop.wait())
+                    continue
+                # The server does not know the cursor (its feed was pruned, or it is
+                # another server): a pass lists the library afresh and moves the cursor.
+                passes = self.passes
+                self.local_dirty = True
+                self.wake.set()
+                while self.passes == passes and not self.stop.is_set():
+                    await _first(self.pass_done.wait(), self.stop.wait())
+                    self.pass_done.clear()
+
+    def _dropped(self, error: ClientError | None, pause: float) -> None:
+        if not self.outage:  # said once per outage
+            why = error.message if error else "the server closed the connection"
+            self.reporter.error(f"{why} (reconnecting)")
+        self.outage = True
+
+    def _back(self) -> None:
+        # Local changes meanwhile were waiting for the server: a pass takes them now.
+        self.outage = False
+        self.local_dirty = True
+        self.wake.set()
+        self.server_back.set()
+        self.reporter.line("the server is back")
 
 
 async def _first(*awaitables) -> None:
