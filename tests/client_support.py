@@ -157,6 +157,7 @@ class RestartableServer:
         return f"127.0.0.1:{self.ports['auth']}"  # every service answers on each port
 
     async def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
         self.starts += 1
         args = ["serve", "--data-dir", str(self.folder / "data"), "--host", "127.0.0.1",
                 "--auth-port", str(self.ports["auth"]), "--file-port", str(self.ports["file"]),
