@@ -3,7 +3,8 @@
 Local changes come from file-system notifications (watchfiles) on DIR, hidden
 and partial files (so DIR/.musicsync and downloads in progress) ignored, and
 taken once the folder has been quiet for half a second (a file being copied in
-is not read half-written). Server changes come from Watch after the folder's
+is not read half-written). The notices a pass's own downloads, moves and deletes
+cause are passed over (echo.OwnChanges): they would start a pass with nothing to do. Server changes come from Watch after the folder's
 cursor, through livefeed.LiveFeed (a dropped stream, e.g. the server restarting,
 is opened again from its last cursor with a growing pause); once the server is
 back, a pass takes the local changes that waited for it.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections import deque
 from pathlib import Path
 
 import grpc
@@ -27,6 +29,7 @@ import grpc
 from ..errors import ClientError, NotSignedIn, Refused
 from ..livefeed import FIRST_PAUSE, MAX_PAUSE, LiveFeed
 from ..models import ChangeEvent
+from .echo import OwnChanges
 from .guard import FolderRefused
 from .plan import MassDelete
 from .report import Reporter
@@ -59,6 +62,8 @@ class Watcher:
         self.pass_done = asyncio.Event()  # set after each finished pass
         self.server_back = asyncio.Event()  # set when a dropped Watch stream is up again
         self.outage = False
+        self.own_changes = OwnChanges()  # the passes' own writes: their echo starts nothing
+        self.noticed: deque[str] = deque(maxlen=100)  # paths whose notices started passes
         self.passes = 0
         self.exit_code = OK
 
@@ -73,6 +78,7 @@ class Watcher:
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+            self.stop.set()  # the file watcher's thread ends at its next step
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
@@ -115,7 +121,7 @@ class Watcher:
         try:
             with self.reporter.session():
                 summary = await sync_pass(self.client, self.directory, self.account,
-                                          self.options, self.reporter)
+                                          self.options, self.reporter, self.own_changes)
         except (FolderRefused, NotSignedIn) as exc:
             self.reporter.error(getattr(exc, "message", None) or str(exc))
             self.exit_code = USAGE
@@ -144,9 +150,12 @@ class Watcher:
         from watchfiles import awatch
 
         try:
-            async for _ in awatch(self.root, watch_filter=self._interesting, step=QUIET_MS,
-                                  debounce=MAX_GATHER_MS, stop_event=self.stop,
-                                  raise_interrupt=False):
+            # rust_timeout=0: no periodic timeout, whose reset could drop a change that
+            # arrives at that instant (watchfiles clears its batch after finding it empty).
+            async for changes in awatch(self.root, watch_filter=self._interesting,
+                                        step=QUIET_MS, debounce=MAX_GATHER_MS,
+                                        stop_event=self.stop, rust_timeout=0):
+                self.noticed.extend(sorted(path for _, path in changes))
                 self.local_dirty = True
                 self.wake.set()
         except Exception as exc:  # e.g. out of inotify watches: look now and then instead
@@ -164,7 +173,9 @@ class Watcher:
             return False
         if any(part.startswith(".") for part in relative.parts):
             return False  # .musicsync, hidden files, our partial downloads
-        return not relative.name.lower().endswith(PARTIAL_SUFFIXES)
+        if relative.name.lower().endswith(PARTIAL_SUFFIXES):
+            return False
+        return not self.own_changes.is_echo(path)
 
     async def _remote_changes(self) -> None:
         await _first(self.cursor_known.wait(), self.stop.wait())  # the first pass's cursor
