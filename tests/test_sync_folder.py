@@ -375,7 +375,7 @@ async def test_watch_carries_on_across_a_server_restart_both_ways(tmp_path):
             err = (await watcher.stderr.read()).decode()
             print(out, err)  # shown if the test fails
     assert code == 0
-    assert "the server closed the connection (reconnecting)" in err
+    assert "(reconnecting)" in err  # said once the stream dropped, whichever way it did
     assert tree(one) == {"after/local.wav": song("local"), "after/remote.wav": song("remote")}
 
 

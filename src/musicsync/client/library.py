@@ -176,7 +176,7 @@ def watch(args) -> int:
 
 
 async def _watch(args) -> int:
-    from .livefeed import LiveFeed, newest_cursor
+    from .livefeed import LiveFeed, drop_reason, newest_cursor
 
     async with open_client() as client:
         since = args.since
@@ -185,9 +185,8 @@ async def _watch(args) -> int:
         print(f"watching {client.target} from cursor {since}; Ctrl-C to stop", flush=True)
 
         def dropped(error: ClientError | None, pause: float) -> None:
-            why = error.message if error else "the server ended the stream"
-            print(f"musicsync: lost the connection to {client.target} ({why}); reconnecting "
-                  f"from cursor {feed.cursor} in {pause:g} s", file=sys.stderr, flush=True)
+            print(f"musicsync: {drop_reason(error)}; reconnecting from cursor "
+                  f"{feed.cursor} in {pause:g} s", file=sys.stderr, flush=True)
 
         def back() -> None:
             print(f"musicsync: reconnected to {client.target}; watching from cursor "

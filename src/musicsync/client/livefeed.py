@@ -31,6 +31,15 @@ TRANSIENT = frozenset({grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN,
                        grpc.StatusCode.RESOURCE_EXHAUSTED})
 
 
+def drop_reason(error: ClientError | None) -> str:
+    """Why a stream dropped, for a person (see LiveFeed's on_drop)."""
+    if error is None:
+        return "the server closed the connection"
+    if isinstance(error, ServerUnavailable):
+        return error.message
+    return f"the connection to the server was lost ({error.message})"
+
+
 def is_transient(exc: ClientError) -> bool:
     """Whether a failed call may succeed later as it is (the server or network was away)."""
     return isinstance(exc, ServerUnavailable) or (

@@ -27,7 +27,7 @@ from pathlib import Path
 import grpc
 
 from ..errors import ClientError, NotSignedIn, Refused
-from ..livefeed import FIRST_PAUSE, MAX_PAUSE, LiveFeed
+from ..livefeed import FIRST_PAUSE, MAX_PAUSE, LiveFeed, drop_reason
 from ..models import ChangeEvent
 from .echo import OwnChanges
 from .guard import FolderRefused
@@ -208,8 +208,7 @@ class Watcher:
 
     def _dropped(self, error: ClientError | None, pause: float) -> None:
         if not self.outage:  # said once per outage
-            why = error.message if error else "the server closed the connection"
-            self.reporter.error(f"{why} (reconnecting)")
+            self.reporter.error(f"{drop_reason(error)} (reconnecting)")
         self.outage = True
 
     def _back(self) -> None:
