@@ -3,11 +3,12 @@
 Local changes come from file-system notifications (watchfiles) on DIR, hidden
 and partial files (so DIR/.musicsync and downloads in progress) ignored, and
 taken once the folder has been quiet for half a second (a file being copied in
-is not read half-written). The notices a pass's own downloads, moves and deletes
-cause are passed over (echo.OwnChanges): they would start a pass with nothing to do. Server changes come from Watch after the folder's
-cursor, through livefeed.LiveFeed (a dropped stream, e.g. the server restarting,
-is opened again from its last cursor with a growing pause); once the server is
-back, a pass takes the local changes that waited for it.
+is not read half-written). The notices a pass's own downloads, moves and
+deletes cause are passed over (echo.OwnChanges): they would start a pass with
+nothing to do. Server changes come from Watch after the folder's cursor, through
+livefeed.LiveFeed (a dropped stream, e.g. the server restarting, is opened again
+from its last cursor with a growing pause); once the server is back, a pass
+takes the local changes that waited for it.
 
 Passes never overlap: a change during a pass asks for one more pass after it.
 Events this folder's own passes caused come back through Watch; those at or
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections import deque
 from pathlib import Path
@@ -49,7 +51,8 @@ class Watcher:
                  reporter: Reporter) -> None:
         self.client = client
         self.directory = directory
-        self.root = Path(directory).expanduser().absolute()
+        # As guard.open_folder spells it: the paths the passes report match the notices'.
+        self.root = Path(os.path.abspath(os.path.expanduser(directory)))
         self.account = account
         self.options = options
         self.reporter = reporter
