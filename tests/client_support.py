@@ -1,6 +1,6 @@
 """Helpers for the client tests: a library client signed in to a running App, the CLI run
-as a person runs it, and a TCP relay that breaks the first connection after some bytes
-(a network that drops)."""
+as a person runs it, a TCP relay that breaks the first connection after some bytes
+(a network that drops), and a server process that can be restarted."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from musicsync.client import Client
 from musicsync.client.credentials import Credentials, CredentialsStore
 
 from .conftest import PASSWORD, REGISTRATION_KEY
+from .helpers import ServerProcess, free_port
 from .transfer import wav_bytes
 
 
@@ -137,3 +138,41 @@ class BreakingRelay:
 def partial_bytes(data_dir: Path) -> int:
     """Bytes the server's local store holds in unfinished resumable uploads."""
     return sum(p.stat().st_size for p in (data_dir / "blobs" / ".partial").glob("*"))
+
+
+class RestartableServer:
+    """`musicsync serve` in a subprocess on fixed ports with one data folder (so the same
+    keys and library each time), which a test stops and starts again: a server restart as
+    clients see it. Use ``async with``; ``target`` is its address."""
+
+    ENV = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "1024", "ARGON2_PARALLELISM": "1",
+           "SECURITY_KEY": REGISTRATION_KEY, "SHUTDOWN_GRACE": "1"}
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.ports = {"auth": free_port(), "file": free_port(), "sync": free_port()}
+        self.process: ServerProcess | None = None
+        self.starts = 0
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.ports['auth']}"  # every service answers on each port
+
+    async def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.starts += 1
+        args = ["serve", "--data-dir", str(self.folder / "data"), "--host", "127.0.0.1",
+                "--auth-port", str(self.ports["auth"]), "--file-port", str(self.ports["file"]),
+                "--sync-port", str(self.ports["sync"])]
+        self.process = ServerProcess(args, self.ENV, self.folder / f"server-{self.starts}.log")
+        await self.process.wait_serving(self.ports["auth"])
+
+    def stop(self) -> None:
+        assert self.process.stop() == 0, self.process.log()[-4000:]
+
+    async def __aenter__(self) -> RestartableServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        self.process.kill()

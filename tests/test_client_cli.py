@@ -18,8 +18,8 @@ from musicsync.client import Client, NotSignedIn
 from musicsync.client.credentials import Credentials, CredentialsStore
 from musicsync.client.tokens import Tokens
 
-from .client_support import Cli, sha, signed_in, song_file, target_of
-from .conftest import PASSWORD
+from .client_support import Cli, RestartableServer, sha, signed_in, song_file, target_of
+from .conftest import PASSWORD, REGISTRATION_KEY
 from .helpers import free_port
 
 DAY = 24 * 3600
@@ -201,6 +201,52 @@ async def test_watch_prints_each_change_as_it_happens(app, account, logged_in, t
         process.send_signal(signal.SIGINT)
         code = await asyncio.wait_for(process.wait(), 30)
     assert code == 0
+
+
+async def test_watch_reconnects_after_a_server_restart_and_goes_on_from_its_cursor(tmp_path):
+    async with RestartableServer(tmp_path) as server:
+        cli = Cli(tmp_path / "config")
+        library = Client(server.target)
+        await library.register("alice", PASSWORD, REGISTRATION_KEY)
+        code, _, err = await cli("login", server.target, "--user", "alice",
+                                 "--password-stdin", stdin=PASSWORD + "\n")
+        assert code == 0, err
+        process = await cli.start("watch")
+        try:
+            assert b"watching" in await asyncio.wait_for(process.stdout.readline(), 30)
+            before = await library.upload(song_file(tmp_path, "before.wav"))
+            line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+            assert "added" in line and "before.wav" in line
+            server.stop()
+            await server.start()
+            after = await library.upload(song_file(tmp_path, "after.wav"))
+            line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+            assert "added" in line and "after.wav" in line and after.hash[:12] in line
+        finally:
+            await library.close()
+            process.send_signal(signal.SIGINT)
+            code = await asyncio.wait_for(process.wait(), 30)
+        err = (await process.stderr.read()).decode()
+    assert code == 0, err
+    cursor = line.rsplit("cursor=", 1)[1].strip()
+    assert f"reconnecting from cursor {int(cursor) - 1}" in err, err
+    assert before.hash[:12] not in (await process.stdout.read()).decode()  # not shown twice
+
+
+async def test_watch_without_since_starts_at_the_newest_change_without_reading_the_feed(
+        app, account, logged_in, tmp_path):
+    for i in range(40):
+        await account.upload(song_file(tmp_path, f"old{i}.wav"))
+    process = await logged_in.start("watch")
+    try:
+        started = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        assert "from cursor 40;" in started, started
+        uploaded = await account.upload(song_file(tmp_path, "new.wav"))
+        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        assert "new.wav" in line and uploaded.hash[:12] in line and "cursor=41" in line
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
 
 
 # -- sync's arguments, and what the client commands load ---------------------------------

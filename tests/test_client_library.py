@@ -20,11 +20,13 @@ from musicsync.client import (
     Refused,
     ServerUnavailable,
 )
+from musicsync.client.livefeed import LiveFeed, newest_cursor
 from musicsync.client.transfer import partial_path
 from musicsync.proto import file_pb2
+from musicsync.server import App
 
 from .client_support import BreakingRelay, partial_bytes, sha, signed_in, song_file, target_of
-from .conftest import PASSWORD
+from .conftest import PASSWORD, make_settings
 from .helpers import free_port, wait_until
 from .transfer import wav_bytes
 
@@ -317,6 +319,56 @@ async def test_watch_reports_an_upload_as_it_happens(app, tmp_path):
         assert (event.kind, event.hash, event.file.filename) == ("added", uploaded.hash,
                                                                  "live.wav")
         await client.ack(event.cursor)
+
+
+async def test_a_live_feed_reconnects_after_a_server_restart_from_its_last_cursor(tmp_path):
+    settings = make_settings(tmp_path / "data", auth_port=free_port(), file_port=free_port(),
+                             sync_port=free_port())
+    drops: list = []
+    seen: list[ChangeEvent] = []
+    async with App(settings) as app:
+        library = await signed_in(app)
+        first = await library.upload(song_file(tmp_path, "first.wav"))
+        feed = LiveFeed(library, 0, first_pause=0.05,
+                        on_drop=lambda error, pause: drops.append(error),
+                        on_back=lambda: drops.append("back"))
+
+        async def follow():
+            async for item in feed:
+                if isinstance(item, ChangeEvent):
+                    seen.append(item)
+
+        task = asyncio.create_task(follow())
+        await wait_until(lambda: len(seen) == 1, "the first song's event")
+    try:
+        await wait_until(lambda: drops, "the feed to see the stream end")
+        async with App(settings):  # the same ports, data and keys
+            await wait_until(lambda: "back" in drops, "the feed to reconnect")
+            second = await library.upload(song_file(tmp_path, "second.wav"))
+            await wait_until(lambda: len(seen) == 2, "the second song's event")
+            told = list(drops)
+    finally:
+        task.cancel()
+        await library.close()
+    assert [e.hash for e in seen] == [first.hash, second.hash]  # nothing twice, nothing lost
+    assert told[0] is None  # the server ended the stream as it stopped
+    assert told[-1] == "back" and told.count("back") == 1
+    assert feed.cursor == seen[-1].cursor
+
+
+async def test_the_newest_cursor_is_found_with_a_few_one_event_pages(library, tmp_path):
+    assert await newest_cursor(library) == 0
+    await library.upload(song_file(tmp_path, "one.wav"))
+    assert await newest_cursor(library) == 1
+    for n in range(99):
+        await library.upload(song_file(tmp_path, f"{n}.wav"))
+    before = library.listing_bytes
+    assert await newest_cursor(library) == 100
+    searched = library.listing_bytes - before
+    feed = library.changes(0)
+    assert len([event async for event in feed]) == 100 and feed.cursor == 100
+    read_through = library.listing_bytes - before - searched
+    assert searched * 4 < read_through
 
 
 # -- folder paths (the server side is on branch paths) -----------------------------------

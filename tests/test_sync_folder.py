@@ -13,11 +13,19 @@ from pathlib import Path
 
 import pytest
 
+from musicsync.client import Client
 from musicsync.client.credentials import CredentialsStore
 from musicsync.server import App
 
-from .client_support import BreakingRelay, Cli, partial_bytes, signed_in, target_of
-from .conftest import PASSWORD, make_settings
+from .client_support import (
+    BreakingRelay,
+    Cli,
+    RestartableServer,
+    partial_bytes,
+    signed_in,
+    target_of,
+)
+from .conftest import PASSWORD, REGISTRATION_KEY, make_settings
 from .folder_helpers import sha, song, touch_later, write
 from .helpers import free_port, wait_until
 from .transfer import wav_bytes
@@ -61,10 +69,24 @@ async def sync(cli: Cli, folder: Path, *options: str, expect: int | None = 0
 
 
 def tree(root: Path) -> dict[str, bytes]:
-    """Every visible file under root (the marker folder and hidden files left out)."""
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*")
-            if p.is_file() and not any(part.startswith(".")
-                                       for part in p.relative_to(root).parts)}
+    """Every visible file under root (the marker folder and hidden files left out).
+
+    A `--watch` process may move a file to its trash, or remove an emptied folder, while
+    this reads: what vanishes meanwhile is left out rather than raised (Path.rglob and
+    read_bytes raise FileNotFoundError then, failing the test that waits on this).
+    """
+    found = {}
+    for folder, folders, files in os.walk(root):  # folders that vanish are passed over
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        for name in files:
+            path = Path(folder, name)
+            if name.startswith(".") or not path.is_file():
+                continue
+            try:
+                found[path.relative_to(root).as_posix()] = path.read_bytes()
+            except FileNotFoundError:
+                continue
+    return found
 
 
 def hidden(root: Path) -> list[str]:
@@ -322,6 +344,43 @@ async def test_watch_on_two_folders_carries_a_new_file_across_and_then_its_delet
         for watcher in watchers:  # shown if the test fails
             print((await watcher.stdout.read()).decode(), (await watcher.stderr.read()).decode())
     assert codes == [0, 0]
+
+
+async def test_watch_carries_on_across_a_server_restart_both_ways(tmp_path):
+    async with RestartableServer(tmp_path / "server") as server:
+        cli = Cli(tmp_path / "config")
+        library = Client(server.target)
+        await library.register("alice", PASSWORD, REGISTRATION_KEY)
+        await login(cli, server.target)
+        one = tmp_path / "one"
+        one.mkdir()
+        watcher = await cli.start("sync", str(one), "--watch")
+        try:
+            assert b"uploaded 0" in await asyncio.wait_for(watcher.stdout.readline(), 30)
+            server.stop()
+            await server.start()
+            write(one, "after/local.wav", song("local"))
+            await wait_until(lambda: _has(library, "after/local.wav"),
+                             "the local song to reach the restarted server", timeout=30)
+            await library.upload(write(tmp_path / "src", "remote.wav", song("remote")),
+                                 path="after/remote.wav")
+            await wait_until(lambda: "after/remote.wav" in tree(one),
+                             "the server's new song to reach the folder", timeout=30)
+        finally:
+            await library.close()
+            if watcher.returncode is None:
+                watcher.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(watcher.wait(), 30)
+            out = (await watcher.stdout.read()).decode()
+            err = (await watcher.stderr.read()).decode()
+            print(out, err)  # shown if the test fails
+    assert code == 0
+    assert "(reconnecting)" in err  # said once the stream dropped, whichever way it did
+    assert tree(one) == {"after/local.wav": song("local"), "after/remote.wav": song("remote")}
+
+
+async def _has(client, path: str) -> bool:
+    return path in await library_paths(client)
 
 
 # -- bad input ---------------------------------------------------------------------------

@@ -240,10 +240,21 @@ class Client:
         then read its ``cursor`` (the position after the last event)."""
         return ChangeFeed(self, since, page_size)
 
+    async def changes_page(self, since: int = 0, *, limit: int = 500
+                           ) -> tuple[list[ChangeEvent], int, bool]:
+        """One page of Changes: (the events after ``since``, at most ``limit`` of them;
+        the cursor after them; whether more wait)."""
+        page = await self._unary(self._sync.Changes, sync_pb2.ChangesRequest(
+            since=since, limit=limit, device=self._device()))
+        self.listing_bytes += page.ByteSize()
+        return ([ChangeEvent.from_proto(event) for event in page.events],
+                page.cursor or since, page.has_more)
+
     async def watch(self, since: int = 0, *,
                     heartbeat_seconds: int = 30) -> AsyncIterator[ChangeEvent | Heartbeat]:
         """The change events after ``since``, then each new one as it happens, with
-        heartbeats while nothing does; runs until the caller stops iterating."""
+        heartbeats while nothing does; runs until the caller stops iterating or the server
+        ends the stream (see livefeed.LiveFeed for a feed that outlives dropped streams)."""
         request = sync_pb2.WatchRequest(since=since, device=self._device(),
                                         heartbeat_seconds=heartbeat_seconds)
         for attempt in (1, 2):
@@ -279,13 +290,10 @@ class ChangeFeed:
 
     async def __aiter__(self) -> AsyncIterator[ChangeEvent]:
         while True:
-            page = await self._client._unary(self._client._sync.Changes, sync_pb2.ChangesRequest(
-                since=self.cursor, limit=self._page_size, device=self._client._device()))
-            self._client.listing_bytes += page.ByteSize()
-            for event in page.events:
-                yield ChangeEvent.from_proto(event)
-            self.cursor = page.cursor or self.cursor
-            if not page.has_more or not page.events:
+            events, cursor, more = await self._client.changes_page(self.cursor,
+                                                                   limit=self._page_size)
+            for event in events:
+                yield event
+            self.cursor = cursor
+            if not more or not events:
                 return
-
-

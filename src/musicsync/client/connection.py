@@ -14,6 +14,9 @@ CHANNEL_OPTIONS = [
     # Idle Watch streams live behind home routers and NATs: keep them open.
     ("grpc.keepalive_time_ms", 60_000),
     ("grpc.keepalive_timeout_ms", 20_000),
+    # After a server restart, calls fail at once until the channel tries to connect
+    # again; gRPC's default pause between tries grows to 120 s. 30 s, as LiveFeed's.
+    ("grpc.max_reconnect_backoff_ms", 30_000),
 ]
 
 

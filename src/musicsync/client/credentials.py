@@ -9,10 +9,10 @@ import os
 import socket
 import tempfile
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from . import filelock
 from .dirs import config_dir
 from .errors import NotSignedIn
 from .tokens import Tokens
@@ -103,20 +103,8 @@ class CredentialsStore:
 
     # -- SharedTokens: another musicsync process may refresh at the same time -------------
 
-    @contextlib.contextmanager
-    def exclusive(self) -> Iterator[None]:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no advisory locks; one process at a time is advised
-            yield
-            return
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def exclusive(self) -> contextlib.AbstractContextManager[None]:
+        return filelock.exclusive(self.folder / LOCK_NAME)
 
     def load(self) -> Tokens | None:
         credentials = self.load_credentials()

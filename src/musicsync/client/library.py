@@ -176,15 +176,24 @@ def watch(args) -> int:
 
 
 async def _watch(args) -> int:
+    from .livefeed import LiveFeed, drop_reason, newest_cursor
+
     async with open_client() as client:
         since = args.since
-        if since is None:  # from now on: skip what the feed holds already
-            feed = client.changes(0, page_size=1000)
-            async for _ in feed:
-                pass
-            since = feed.cursor
+        if since is None:  # from now on
+            since = await newest_cursor(client)
         print(f"watching {client.target} from cursor {since}; Ctrl-C to stop", flush=True)
-        async for item in client.watch(since):
+
+        def dropped(error: ClientError | None, pause: float) -> None:
+            print(f"musicsync: {drop_reason(error)}; reconnecting from cursor "
+                  f"{feed.cursor} in {pause:g} s", file=sys.stderr, flush=True)
+
+        def back() -> None:
+            print(f"musicsync: reconnected to {client.target}; watching from cursor "
+                  f"{feed.cursor}", file=sys.stderr, flush=True)
+
+        feed = LiveFeed(client, since, on_drop=dropped, on_back=back)
+        async for item in feed:
             if not isinstance(item, ChangeEvent):
                 continue  # a heartbeat
             when = datetime.fromtimestamp(item.at).strftime("%Y-%m-%d %H:%M:%S")

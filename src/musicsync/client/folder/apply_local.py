@@ -14,6 +14,7 @@ import errno
 import os
 from pathlib import Path
 
+from .echo import OwnChanges
 from .index import FolderIndex, IndexedFile
 from .ledger import Ledger
 from .names import NameMap
@@ -31,13 +32,14 @@ class LocalApplier:
     """Applies local actions to one folder."""
 
     def __init__(self, root: Path, index: FolderIndex, names: NameMap, trash: Trash,
-                 ledger: Ledger):
+                 ledger: Ledger, own_changes: OwnChanges | None = None):
         self.root = Path(root)
         self.index = index
         self.names = names
         self.trash = trash
         self.ledger = ledger
         self.files = index.files()  # local key -> what the scan saw
+        self.own_changes = own_changes  # told of each path changed (sync --watch)
 
     # -- deletes --------------------------------------------------------------------------
 
@@ -46,6 +48,7 @@ class LocalApplier:
         local = self.names.to_local(path)
         entry = self._expect_unchanged(local)
         went = self.trash.put(entry.disk)
+        self._changed(self.root / entry.disk)
         self._forget(local)
         self.ledger.local_changed(path, None)
         self._prune(entry.disk)
@@ -89,6 +92,7 @@ class LocalApplier:
         target = self.root / new_local
         target.parent.mkdir(parents=True, exist_ok=True)
         _rename_no_replace(self.root / entry.disk, target)
+        self._changed(self.root / entry.disk, target, *self._folders_of(target))
         self._forget(old_local)
         self._record(new_local, entry.sha256)
         self.ledger.local_changed(old, None)
@@ -119,11 +123,13 @@ class LocalApplier:
             return path
         if replaces_local and entry is not None and self._unchanged(entry):
             self.trash.put(entry.disk)
+            self._changed(self.root / entry.disk)
             self._forget(local)
         path, local = self._free_target(path, sha256)
         target = self.root / local
         target.parent.mkdir(parents=True, exist_ok=True)
         _rename_no_replace(temp, target)
+        self._changed(target, *self._folders_of(target))
         size = self._record(local, sha256)
         self.ledger.local_changed(path, sha256, size)
         return path
@@ -180,7 +186,16 @@ class LocalApplier:
                 folder.rmdir()
             except OSError:
                 return  # not empty (or not ours to remove)
+            self._changed(folder)
             folder = folder.parent
+
+    def _folders_of(self, target: Path) -> list[Path]:
+        """The folders holding ``target`` below the root (a pass may have made them)."""
+        return [folder for folder in target.parents if self.root in folder.parents]
+
+    def _changed(self, *paths: Path) -> None:
+        if self.own_changes is not None:
+            self.own_changes.changed(*paths)
 
 
 def _exists(path: Path) -> bool:

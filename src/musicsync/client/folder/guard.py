@@ -1,7 +1,8 @@
 """Which folders this computer syncs, and the refusal to sync one that has gone.
 
 config_dir()/folders.json remembers each synced folder (absolute path -> device
-id). A remembered folder whose DIR/.musicsync/ marker is missing is refused: an
+id); its changes are made under a lock (folders.lock), as syncs of different
+folders may run at once. A remembered folder whose DIR/.musicsync/ marker is missing is refused: an
 unmounted or emptied disk must not read as "the user deleted every song" (nor
 fill the disk underneath with downloads). A new folder gets the marker and its
 index; a folder with a marker but not remembered (copied, or a new config) is
@@ -18,9 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..dirs import config_dir
+from ..filelock import exclusive
 from .index import MARKER, FolderIndex, index_path
 
 FOLDERS_FILE = "folders.json"
+FOLDERS_LOCK = "folders.lock"
 
 
 class FolderRefused(Exception):
@@ -77,19 +80,28 @@ def open_folder(directory: str | os.PathLike) -> tuple[SyncFolder, FolderIndex]:
                             "writable to be synced") from exc
     device_id = index.state().device_id
     if folders.get(str(root), {}).get("device_id") != device_id:
-        folders[str(root)] = {"device_id": device_id}
-        _write(folders)
+        with _registry_locked():  # read again: another sync may have written it meanwhile
+            folders = remembered()
+            folders[str(root)] = {"device_id": device_id}
+            _write(folders)
     return SyncFolder(root, device_id), index
 
 
 def forget(directory: str | os.PathLike) -> bool:
     """Forgets a folder (its marker, if any, is left); whether it was remembered."""
     root = str(Path(os.path.abspath(os.path.expanduser(directory))))
-    folders = remembered()
-    if folders.pop(root, None) is None:
-        return False
-    _write(folders)
+    with _registry_locked():
+        folders = remembered()
+        if folders.pop(root, None) is None:
+            return False
+        _write(folders)
     return True
+
+
+def _registry_locked():
+    """Held while folders.json is read, changed and written: two syncs of two folders
+    starting together must not each write the file without the other's folder."""
+    return exclusive(config_dir() / FOLDERS_LOCK)
 
 
 def _write(folders: dict[str, dict]) -> None:

@@ -25,6 +25,7 @@ from ..models import Device
 from ..transfer import partial_path
 from . import remote as remote_state
 from .apply_local import LocalApplier, LocalChanged
+from .echo import OwnChanges
 from .guard import FolderRefused, open_folder
 from .index import FolderIndex
 from .ledger import Ledger
@@ -70,9 +71,11 @@ def device_for(root: Path, device_id: str) -> Device:
 
 
 async def sync_pass(client, directory: str | os.PathLike, account: Account,
-                    options: PassOptions, reporter: Reporter) -> Summary:
+                    options: PassOptions, reporter: Reporter,
+                    own_changes: OwnChanges | None = None) -> Summary:
     """Syncs ``directory`` once. Raises FolderRefused, plan.MassDelete (nothing changed),
-    and the FATAL client errors; every other failure is in the summary."""
+    and the FATAL client errors; every other failure is in the summary. ``own_changes``
+    is told of every path the pass changes in the folder (sync --watch)."""
     started = time.monotonic()
     counters = (client.bytes_sent, client.bytes_received, client.listing_bytes)
     summary = Summary(dry_run=options.dry_run)
@@ -111,7 +114,7 @@ async def sync_pass(client, directory: str | os.PathLike, account: Account,
         sizes.update(server.sizes)
         sizes.update({f.sha256: f.size for f in scanned.files.values()})
         ledger = Ledger(index, local, server.songs, sizes)
-        applier = LocalApplier(folder.root, index, names, trash, ledger)
+        applier = LocalApplier(folder.root, index, names, trash, ledger, own_changes)
         run = _Run(client, folder.root, index, names, ledger, applier, options, reporter,
                    summary)
         try:

@@ -3,9 +3,12 @@
 Local changes come from file-system notifications (watchfiles) on DIR, hidden
 and partial files (so DIR/.musicsync and downloads in progress) ignored, and
 taken once the folder has been quiet for half a second (a file being copied in
-is not read half-written). Server changes come from Watch after the folder's
-cursor; a dropped stream (the server restarting) is opened again with a growing
-pause, and a pass follows every reconnection (changes may have been missed).
+is not read half-written). The notices a pass's own downloads, moves and
+deletes cause are passed over (echo.OwnChanges): they would start a pass with
+nothing to do. Server changes come from Watch after the folder's cursor, through
+livefeed.LiveFeed (a dropped stream, e.g. the server restarting, is opened again
+from its last cursor with a growing pause); once the server is back, a pass
+takes the local changes that waited for it.
 
 Passes never overlap: a change during a pass asks for one more pass after it.
 Events this folder's own passes caused come back through Watch; those at or
@@ -18,13 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+from collections import deque
 from pathlib import Path
 
 import grpc
 
 from ..errors import ClientError, NotSignedIn, Refused
+from ..livefeed import FIRST_PAUSE, MAX_PAUSE, LiveFeed, drop_reason
 from ..models import ChangeEvent
+from .echo import OwnChanges
 from .guard import FolderRefused
 from .plan import MassDelete
 from .report import Reporter
@@ -33,8 +40,6 @@ from .session import Account, PassOptions, sync_pass
 
 QUIET_MS = 500  # a local change is taken once the folder was quiet this long
 MAX_GATHER_MS = 5000  # ... or after this long, if it never is
-FIRST_PAUSE = 0.5  # seconds before reconnecting Watch; doubled up to MAX_PAUSE
-MAX_PAUSE = 30.0
 POLL_SECONDS = 10  # without notifications, a pass this often
 OK, FAILED, USAGE = 0, 1, 2
 
@@ -46,7 +51,8 @@ class Watcher:
                  reporter: Reporter) -> None:
         self.client = client
         self.directory = directory
-        self.root = Path(directory).expanduser().absolute()
+        # As guard.open_folder spells it: the paths the passes report match the notices'.
+        self.root = Path(os.path.abspath(os.path.expanduser(directory)))
         self.account = account
         self.options = options
         self.reporter = reporter
@@ -55,6 +61,12 @@ class Watcher:
         self.cursor: int | None = None  # where the last finished pass left the feed
         self.local_dirty = True  # the first pass
         self.remote_seen = 0  # the newest event heard through Watch
+        self.cursor_known = asyncio.Event()  # set by the first finished pass
+        self.pass_done = asyncio.Event()  # set after each finished pass
+        self.server_back = asyncio.Event()  # set when a dropped Watch stream is up again
+        self.outage = False
+        self.own_changes = OwnChanges()  # the passes' own writes: their echo starts nothing
+        self.noticed: deque[str] = deque(maxlen=100)  # paths whose notices started passes
         self.passes = 0
         self.exit_code = OK
 
@@ -69,6 +81,7 @@ class Watcher:
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+            self.stop.set()  # the file watcher's thread ends at its next step
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
@@ -98,9 +111,10 @@ class Watcher:
                     await work
                 return
             retry = work.result()
-            if retry:  # the server was out of reach: try again in a while
+            if retry:  # the server was out of reach: try again in a while, or once it is back
                 self.local_dirty = True
-                await _first(asyncio.sleep(pause), self.stop.wait())
+                self.server_back.clear()
+                await _first(asyncio.sleep(pause), self.stop.wait(), self.server_back.wait())
                 pause = min(pause * 2, MAX_PAUSE)
             else:
                 pause = FIRST_PAUSE
@@ -110,7 +124,7 @@ class Watcher:
         try:
             with self.reporter.session():
                 summary = await sync_pass(self.client, self.directory, self.account,
-                                          self.options, self.reporter)
+                                          self.options, self.reporter, self.own_changes)
         except (FolderRefused, NotSignedIn) as exc:
             self.reporter.error(getattr(exc, "message", None) or str(exc))
             self.exit_code = USAGE
@@ -125,6 +139,8 @@ class Watcher:
         self.passes += 1
         if summary.cursor is not None:
             self.cursor = summary.cursor
+            self.cursor_known.set()
+        self.pass_done.set()
         if summary.changed_meanwhile:
             self.local_dirty = True  # one more pass applies them
         if self.passes == 1 or summary.did_something():
@@ -137,9 +153,12 @@ class Watcher:
         from watchfiles import awatch
 
         try:
-            async for _ in awatch(self.root, watch_filter=self._interesting, step=QUIET_MS,
-                                  debounce=MAX_GATHER_MS, stop_event=self.stop,
-                                  raise_interrupt=False):
+            # rust_timeout=0: no periodic timeout, whose reset could drop a change that
+            # arrives at that instant (watchfiles clears its batch after finding it empty).
+            async for changes in awatch(self.root, watch_filter=self._interesting,
+                                        step=QUIET_MS, debounce=MAX_GATHER_MS,
+                                        stop_event=self.stop, rust_timeout=0):
+                self.noticed.extend(sorted(path for _, path in changes))
                 self.local_dirty = True
                 self.wake.set()
         except Exception as exc:  # e.g. out of inotify watches: look now and then instead
@@ -157,43 +176,51 @@ class Watcher:
             return False
         if any(part.startswith(".") for part in relative.parts):
             return False  # .musicsync, hidden files, our partial downloads
-        return not relative.name.lower().endswith(PARTIAL_SUFFIXES)
+        if relative.name.lower().endswith(PARTIAL_SUFFIXES):
+            return False
+        return not self.own_changes.is_echo(path)
 
     async def _remote_changes(self) -> None:
-        pause = FIRST_PAUSE
-        while self.cursor is None:  # follow the feed from where the first pass left it
-            await _first(self.wake.wait(), asyncio.sleep(0.2))
-        reconnecting = False
-        while True:
+        await _first(self.cursor_known.wait(), self.stop.wait())  # the first pass's cursor
+        while not self.stop.is_set():
+            feed = LiveFeed(self.client, self.cursor, on_drop=self._dropped,
+                            on_back=self._back)
             try:
-                async for item in self.client.watch(since=self.cursor):
-                    if reconnecting:  # back: whatever happened meanwhile is looked at
-                        reconnecting = False
-                        self.local_dirty = True
-                        self.wake.set()
-                        self.reporter.line("the server is back")
-                    pause = FIRST_PAUSE
-                    if isinstance(item, ChangeEvent) and item.seq > (self.cursor or 0):
+                async for item in feed:
+                    if isinstance(item, ChangeEvent) and item.seq > self.cursor:
                         self.remote_seen = max(self.remote_seen, item.seq)
                         self.wake.set()
-                # The stream ended (the server is shutting down): reconnect.
             except NotSignedIn as exc:
                 self.reporter.error(exc.message)
                 self.exit_code = USAGE
                 self.stop.set()
                 return
             except Refused as exc:
-                if exc.code == grpc.StatusCode.FAILED_PRECONDITION:
-                    self.local_dirty = True  # the cursor expired: a pass lists afresh
-                    self.wake.set()
-                else:
+                if exc.code != grpc.StatusCode.FAILED_PRECONDITION:
                     self.reporter.error(f"watching the library: {exc.message}")
-            except ClientError as exc:
-                if not reconnecting:
-                    self.reporter.error(f"{exc.message} (reconnecting)")
-            reconnecting = True
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, MAX_PAUSE)
+                    await _first(asyncio.sleep(MAX_PAUSE), self.stop.wait())
+                    continue
+                # The server does not know the cursor (its feed was pruned, or it is
+                # another server): a pass lists the library afresh and moves the cursor.
+                passes = self.passes
+                self.local_dirty = True
+                self.wake.set()
+                while self.passes == passes and not self.stop.is_set():
+                    await _first(self.pass_done.wait(), self.stop.wait())
+                    self.pass_done.clear()
+
+    def _dropped(self, error: ClientError | None, pause: float) -> None:
+        if not self.outage:  # said once per outage
+            self.reporter.error(f"{drop_reason(error)} (reconnecting)")
+        self.outage = True
+
+    def _back(self) -> None:
+        # Local changes meanwhile were waiting for the server: a pass takes them now.
+        self.outage = False
+        self.local_dirty = True
+        self.wake.set()
+        self.server_back.set()
+        self.reporter.line("the server is back")
 
 
 async def _first(*awaitables) -> None:
