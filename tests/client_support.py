@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -41,6 +42,15 @@ def song_file(folder: Path, name: str, seconds: float = 1.0, salt: bytes = b"") 
     return path
 
 
+def interruptible() -> None:
+    """In a child before exec: Ctrl-C (SIGINT) as a terminal gives it.
+
+    A test run started in the background (`make test &`, some CI runners) has SIGINT
+    ignored, and children inherit that: a command the test stops with SIGINT would
+    never hear it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Cli:
     """Runs `musicsync ...` with its own configuration folder; returns (code, out, err)."""
 
@@ -54,7 +64,7 @@ class Cli:
     async def start(self, *args: str, stdin=None) -> asyncio.subprocess.Process:
         """Starts `musicsync ...` without waiting (its output piped)."""
         return await asyncio.create_subprocess_exec(
-            *self.command(*args), env=self.env, stdin=stdin,
+            *self.command(*args), env=self.env, stdin=stdin, preexec_fn=interruptible,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
 
     async def __call__(self, *args: str, stdin: str | None = None,

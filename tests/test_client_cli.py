@@ -185,9 +185,7 @@ async def test_pull_and_rm_of_unknown_songs_fail_naming_them(logged_in, tmp_path
 
 
 async def test_watch_prints_each_change_as_it_happens(app, account, logged_in, tmp_path):
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "musicsync.cli", "watch", env=logged_in.env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    process = await logged_in.start("watch")
     try:
         started = await asyncio.wait_for(process.stdout.readline(), 30)
         assert b"watching" in started, await process.stderr.read()
