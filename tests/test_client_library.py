@@ -158,6 +158,19 @@ async def test_uploading_a_song_the_library_holds_sends_no_bytes(library, tmp_pa
     assert again.hash == sha(source.read_bytes())
 
 
+async def test_a_small_song_said_to_be_new_goes_at_once_and_a_wrong_guess_harms_nothing(
+        library, tmp_path):
+    source = song_file(tmp_path, "song.wav")
+    size = source.stat().st_size
+    first = await library.upload(source, new=True)
+    assert first.bytes_sent == size
+    # Told "new" wrongly (another device sent it meanwhile): the bytes go for nothing,
+    # and the library still holds the song once, where it was.
+    again = await library.upload(source, path="Elsewhere/song.wav", new=True)
+    assert again.bytes_sent == size and again.duplicate_of_path == "song.wav"
+    assert [(f.hash, f.path) async for f in library.list_files()] == [(first.hash, "song.wav")]
+
+
 async def test_upload_continues_an_interrupted_upload_and_sends_only_the_rest(
         app, library, tmp_path):
     source = song_file(tmp_path, "song.wav", seconds=300)  # 4.8 MB: over SMALL_FILE, resumable

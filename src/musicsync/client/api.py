@@ -176,17 +176,20 @@ class Client:
     # -- transfers -------------------------------------------------------------------------
 
     async def upload(self, source: Path, *, path: str | None = None, replaces: str | None = None,
-                     sha256: str | None = None,
+                     sha256: str | None = None, new: bool = False,
                      progress: Callable[[int], None] | None = None) -> UploadResult:
         """Uploads a song file, resuming where the server stands (only missing bytes go).
 
         ``path`` files it in the folder tree ("Artist/Album/01 Song.flac"; default: its
         file name); ``replaces`` names the hash of the entry it replaces; ``sha256`` skips
-        hashing the file first. ``progress`` is called with the bytes the server has so far.
-        Raises FileChanged if the file changes meanwhile.
+        hashing the file first. ``new``: the caller knows the library lacks the song (from
+        a listing), so a small file goes at once, without asking the server first (if the
+        library has it after all, its bytes were sent for nothing, and no harm done).
+        ``progress`` is called with the bytes the server has so far. Raises FileChanged if
+        the file changes meanwhile.
         """
         return await transfer.upload(self, Path(source), path=path, replaces=replaces,
-                                     sha256=sha256, progress=progress)
+                                     sha256=sha256, new=new, progress=progress)
 
     async def download(self, hash: str, dest: Path, *,
                        progress: Callable[[int], None] | None = None) -> DownloadResult:

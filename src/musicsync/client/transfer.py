@@ -65,7 +65,7 @@ async def _pause(attempt: int) -> None:
 # -- upload ------------------------------------------------------------------------------
 
 async def upload(client: Client, source: Path, *, path: str | None, replaces: str | None,
-                 sha256: str | None, progress: Progress | None,
+                 sha256: str | None, progress: Progress | None, new: bool = False,
                  metadata: dict | None = None) -> UploadResult:
     source = Path(source)
     if sha256 is None:
@@ -80,7 +80,7 @@ async def upload(client: Client, source: Path, *, path: str | None, replaces: st
     refusals = 0
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            upload_id, offset, complete = await _start(client, sha256, size)
+            upload_id, offset, complete = await _start(client, sha256, size, new)
         except ServerUnavailable:
             if attempt == ATTEMPTS:
                 raise
@@ -122,11 +122,15 @@ async def upload(client: Client, source: Path, *, path: str | None, replaces: st
     raise AssertionError("unreachable")  # the last attempt returns or raises
 
 
-async def _start(client: Client, sha256: str, size: int) -> tuple[str, int, bool]:
+async def _start(client: Client, sha256: str, size: int, new: bool
+                 ) -> tuple[str, int, bool]:
     """(upload id, offset to send from, whether the library holds the song already).
 
-    A small file is asked about with Stat (a read) and sent whole without a session."""
+    A small file is asked about with Stat (a read), or not at all when the caller knows
+    it is ``new``, and sent whole without a session."""
     if size <= SMALL_FILE:
+        if new:
+            return "", 0, False
         found = await client.stat([sha256])
         return "", 0, bool(found.found)
     start = await client._unary(client._file.StartUpload, file_pb2.StartUploadRequest(

@@ -269,7 +269,7 @@ class _Run:
             progress = self.up.file()
             result = await self.client.upload(self.root / entry.disk, path=path,
                                               replaces=upload.replaces, sha256=upload.sha256,
-                                              progress=progress)
+                                              new=True, progress=progress)  # the plan says so
         except FATAL:
             raise
         except LocalChanged as exc:
