@@ -50,6 +50,16 @@ async def test_a_malformed_hash_ahead_of_megabytes_still_in_flight_gets_invalid_
         assert "hash #0" in message and "31 bytes" in message
 
 
+async def test_a_diff_refused_for_its_token_while_the_device_still_sends_hears_why(
+        client, alice):
+    # Refused before its first message is read, with 15 MB still to come: the device must
+    # get UNAUTHENTICATED (and refresh its token), not the INTERNAL of a reset stream.
+    for _ in range(5):
+        code, _ = await status_of(run_diff(client, random_hashes(10 * DIFF_BATCH),
+                                           token="not a token"))
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+
+
 async def test_a_diff_spanning_several_runs_names_each_unknown_hash_once_and_in_order(
         app, client, alice):
     library = await fill_library(app, "alice", 1000)

@@ -226,8 +226,8 @@ async def _checked_stream(requests):
             await close()
 
 
-# An Upload refused while the client still sends (not audio, over the quota, not signed
-# in): answered at once, grpc resets the stream, and a client still writing then often
+# An Upload or a Diff refused while the client still sends (not audio, over the quota, not
+# signed in): answered at once, grpc resets the stream, and a client still writing then often
 # reports INTERNAL "Internal error from Core" instead of the status (9 of 10 refused 40 MB
 # uploads, grpc-python). So the rest of the request is read and dropped first, within
 # these bounds; past them the status is sent all the same.
@@ -248,6 +248,13 @@ async def _drain_requests(context: grpc.aio.ServicerContext) -> None:
                              else getattr(message, "ByteSize", lambda: 1)())
     except Exception:  # noqa: BLE001 - past the bounds, or the stream broke: answer anyway
         return
+
+
+async def _drain_refused(exc: BaseException, context: grpc.aio.ServicerContext) -> None:
+    """Drains a request stream the call refuses with a status of ours (not a cancellation,
+    nor a deadline: nobody is listening any more)."""
+    if isinstance(exc, MusicsyncError) and not isinstance(exc, DeadlineExceeded):
+        await _drain_requests(context)
 
 
 class _CheckedContext:
@@ -286,9 +293,8 @@ class _Call:
                                                                streaming_request)
                 return await behaviour(request, servicer_context)
             except BaseException as exc:  # noqa: BLE001 - mapped and re-raised by _failed
-                if streaming_request and isinstance(exc, MusicsyncError) and not isinstance(
-                        exc, DeadlineExceeded):
-                    await _drain_requests(context)
+                if streaming_request:
+                    await _drain_refused(exc, context)
                 await self._failed(exc, context)
             finally:
                 self.running.discard(task)
@@ -316,6 +322,8 @@ class _Call:
                 if responses is not None:
                     await _write_all(responses, context)
             except BaseException as exc:  # noqa: BLE001 - mapped and re-raised by _failed
+                if streaming_request:  # a Diff refused (its token, say) while the device sends
+                    await _drain_refused(exc, context)
                 await self._failed(exc, context)
             finally:
                 self.running.discard(task)
