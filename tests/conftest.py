@@ -89,3 +89,19 @@ def s3_bucket(s3_server: S3Server) -> Iterator[str]:
     bucket = new_bucket()
     yield bucket
     s3_server.remove_bucket(bucket)
+
+
+@pytest.fixture
+def cli(tmp_path: Path):
+    """`musicsync ...` commands with a configuration folder of their own (tests/client_support)."""
+    from .client_support import Cli
+    return Cli(tmp_path / "config")
+
+
+@pytest.fixture
+async def library(app: App):
+    """A musicsync.client Client signed in as alice (registered by it)."""
+    from .client_support import signed_in
+    client = await signed_in(app)
+    yield client
+    await client.close()

@@ -18,7 +18,7 @@ from musicsync.client import Client, NotSignedIn
 from musicsync.client.credentials import Credentials, CredentialsStore
 from musicsync.client.tokens import Tokens
 
-from .client_support import Cli, RestartableServer, sha, signed_in, song_file, target_of
+from .client_support import Cli, RestartableServer, sha, song_file, target_of
 from .conftest import PASSWORD, REGISTRATION_KEY
 from .helpers import free_port
 
@@ -26,19 +26,7 @@ DAY = 24 * 3600
 
 
 @pytest.fixture
-def cli(tmp_path) -> Cli:
-    return Cli(tmp_path / "config")
-
-
-@pytest.fixture
-async def account(app):
-    client = await signed_in(app)  # registers alice
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-async def logged_in(app, account, cli) -> Cli:
+async def logged_in(app, library, cli) -> Cli:
     code, _, err = await cli("login", target_of(app), "--user", "alice", "--password-stdin",
                              stdin=PASSWORD + "\n")
     assert code == 0, err
@@ -47,7 +35,7 @@ async def logged_in(app, account, cli) -> Cli:
 
 # -- login, whoami, logout ---------------------------------------------------------------
 
-async def test_login_keeps_the_sign_in_in_a_private_file_and_whoami_names_it(app, account, cli):
+async def test_login_keeps_the_sign_in_in_a_private_file_and_whoami_names_it(app, library, cli):
     code, out, err = await cli("login", target_of(app), "--user", "alice", "--password-stdin",
                                stdin=PASSWORD + "\n")
     assert code == 0, err
@@ -63,7 +51,7 @@ async def test_login_keeps_the_sign_in_in_a_private_file_and_whoami_names_it(app
     assert code == 0 and out.strip() == f"alice at {target_of(app)}"
 
 
-async def test_login_with_a_wrong_password_exits_1_with_the_reason(app, account, cli):
+async def test_login_with_a_wrong_password_exits_1_with_the_reason(app, library, cli):
     code, out, err = await cli("login", target_of(app), "--user", "alice", "--password-stdin",
                                stdin="not the password\n")
     assert code == 1
@@ -184,15 +172,15 @@ async def test_pull_and_rm_of_unknown_songs_fail_naming_them(logged_in, tmp_path
     assert code == 1 and "no such song in your library" in err
 
 
-async def test_watch_prints_each_change_as_it_happens(app, account, logged_in, tmp_path):
+async def test_watch_prints_each_change_as_it_happens(app, library, logged_in, tmp_path):
     process = await logged_in.start("watch")
     try:
         started = await asyncio.wait_for(process.stdout.readline(), 30)
         assert b"watching" in started, await process.stderr.read()
-        uploaded = await account.upload(song_file(tmp_path, "live.wav"))
+        uploaded = await library.upload(song_file(tmp_path, "live.wav"))
         line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
         assert "added" in line and "live.wav" in line and uploaded.hash[:12] in line
-        await account.delete(uploaded.hash)
+        await library.delete(uploaded.hash)
         line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
         assert "deleted" in line and uploaded.hash[:12] in line
     finally:
@@ -232,14 +220,14 @@ async def test_watch_reconnects_after_a_server_restart_and_goes_on_from_its_curs
 
 
 async def test_watch_without_since_starts_at_the_newest_change_without_reading_the_feed(
-        app, account, logged_in, tmp_path):
+        app, library, logged_in, tmp_path):
     for i in range(40):
-        await account.upload(song_file(tmp_path, f"old{i}.wav"))
+        await library.upload(song_file(tmp_path, f"old{i}.wav"))
     process = await logged_in.start("watch")
     try:
         started = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
         assert "from cursor 40;" in started, started
-        uploaded = await account.upload(song_file(tmp_path, "new.wav"))
+        uploaded = await library.upload(song_file(tmp_path, "new.wav"))
         line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
         assert "new.wav" in line and uploaded.hash[:12] in line and "cursor=41" in line
     finally:

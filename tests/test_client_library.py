@@ -33,13 +33,6 @@ from .transfer import wav_bytes
 DAY = 24 * 3600
 
 
-@pytest.fixture
-async def library(app):
-    client = await signed_in(app)
-    yield client
-    await client.close()
-
-
 def test_public_names_are_pinned():
     assert sorted(musicsync.client.__all__) == [
         "ChangeEvent", "ChangeFeed", "Client", "ClientError", "Device", "DiffResult",

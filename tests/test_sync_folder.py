@@ -33,18 +33,6 @@ from .transfer import wav_bytes
 DAY = 24 * 3600
 
 
-@pytest.fixture
-def cli(tmp_path) -> Cli:
-    return Cli(tmp_path / "config")
-
-
-@pytest.fixture
-async def library(app):
-    client = await signed_in(app)  # registers alice
-    yield client
-    await client.close()
-
-
 async def login(cli: Cli, target: str) -> None:
     code, _, err = await cli("login", target, "--user", "alice", "--password-stdin",
                              stdin=PASSWORD + "\n")

@@ -30,23 +30,24 @@ class Reporter:
 
     @contextmanager
     def session(self) -> Iterator[Reporter]:
-        if self.terminal and not self.quiet:
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-                TransferSpeedColumn,
-            )
-            self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                TransferSpeedColumn(), TimeRemainingColumn(), transient=True)
+        """While open on a terminal (and not quiet), progress bars are shown."""
+        if not (self.terminal and not self.quiet):
+            yield self
+            return
+        from rich.progress import Progress
+        self._progress = Progress(*self._columns(), transient=True)
+        try:
             with self._progress:
                 yield self
+        finally:
             self._progress = None
-        else:
-            yield self
+
+    def _columns(self) -> tuple:
+        """The columns of a bar: what it is, the bar, bytes, rate and time left."""
+        from rich.progress import (BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn,
+                                   TransferSpeedColumn)
+        return (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                TransferSpeedColumn(), TimeRemainingColumn())
 
     @contextmanager
     def transfer(self, description: str, total: int) -> Iterator[Callable[[int], None] | None]:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from .. import output
 from ..output import human_size
 
 from .plan import Plan
@@ -114,34 +115,22 @@ def plan_lines(plan: Plan) -> list[str]:
     return lines
 
 
-class Reporter:
+class Reporter(output.Reporter):
     """Prints a pass's progress and results as the options ask."""
 
     def __init__(self, *, quiet: bool = False, as_json: bool = False,
                  terminal: bool | None = None) -> None:
-        self.quiet = quiet or as_json
+        super().__init__(quiet=quiet or as_json, terminal=terminal)
         self.as_json = as_json
-        self.terminal = sys.stdout.isatty() if terminal is None else terminal
-        self._progress = None
         self._lock = threading.Lock()  # hashing reports from the scan's thread
 
-    @contextmanager
-    def session(self) -> Iterator[Reporter]:
-        """While open on a terminal (and not quiet), progress bars are shown."""
-        if not (self.terminal and not self.quiet):
-            yield self
-            return
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                                   TimeRemainingColumn, TransferSpeedColumn)
-        self._progress = Progress(
-            TextColumn("{task.description:<11}"), BarColumn(), DownloadColumn(),
-            TextColumn("{task.fields[files]}"), TransferSpeedColumn(), TimeRemainingColumn(),
-            transient=True)
-        try:
-            with self._progress:
-                yield self
-        finally:
-            self._progress = None
+    def _columns(self) -> tuple:
+        """A phase's bar also counts files."""
+        from rich.progress import (BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn,
+                                   TransferSpeedColumn)
+        return (TextColumn("{task.description:<11}"), BarColumn(), DownloadColumn(),
+                TextColumn("{task.fields[files]}"), TransferSpeedColumn(),
+                TimeRemainingColumn())
 
     @contextmanager
     def phase(self, name: str, total_bytes: int, total_files: int) -> Iterator[Phase]:
@@ -156,18 +145,6 @@ class Reporter:
         finally:
             if task is not None:
                 self._progress.remove_task(task)
-
-    def line(self, text: str) -> None:
-        if self.quiet:
-            return
-        if self._progress is not None:
-            self._progress.console.print(text, markup=False, highlight=False)
-        else:
-            print(text, flush=True)
-
-    @staticmethod
-    def error(text: str) -> None:
-        print(f"musicsync: {text}", file=sys.stderr, flush=True)
 
     def summary(self, summary: Summary) -> None:
         if self.as_json:
