@@ -27,7 +27,7 @@ from .db.models import Blob, LibraryEntry, UploadSession, User
 from .errors import (DataLoss, InvalidArgument, MusicsyncError, NotFound, ResourceExhausted,
                      StorageUnavailable, Unavailable)
 from .library import (ChangeNotifier, Placement, Stored, Tags, blob_is_referenced,
-                      ensure_blob, move_entry, path_taken, put_entry,
+                      ensure_blob, move_entry, put_entry,
                       record_blob_to_come, remove_entry)
 from .paths import normalise_path
 from .metrics import NullMetrics
@@ -125,14 +125,17 @@ class Files:
         return await self.db.quick_read(lambda session: session.scalar(select(LibraryEntry).where(
             LibraryEntry.user_id == user_id, LibraryEntry.sha256 == sha256)))
 
-    async def entry_and_usage(self, user_id: int, sha256: bytes | None
-                              ) -> tuple[LibraryEntry | None, Usage]:
-        """The user's entry of ``sha256`` (None: none, or no hash) and usage(), in one
-        read: what every upload asks before it takes any byte."""
-        def read(session: Session) -> tuple[LibraryEntry | None, Usage]:
+    async def entry_and_usage(self, user_id: int, sha256: bytes | None,
+                              path: str | None = None
+                              ) -> tuple[LibraryEntry | None, Usage, bytes | None]:
+        """The user's entry of ``sha256`` (None: none, or no hash), usage(), and the hash
+        of the song at ``path`` (None: free, or no path), in one read: what every upload
+        asks before it takes any byte."""
+        def read(session: Session) -> tuple[LibraryEntry | None, Usage, bytes | None]:
             entry = None if sha256 is None else session.scalar(select(LibraryEntry).where(
                 LibraryEntry.user_id == user_id, LibraryEntry.sha256 == sha256))
-            return entry, self.usage_in(session, user_id)
+            holder = None if path is None else self.path_holder_in(session, user_id, path)
+            return entry, self.usage_in(session, user_id), holder
         return await self.db.quick_read(read)
 
     def entry_size_in(self, session: Session, user_id: int, sha256: bytes) -> int | None:
@@ -304,16 +307,6 @@ class Files:
         if moved:
             await self.notifier.published(user_id, entry.seq)
         return entry
-
-    async def check_path_free(self, user_id: int, path: str, sha256: bytes,
-                              replaces: bytes | None) -> None:
-        """FailedPrecondition, before any byte is taken, if a song other than ``sha256``
-        (the upload's content) or ``replaces`` holds ``path``. The commit checks again."""
-        holder = await self.db.quick_read(lambda session: session.execute(
-            select(LibraryEntry.sha256).where(LibraryEntry.user_id == user_id,
-                                              LibraryEntry.path == path)).scalar())
-        if holder is not None and holder not in (sha256, replaces):
-            raise path_taken(path, holder)
 
     def _check_quota(self, session: Session, user_id: int, sha256: bytes, size: int,
                      replaces: bytes | None = None) -> None:

@@ -130,15 +130,18 @@ class Uploads:
                                                  declared_size, first_chunk, read)
         if meta is not None and meta.offset:
             raise InvalidArgument("metadata.offset needs metadata.upload_id (see StartUpload)")
-        existing, usage = await self.files.entry_and_usage(user_id, declared_sha)
+        # The path is worth checking only for a known hash (an idempotent re-upload of a
+        # song to its own path is fine), and the commit checks it again.
+        asked_path = placement.path if declared_sha is not None else None
+        existing, usage, holder = await self.files.entry_and_usage(user_id, declared_sha,
+                                                                   asked_path)
         if existing is not None:  # the caller's own copy: no need for the bytes
             if declared_size is not None and declared_size != existing.size:
                 raise InvalidArgument(f"metadata.size {declared_size} does not match the "
                                       f"file with this hash ({existing.size} bytes)")
             return await self._retag(user_id, existing, meta, placement)
-        if declared_sha is not None and placement.path is not None:
-            await self.files.check_path_free(user_id, placement.path, declared_sha,
-                                             placement.replaces)
+        if holder is not None and holder not in (declared_sha, placement.replaces):
+            raise path_taken(placement.path, holder)  # before any byte is taken
         allowance = None
         if usage.quota is not None:
             # A declared hash is known not to be in the library (see above), so it must
