@@ -23,6 +23,7 @@ HASH = re.compile(r"[0-9a-fA-F]{64}")
 async def ls(args) -> int:
     async with open_client() as client:
         songs = [song async for song in client.list_files()]
+    songs.sort(key=lambda song: song.path)  # as the folder tree reads, not upload order
     if args.json:
         print(json.dumps([asdict(song) for song in songs], ensure_ascii=False, indent=2))
     elif sys.stdout.isatty():
