@@ -5,7 +5,6 @@ as a person runs it, a TCP relay that breaks the first connection after some byt
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import signal
 import sys
@@ -15,12 +14,8 @@ from musicsync.client import Client
 from musicsync.client.credentials import Credentials, CredentialsStore
 
 from .conftest import PASSWORD, REGISTRATION_KEY
-from .helpers import ServerProcess, free_port
+from .helpers import ServerProcess, free_port, sha
 from .transfer import wav_bytes
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def target_of(app) -> str:

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 from musicsync.client.folder.plan import Plan
 
+from .helpers import sha
 from .transfer import wav_bytes
 
 
 def song(seed: str) -> bytes:
     """A small valid WAV file, different for each seed."""
     return wav_bytes(0.05, salt=seed.encode())
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def write(root: Path, relative: str, data: bytes) -> Path:

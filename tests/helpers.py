@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import time
 
 import grpc
 
 from musicsync.proto import auth_pb2_grpc, file_pb2_grpc, sync_pb2_grpc
+
+
+def sha(data: bytes) -> str:
+    """Lowercase hex SHA-256, as the server names songs."""
+    return hashlib.sha256(data).hexdigest()
 
 
 class FakeClock:

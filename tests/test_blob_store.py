@@ -7,7 +7,6 @@ blob of BIG bytes spans two part objects and a tail.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 from pathlib import Path
@@ -18,15 +17,12 @@ from musicsync.audio import read_audio
 from musicsync.storage import BlobMissing
 from musicsync.storage.local import LocalBlobStore
 
+from .helpers import sha
 from .transfer import wav_bytes
 
 PART = 5 * 1024 * 1024
 BLOCK = 1024 * 1024
 BIG = random.Random(5).randbytes(2 * PART + 12345)
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 class LocalBackend:

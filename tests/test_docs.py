@@ -18,7 +18,7 @@ from google.protobuf import empty_pb2
 
 from musicsync.proto import file_pb2, sync_pb2
 
-from .helpers import status_of
+from .helpers import sha, status_of
 from .transfer import stream_status, wav_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,10 +49,6 @@ async def upload_status(client, *messages) -> tuple[grpc.StatusCode, str]:
         await call.write(message)
     await call.done_writing()
     return await status_of(call)
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 async def test_the_error_table_lists_each_upload_and_sync_failure_under_its_real_status(

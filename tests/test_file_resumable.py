@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import sqlite3
 
 import grpc
@@ -12,14 +11,10 @@ from musicsync.proto import auth_pb2, file_pb2
 from musicsync.server import App
 
 from .conftest import PASSWORD, REGISTRATION_KEY
-from .helpers import Client, status_of, wait_until
+from .helpers import Client, sha, status_of, wait_until
 from .transfer import download, leftovers, stored_blobs, upload_requests, wav_bytes
 
 SONG = wav_bytes(40, salt=b"resumable")  # 640 KB
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 async def start(client, data: bytes = SONG) -> file_pb2.StartUploadResponse:

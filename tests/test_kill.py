@@ -25,7 +25,6 @@ length (3 rounds per store in `make test`, 60 in `make stress`).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import random
 import sqlite3
@@ -41,7 +40,7 @@ from musicsync.proto import (auth_pb2, auth_pb2_grpc, file_pb2, file_pb2_grpc, s
                              sync_pb2_grpc)
 
 from .conftest import PASSWORD, REGISTRATION_KEY
-from .helpers import ServerProcess, free_port
+from .helpers import ServerProcess, free_port, sha
 from .transfer import CHUNK, stored_blobs, wav_bytes
 
 ROUNDS = int(os.environ.get("MUSICSYNC_KILL_ROUNDS", "3"))
@@ -52,10 +51,6 @@ ENV = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "1024", "ARGON2_PARALLELISM
 # connection that broke (the server, gone, sends nothing).
 CUT_OFF = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
 CUT_OFF_INTERNAL = "Internal error from Core"
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
 import os
 import sqlite3
@@ -17,17 +16,13 @@ from musicsync.proto import auth_pb2, file_pb2
 from musicsync.server import App
 
 from .conftest import PASSWORD, REGISTRATION_KEY, make_settings
-from .helpers import Client, FakeClock, free_port, status_of
+from .helpers import Client, FakeClock, free_port, sha, status_of
 from .transfer import download, leftovers, stored_blobs, upload, wav_bytes
 
 SONG = wav_bytes(2, salt=b"maintenance one")
 OTHER = wav_bytes(2, salt=b"maintenance two")
 LONG_ONE = wav_bytes(20, salt=b"maintenance long one")  # 320 KB
 LONG_TWO = wav_bytes(20, salt=b"maintenance long two")
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 async def run_cli(capsys, *argv: str) -> tuple[int, str]:

@@ -13,7 +13,7 @@ from musicsync.proto import auth_pb2, file_pb2, sync_pb2
 
 from . import audio_samples
 from .conftest import PASSWORD, REGISTRATION_KEY
-from .helpers import status_of
+from .helpers import sha, status_of
 from .sync_device import run_diff
 from .transfer import download, stored_blobs, stream_status, upload, upload_requests, wav_bytes
 
@@ -22,10 +22,6 @@ ADDED, UPDATED = sync_pb2.CHANGE_KIND_ADDED, sync_pb2.CHANGE_KIND_UPDATED
 
 def song(salt: bytes) -> bytes:
     return wav_bytes(0.05, salt=salt)
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 async def put(client, data: bytes, path: str = "", *, token=None, **fields):

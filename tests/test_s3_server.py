@@ -7,7 +7,6 @@ a moto of their own, which they stop and start again, or a port that hangs.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import AsyncIterator
 
 import grpc
@@ -18,16 +17,12 @@ from musicsync.proto import auth_pb2, file_pb2
 from musicsync.server import App
 
 from .conftest import PASSWORD, REGISTRATION_KEY, make_settings
-from .helpers import Client, free_port, status_of
+from .helpers import Client, free_port, sha, status_of
 from .s3server import MotoServer, SilentListener, new_bucket
 from .transfer import download, stream_status, upload, upload_requests, wav_bytes
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 async def registered(client: Client) -> Client:
