@@ -37,7 +37,7 @@ from pathlib import Path
 
 import grpc
 
-from musicsync.admin import open_accounts
+from musicsync.ops.admin import open_accounts
 from musicsync.config import Settings
 from musicsync.proto import auth_pb2, auth_pb2_grpc, file_pb2, file_pb2_grpc, sync_pb2
 from musicsync.proto import sync_pb2_grpc

@@ -35,7 +35,7 @@ def make_settings(data_dir: Path, **overrides) -> Settings:
 async def create_user(settings: Settings, username: str, password: str = PASSWORD) -> None:
     """An account made as the operator makes it (`musicsync user add --create`), before the
     server starts: e.g. the anonymous user, which the server requires and Register refuses."""
-    from musicsync.admin import open_accounts
+    from musicsync.ops.admin import open_accounts
 
     async with open_accounts(settings, create=True) as accounts:
         await accounts.create_user(username, password)

@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from musicsync.audio_check.checker import AudioChecker
+from musicsync.library.audio_check.checker import AudioChecker
 from musicsync.errors import InvalidArgument, ResourceExhausted
 from musicsync.proto import auth_pb2, file_pb2
 from musicsync.storage.local import LocalBlobStore
@@ -100,7 +100,7 @@ def audio_workers() -> list[int]:
         except OSError:
             continue
         parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == os.getpid() and b"musicsync.audio_check.worker" in command:
+        if parent == os.getpid() and b"musicsync.library.audio_check.worker" in command:
             found.append(int(entry.name))
     return found
 

@@ -213,7 +213,7 @@ async def test_non_audio_is_refused_as_not_a_supported_audio_file_and_nothing_is
 
 def test_mutagen_is_imported_only_when_a_file_is_read():
     # About 5 MiB of the idle server's memory budget.
-    code = ("import sys, musicsync.server, musicsync.cli, musicsync.audio; "
+    code = ("import sys, musicsync.server, musicsync.cli, musicsync.library.audio; "
             "print(sorted(m for m in sys.modules if m.startswith('mutagen')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)

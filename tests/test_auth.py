@@ -158,7 +158,7 @@ async def test_reuse_detection_ends_the_access_tokens_of_that_sign_in_at_once(cl
 
 async def test_a_sign_in_revoked_by_another_process_is_refused_within_seconds(
         app, client, alice, settings):
-    from musicsync.admin import accounts_over
+    from musicsync.ops.admin import accounts_over
     from musicsync.errors import Unauthenticated
     assert (await get_sync_status(client, alice.token))[0] == grpc.StatusCode.OK
     elsewhere = accounts_over(app.db, settings)  # as a separate auth service would be
@@ -176,7 +176,7 @@ async def test_an_account_deleted_by_another_process_is_refused_within_seconds(
         app, client, alice, settings):
     # A sign-in checked lately is not read again for REVOCATION_CHECK_SECONDS, its
     # account included: a deletion made elsewhere shows within that bound.
-    from musicsync.admin import accounts_over
+    from musicsync.ops.admin import accounts_over
     assert (await get_sync_status(client, alice.token))[0] == grpc.StatusCode.OK
     await accounts_over(app.db, settings).delete_user("alice")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from musicsync.audio import read_audio
+from musicsync.library.audio import read_audio
 from musicsync.storage import BlobMissing
 from musicsync.storage.local import LocalBlobStore
 

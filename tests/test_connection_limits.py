@@ -110,10 +110,10 @@ def test_idle_connections_and_open_watches_keep_memory_bounded_and_let_a_login_i
 
 
 def test_the_bounds_in_the_docs_are_the_ones_the_server_enforces():
-    from musicsync.diff import MAX_DIFFS_PER_USER, MAX_DIFFS_WAITING
+    from musicsync.sync.diff import MAX_DIFFS_PER_USER, MAX_DIFFS_WAITING
     from musicsync.services import streams
     from musicsync.services.sync_service import MAX_HEARTBEAT, MIN_HEARTBEAT
-    from musicsync.uploads import MAX_SESSIONS_PER_USER
+    from musicsync.library.uploads import MAX_SESSIONS_PER_USER
     options = dict(server_module.GRPC_OPTIONS)
     rows = {
         "connections at once": f"{server_module.MAX_CONNECTIONS:,}",

@@ -12,7 +12,7 @@ from contextlib import AsyncExitStack
 import grpc
 import pytest
 
-from musicsync.diff import (MAX_DIFF_HASHES, MAX_DIFFS_PER_USER, MAX_DIFFS_WAITING, RUN_HASHES,
+from musicsync.sync.diff import (MAX_DIFF_HASHES, MAX_DIFFS_PER_USER, MAX_DIFFS_WAITING, RUN_HASHES,
                             DiffSlots, PackedHashes)
 from musicsync.errors import ResourceExhausted
 from musicsync.proto import sync_pb2

@@ -10,7 +10,7 @@ import grpc
 from musicsync.proto import auth_pb2, file_pb2
 from musicsync.config import Settings
 from musicsync.server import App
-from musicsync.uploads import MAX_SESSIONS_PER_USER
+from musicsync.library.uploads import MAX_SESSIONS_PER_USER
 
 from .conftest import PASSWORD, REGISTRATION_KEY, make_settings
 from .helpers import Client, status_of, wait_until

@@ -10,7 +10,7 @@ import tracemalloc
 
 import pytest
 
-from musicsync.audio import read_audio
+from musicsync.library.audio import read_audio
 from musicsync.errors import StorageUnavailable
 from musicsync.metrics import Metrics
 from musicsync.storage.s3 import S3BlobStore

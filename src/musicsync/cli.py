@@ -273,8 +273,8 @@ async def _run_server(settings: Settings, services) -> None:
 # -- backup, health ---------------------------------------------------------------
 
 def _backup(args, settings: Settings) -> int:
-    from .admin import require_database
-    from .backup import backup_database
+    from .ops.admin import require_database
+    from .ops.backup import backup_database
 
     source = require_database(settings)
     result = backup_database(source, args.file.expanduser(), force=args.force)
@@ -289,7 +289,7 @@ def _add_grace(parser: argparse.ArgumentParser) -> None:
                         help="leave blobs stored more recently than this alone (default 1h)")
 
 def _fsck(args, settings: Settings) -> int:
-    from .maintenance import Maintenance, open_stores
+    from .ops.maintenance import Maintenance, open_stores
 
     async def run():
         async with open_stores(settings) as (db, store):
@@ -306,7 +306,7 @@ def _fsck(args, settings: Settings) -> int:
 
 
 def _gc(args, settings: Settings) -> int:
-    from .maintenance import Maintenance, files_for_gc, open_stores
+    from .ops.maintenance import Maintenance, files_for_gc, open_stores
 
     async def run():
         async with open_stores(settings) as (db, store):
@@ -344,7 +344,7 @@ def _health(args, settings: Settings) -> int:
 # -- user -------------------------------------------------------------------------
 
 def _open_accounts(settings: Settings, *, create: bool = False):
-    from .admin import open_accounts
+    from .ops.admin import open_accounts
     return open_accounts(settings, create=create)
 
 
@@ -360,7 +360,7 @@ def _read_password(args, prompt: str) -> str:
 
 
 def _user_add(args, settings: Settings) -> int:
-    from .admin import require_database
+    from .ops.admin import require_database
     if not args.create:  # before asking for a password that would then go nowhere
         require_database(settings, can_create=True)
     password = _read_password(args, f"password for {args.username}: ")
@@ -433,8 +433,8 @@ def _user_delete(args, settings: Settings) -> int:
             print("nothing deleted")
             return 1
 
-    from .admin import accounts_over, open_database
-    from .maintenance import remove_left_behind
+    from .ops.admin import accounts_over, open_database
+    from .ops.maintenance import remove_left_behind
 
     async def run():
         async with open_database(settings) as db:

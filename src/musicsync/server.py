@@ -30,7 +30,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
-from .audio_check.checker import AudioChecker
+from .library.audio_check.checker import AudioChecker
 from .auth.accounts import Accounts, LoginPolicy
 from .auth.passwords import PasswordHasher
 from .auth.tokens import AccessTokens
@@ -40,15 +40,15 @@ from .db import Database
 from .db.migrations import migrate
 from .errors import ConfigError, NotFound, StorageUnavailable
 from . import filemodes
-from .feed import Feed
-from .files import Files
+from .sync.feed import Feed
+from .library.files import Files
 from .interceptors import ServerInterceptor
 from .keys import load_or_create_key
-from .library import ChangeNotifier
+from .library.entries import ChangeNotifier
 from .limits import AUTH_REQUEST_BYTES
 from .memory import tune_allocator
 from .storage import open_blob_store
-from .uploads import Uploads
+from .library.uploads import Uploads
 from .metrics import Metrics, MetricsEndpoint, NullMetrics
 from .proto import auth_pb2, auth_pb2_grpc, file_pb2, sync_pb2, sync_pb2_grpc
 from .services import file_service

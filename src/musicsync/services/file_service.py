@@ -7,7 +7,7 @@ from contextlib import aclosing
 import grpc
 
 from ..errors import InvalidArgument, ResourceExhausted
-from ..files import Files
+from ..library.files import Files
 from ..interceptors import current_principal
 from ..limits import (
     CLIENT_MESSAGE_BYTES,
@@ -18,7 +18,7 @@ from ..limits import (
     check_chars,
 )
 from ..proto import file_pb2, file_pb2_grpc
-from ..uploads import Reader, Uploads
+from ..library.uploads import Reader, Uploads
 from . import wire
 from .streams import StreamLimits
 from .convert import encoded_size, file_entry

@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
-from .. import listing
+from ..library import listing
 from ..db import Database
-from ..diff import DiffPart, DiffSlots, HeldHashes, diff
+from ..sync.diff import DiffPart, DiffSlots, HeldHashes, diff
 from ..errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
-from ..feed import DeviceRef, Feed, page_size, parse_device
+from ..sync.feed import DeviceRef, Feed, page_size, parse_device
 from ..interceptors import current_principal
 from ..proto import sync_pb2, sync_pb2_grpc
 from ..limits import CLIENT_MESSAGE_BYTES, PAGE_BUDGET_BYTES

@@ -55,7 +55,7 @@ from minio.error import InvalidResponseError, S3Error, ServerError
 
 from ..errors import StorageUnavailable
 from ..metrics import NullMetrics
-from ..ranged import RangedReader
+from ..library.ranged import RangedReader
 from .base import BlobMissing, is_sha256_hex
 
 log = logging.getLogger(__name__)

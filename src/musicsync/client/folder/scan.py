@@ -1,7 +1,7 @@
 """Walks a music folder: which songs it holds now, hashing only what changed.
 
 Only audio files count: a known extension and first bytes that start one of the
-server's formats (musicsync.audio.looks_like_audio). Hidden names (a leading
+server's formats (musicsync.library.audio.looks_like_audio). Hidden names (a leading
 dot, so DIR/.musicsync too), temporary and partial files, symlinked folders and
 symlinks leading out of DIR are passed over. A file whose size, mtime_ns and
 inode match the index keeps its hash; the others are hashed in threads
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ...audio import SNIFF_BYTES, looks_like_audio
+from ...library.audio import SNIFF_BYTES, looks_like_audio
 from .index import FolderIndex, IndexedFile
 
 AUDIO_EXTENSIONS = frozenset({".mp3", ".flac", ".wav", ".ogg", ".oga", ".opus", ".m4a",

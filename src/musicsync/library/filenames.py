@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from .limits import MAX_FILENAME_BYTES
+from ..limits import MAX_FILENAME_BYTES
 
 
 def sanitize_filename(raw: str) -> str:

@@ -20,8 +20,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .db.engine import BUSY_TIMEOUT_MS
-from .errors import FailedPrecondition, InvalidArgument, NotFound
+from ..db.engine import BUSY_TIMEOUT_MS
+from ..errors import FailedPrecondition, InvalidArgument, NotFound
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from . import paths
-from .db.models import Blob, Change, LibraryEntry, User
-from .errors import FailedPrecondition
+from ..db.models import Blob, Change, LibraryEntry, User
+from ..errors import FailedPrecondition
 
 PATH_TAKEN_HINT = ("pass its hash in `replaces` to replace it, or choose another path")
 

@@ -1,4 +1,4 @@
-"""The audio check's worker process: ``python -P -m musicsync.audio_check.worker MEMORY``.
+"""The audio check's worker process: ``python -P -m musicsync.library.audio_check.worker MEMORY``.
 
 Started by checker.py, one check at a time. It limits its own address space
 to MEMORY bytes (RLIMIT_AS: an allocation past it fails with MemoryError) and
@@ -89,7 +89,7 @@ class RemoteFile(RangedReader):
 
 def examine(channel: Channel, request: dict) -> dict:
     """One check: the structure's bounds first, then mutagen."""
-    from musicsync.audio import parse_audio
+    from musicsync.library.audio import parse_audio
 
     from .caps import TooComplex, check_structure
 

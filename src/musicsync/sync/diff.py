@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from .db import Database
-from .db.models import Change, Device, LibraryEntry
-from .errors import InvalidArgument, ResourceExhausted
+from ..db import Database
+from ..db.models import Change, Device, LibraryEntry
+from ..errors import InvalidArgument, ResourceExhausted
 from .feed import feed_state
-from .library import ChangeKind
+from ..library.entries import ChangeKind
 
 HASH_BYTES = 32
 # At most this many hashes in one Diff: 16 MB packed. Larger collections page

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
-    from .library import Tags
+    from .entries import Tags
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def read_audio(fileobj: BinaryIO) -> AudioInfo | None:
     """The codec, stream properties and tags of a song; None if it is not one we accept.
 
     In the calling thread, without bounds (see the module docstring)."""
-    from .errors import StorageUnavailable  # the server's modules, kept out of the worker
+    from ..errors import StorageUnavailable  # the server's modules, kept out of the worker
 
     parsed = parse_audio(fileobj, passthrough=(StorageUnavailable,))
     return None if parsed is None else audio_info(*parsed)
@@ -110,8 +110,8 @@ def read_audio(fileobj: BinaryIO) -> AudioInfo | None:
 
 def audio_info(fields: dict, extension: str) -> AudioInfo:
     """What parse_audio found, as the server keeps it (texts cut to the tag limit)."""
-    from .library import Tags
-    from .limits import clip
+    from .entries import Tags
+    from ..limits import clip
 
     return AudioInfo(tags=Tags(**{key: clip(value) if isinstance(value, str) else value
                                   for key, value in fields.items()}), extension=extension)

@@ -15,7 +15,7 @@ process, and:
   worker at once: nothing keeps running for a caller who has left;
 - at most WORKERS checks run at once; more wait their turn (cancellable).
 
-Workers are fresh interpreters (``python -P -m musicsync.audio_check.worker``,
+Workers are fresh interpreters (``python -P -m musicsync.library.audio_check.worker``,
 spawned, never forked from the server: a fork of a process with grpc's threads
 is unsafe), importing mutagen and audio.py only (about 17 MiB). They start on
 demand, serve checks one after another (a check costs a few ms, not the tens
@@ -47,10 +47,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ..audio import AudioInfo, audio_info
-from ..errors import InvalidArgument, ResourceExhausted, Unavailable
-from ..library import TAG_FIELDS
-from ..limits import MAX_TAG_CHARS
-from ..storage import StagedBlob
+from ...errors import InvalidArgument, ResourceExhausted, Unavailable
+from ..entries import TAG_FIELDS
+from ...limits import MAX_TAG_CHARS
+from ...storage import StagedBlob
 from .worker import MAX_READ, Channel
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class _Worker:
                 raise WorkerStopped("stopped before it started")
             try:
                 self._process = subprocess.Popen(
-                    [sys.executable, "-P", "-m", "musicsync.audio_check.worker",
+                    [sys.executable, "-P", "-m", "musicsync.library.audio_check.worker",
                      str(self._memory)],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
                     start_new_session=True)  # a terminal's Ctrl-C is the server's to handle

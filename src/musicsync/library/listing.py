@@ -12,10 +12,10 @@ import binascii
 
 from sqlalchemy import select
 
-from .db import Database
-from .db.models import LibraryEntry
-from .errors import InvalidArgument
-from .limits import MAX_PAGE_TOKEN_CHARS
+from ..db import Database
+from ..db.models import LibraryEntry
+from ..errors import InvalidArgument
+from ..limits import MAX_PAGE_TOKEN_CHARS
 
 _TOKEN_PREFIX = b"after:"
 # Entry ids are SQLite integers: a token naming a larger one cannot be ours.

@@ -25,11 +25,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from .db import Database
-from .db.models import Change, Device, LibraryEntry, User
-from .errors import FailedPrecondition, InvalidArgument
-from .library import ChangeNotifier
-from .limits import MAX_DEVICE_ID_CHARS, MAX_DEVICE_NAME_CHARS
+from ..db import Database
+from ..db.models import Change, Device, LibraryEntry, User
+from ..errors import FailedPrecondition, InvalidArgument
+from ..library.entries import ChangeNotifier
+from ..limits import MAX_DEVICE_ID_CHARS, MAX_DEVICE_NAME_CHARS
 
 log = logging.getLogger(__name__)
 

@@ -37,8 +37,8 @@ from sqlalchemy.orm import Session
 
 from .audio import NOT_AUDIO, SNIFF_BYTES, looks_like_audio
 from .audio_check.checker import AudioChecker
-from .db.models import LibraryEntry, UploadSession
-from .errors import (
+from ..db.models import LibraryEntry, UploadSession
+from ..errors import (
     DataLoss,
     DeadlineExceeded,
     FailedPrecondition,
@@ -51,9 +51,9 @@ from .errors import (
 from .filenames import default_filename, sanitize_filename
 from . import upload_sessions
 from .files import Files, parse_hash, quota_exceeded, tags_with_overrides
-from .library import Placement, Stored, Tags, path_taken
+from .entries import Placement, Stored, Tags, path_taken
 from .paths import normalise_path
-from .storage import BlobMissing, StagedBlob
+from ..storage import BlobMissing, StagedBlob
 
 log = logging.getLogger(__name__)
 

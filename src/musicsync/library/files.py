@@ -22,16 +22,16 @@ from dataclasses import asdict, dataclass
 from sqlalchemy import bindparam, delete, exists, func, select
 from sqlalchemy.orm import Session
 
-from .db import Database
-from .db.models import Blob, LibraryEntry, UploadSession, User
-from .errors import (DataLoss, InvalidArgument, MusicsyncError, NotFound, ResourceExhausted,
+from ..db import Database
+from ..db.models import Blob, LibraryEntry, UploadSession, User
+from ..errors import (DataLoss, InvalidArgument, MusicsyncError, NotFound, ResourceExhausted,
                      StorageUnavailable, Unavailable)
-from .library import (ChangeNotifier, Placement, Stored, Tags, blob_is_referenced,
+from .entries import (ChangeNotifier, Placement, Stored, Tags, blob_is_referenced,
                       ensure_blob, move_entry, put_entry,
                       record_blob_to_come, remove_entry)
 from .paths import normalise_path
-from .metrics import NullMetrics
-from .storage import BlobMissing, BlobStore, StagedBlob, is_sha256_hex
+from ..metrics import NullMetrics
+from ..storage import BlobMissing, BlobStore, StagedBlob, is_sha256_hex
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
-from .db.models import UploadSession
+from ..db.models import UploadSession
 
 _SESSIONS = UploadSession.__table__
 _COLUMNS = (_SESSIONS.c.id, _SESSIONS.c.user_id, _SESSIONS.c.sha256, _SESSIONS.c.size,

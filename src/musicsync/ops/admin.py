@@ -14,14 +14,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from .auth.accounts import Accounts
-from .auth.passwords import PasswordHasher
-from .auth.tokens import AccessTokens
-from .config import Settings
-from .db import Database
-from .db.engine import database_file, sqlalchemy_url
-from .db.migrations import migrate
-from .errors import ConfigError
+from ..auth.accounts import Accounts
+from ..auth.passwords import PasswordHasher
+from ..auth.tokens import AccessTokens
+from ..config import Settings
+from ..db import Database
+from ..db.engine import database_file, sqlalchemy_url
+from ..db.migrations import migrate
+from ..errors import ConfigError
 
 
 def database_path(settings: Settings) -> Path:

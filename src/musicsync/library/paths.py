@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import unicodedata
 
-from .errors import InvalidArgument
-from .limits import MAX_FILENAME_BYTES, MAX_PATH_BYTES
+from ..errors import InvalidArgument
+from ..limits import MAX_FILENAME_BYTES, MAX_PATH_BYTES
 
 SEPARATOR = "/"
 # An extension longer than this is taken for part of the name when suffixing.

@@ -1,0 +1,1 @@
+"""Running a server: administration, maintenance jobs, backups."""

@@ -1,0 +1,1 @@
+"""Keeping devices in step: the change feed, its notifier, and the Diff."""
