@@ -15,7 +15,8 @@ from sqlalchemy import insert, select, update
 from musicsync import cli
 from musicsync.db.migrations import LATEST_VERSION
 from musicsync.db.models import Blob, Change, LibraryEntry, User
-from musicsync.library.entries import ChangeKind, Tags, ensure_blob, put_entry
+from musicsync.library.entries import Tags, ensure_blob, put_entry
+from musicsync.sync.changes import ChangeKind
 from musicsync.proto import auth_pb2
 from musicsync.server import App
 

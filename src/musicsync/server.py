@@ -30,25 +30,21 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
-from .library.audio_check.checker import AudioChecker
+from . import filemodes, tls
 from .auth.accounts import Accounts, LoginPolicy
 from .auth.passwords import PasswordHasher
 from .auth.tokens import AccessTokens
-from . import tls
 from .config import SERVICES, Settings
 from .db import Database
 from .db.migrations import migrate
 from .errors import ConfigError, NotFound, StorageUnavailable
-from . import filemodes
-from .sync.feed import Feed
-from .library.files import Files
 from .interceptors import ServerInterceptor
 from .keys import load_or_create_key
-from .library.entries import ChangeNotifier
+from .library.audio_check.checker import AudioChecker
+from .library.files import Files
+from .library.uploads import Uploads
 from .limits import AUTH_REQUEST_BYTES
 from .memory import tune_allocator
-from .storage import open_blob_store
-from .library.uploads import Uploads
 from .metrics import Metrics, MetricsEndpoint, NullMetrics
 from .proto import auth_pb2, auth_pb2_grpc, file_pb2, sync_pb2, sync_pb2_grpc
 from .services import file_service
@@ -56,6 +52,9 @@ from .services.auth_service import AuthServicer
 from .services.file_service import FileServicer
 from .services.streams import StreamLimits
 from .services.sync_service import SyncServicer
+from .storage import open_blob_store
+from .sync.feed import Feed
+from .sync.notifier import ChangeNotifier
 
 log = logging.getLogger(__name__)
 

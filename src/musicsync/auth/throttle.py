@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlalchemy import case, delete, func, or_, select, update
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from ..db.dialect import insert_for
 from ..db.models import LoginFailure
 from ..errors import ResourceExhausted
 
@@ -154,7 +154,7 @@ class SignInThrottle:
         """Counts a failure (in the caller's write session) and drops rows long idle."""
         policy = self.policy
         forgotten = now - policy.forget_after
-        insert = sqlite_insert(LoginFailure).values(
+        insert = insert_for(session)(LoginFailure).values(
             username_key=account, address=address, failures=1, failed_at=now)
         await session.execute(insert.on_conflict_do_update(
             index_elements=[LoginFailure.username_key, LoginFailure.address],
@@ -168,7 +168,7 @@ class SignInThrottle:
 
     async def record_success(self, session, account: str, address: str, now: int) -> None:
         """Starts the address's count over and trusts it (in the caller's write session)."""
-        insert = sqlite_insert(LoginFailure).values(
+        insert = insert_for(session)(LoginFailure).values(
             username_key=account, address=address, failures=0, failed_at=0, last_success=now)
         await session.execute(insert.on_conflict_do_update(
             index_elements=[LoginFailure.username_key, LoginFailure.address],

@@ -1,9 +1,8 @@
-"""A user's library: its entries, its change feed, and news of fresh changes.
+"""A user's library entries: songs at their paths, and the blobs they point at.
 
 Every change to a library (a song added, its path, filename or tags changed, a
-song deleted) takes the next value of the user's sequence (``users.last_seq``)
-and writes a ``changes`` row in the same transaction as the change itself, so
-the feed and the library can never disagree. Deleted events are the tombstones
+song deleted) records a change in the user's feed in the same transaction
+(sync/changes.py), so the feed and the library can never disagree. Deleted events are the tombstones
 that tell an offline device to delete a song rather than upload it again; an
 added event's ``replaces`` (a replace, see put_entry) is one too, for the
 replaced hash.
@@ -18,28 +17,18 @@ sync Session, for Database.grouped_write (async sessions call them through
 
 from __future__ import annotations
 
-import asyncio
-import enum
-from collections import defaultdict
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import bindparam, delete, insert, select, update
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.orm import Session
 
-from . import paths
-from ..db.models import Blob, Change, LibraryEntry, User
+from ..db.dialect import PerDialect
+from ..db.models import Blob, LibraryEntry
 from ..errors import FailedPrecondition
+from ..sync.changes import ChangeKind, next_seq, record_change
+from . import paths
 
 PATH_TAKEN_HINT = ("pass its hash in `replaces` to replace it, or choose another path")
-
-
-class ChangeKind(enum.IntEnum):
-    """Values of sync.ChangeKind, as stored in changes.kind."""
-
-    ADDED = 1
-    UPDATED = 2
-    DELETED = 3
 
 
 @dataclass(frozen=True)
@@ -66,30 +55,23 @@ TAG_FIELDS = tuple(Tags.__dataclass_fields__)
 # The statements of every upload, built once and run as Core statements on the
 # session's connection: building them (and the ORM's bulk-DML path) took most of
 # an upload's library transaction (bench/small_uploads.py).
-_NEXT_SEQ = (update(User.__table__).where(User.__table__.c.id == bindparam("user_id"))
-             .values(last_seq=User.__table__.c.last_seq + 1)
-             .returning(User.__table__.c.last_seq))
 _BLOB_VALUES = dict(sha256=bindparam("sha256"), size=bindparam("size"),
                     created_at=bindparam("now"), corrupt=False)
-_ENSURE_BLOB = sqlite_insert(Blob.__table__).values(**_BLOB_VALUES).on_conflict_do_update(
-    index_elements=[Blob.__table__.c.sha256], set_={"corrupt": False})
-_RECORD_BLOB = sqlite_insert(Blob.__table__).values(**_BLOB_VALUES).on_conflict_do_nothing(
-    index_elements=[Blob.__table__.c.sha256])
-_INSERT_CHANGE = insert(Change.__table__)
+_ENSURE_BLOB = PerDialect(lambda insert: insert(Blob.__table__).values(**_BLOB_VALUES)
+                          .on_conflict_do_update(index_elements=[Blob.__table__.c.sha256],
+                                                 set_={"corrupt": False}))
+_RECORD_BLOB = PerDialect(lambda insert: insert(Blob.__table__).values(**_BLOB_VALUES)
+                          .on_conflict_do_nothing(index_elements=[Blob.__table__.c.sha256]))
 _INSERT_ENTRY = insert(LibraryEntry.__table__).returning(LibraryEntry.__table__.c.id)
 _PATH_HOLDER = select(LibraryEntry.__table__.c.id).where(
     LibraryEntry.__table__.c.user_id == bindparam("user_id"),
     LibraryEntry.__table__.c.path == bindparam("path"))
 
 
-def next_seq(session: Session, user_id: int) -> int:
-    """Takes the user's next change sequence number (inside the write transaction)."""
-    return session.connection().execute(_NEXT_SEQ, {"user_id": user_id}).scalar_one()
-
-
 def ensure_blob(session: Session, sha256: bytes, size: int, now: int) -> None:
     """Records a stored, verified blob (clearing a corrupt mark a fresh upload repaired)."""
-    session.connection().execute(_ENSURE_BLOB, {"sha256": sha256, "size": size, "now": now})
+    connection = session.connection()
+    connection.execute(_ENSURE_BLOB.on(connection), {"sha256": sha256, "size": size, "now": now})
 
 
 def record_blob_to_come(session: Session, sha256: bytes, size: int, now: int) -> None:
@@ -97,7 +79,8 @@ def record_blob_to_come(session: Session, sha256: bytes, size: int, now: int) ->
 
     Until a library entry lists it, the record marks a publish in progress: one that
     a crash interrupted is undone at the next start (Files.recover)."""
-    session.connection().execute(_RECORD_BLOB, {"sha256": sha256, "size": size, "now": now})
+    connection = session.connection()
+    connection.execute(_RECORD_BLOB.on(connection), {"sha256": sha256, "size": size, "now": now})
 
 
 @dataclass(frozen=True)
@@ -159,7 +142,7 @@ def put_entry(session: Session, user_id: int, sha256: bytes, size: int,
         replaced.sha256, replaced.size = sha256, size
         replaced.path, replaced.filename = path, paths.basename(path)
         replaced.updated_at, replaced.seq = now, seq
-        _record(session, user_id, seq, ChangeKind.ADDED, sha256, now, replaces=old_sha)
+        record_change(session, user_id, seq, ChangeKind.ADDED, sha256, now, replaces=old_sha)
         session.flush()
         return Stored(replaced, ChangeKind.ADDED, replaced=old_sha)
     if placement.path is not None:
@@ -172,7 +155,7 @@ def put_entry(session: Session, user_id: int, sha256: bytes, size: int,
                   seq=seq, path=path, filename=paths.basename(path), **asdict(tags))
     # A Core insert (see _INSERT_ENTRY): the entry returned is not in the session.
     entry_id = session.connection().execute(_INSERT_ENTRY, values).scalar_one()
-    _record(session, user_id, seq, ChangeKind.ADDED, sha256, now)
+    record_change(session, user_id, seq, ChangeKind.ADDED, sha256, now)
     return Stored(LibraryEntry(id=entry_id, **values), ChangeKind.ADDED)
 
 
@@ -197,7 +180,7 @@ def _update_in_place(session: Session, entry: LibraryEntry, placement: Placement
     for key, value in values.items():
         setattr(entry, key, value)
     entry.updated_at, entry.seq = now, seq
-    _record(session, entry.user_id, seq, ChangeKind.UPDATED, entry.sha256, now)
+    record_change(session, entry.user_id, seq, ChangeKind.UPDATED, entry.sha256, now)
     session.flush()
     return Stored(entry, ChangeKind.UPDATED, duplicate_of_path)
 
@@ -216,7 +199,7 @@ def move_entry(session: Session, user_id: int, sha256: bytes, path: str,
     seq = next_seq(session, user_id)
     entry.path, entry.filename = path, paths.basename(path)
     entry.updated_at, entry.seq = now, seq
-    _record(session, user_id, seq, ChangeKind.UPDATED, sha256, now)
+    record_change(session, user_id, seq, ChangeKind.UPDATED, sha256, now)
     session.flush()
     return entry, True
 
@@ -268,12 +251,6 @@ def free_path(session: Session, user_id: int, wanted: str,
         first += 50
 
 
-def _record(session: Session, user_id: int, seq: int, kind: ChangeKind,
-            sha256: bytes, now: int, *, replaces: bytes | None = None) -> None:
-    session.connection().execute(_INSERT_CHANGE, dict(
-        user_id=user_id, seq=seq, kind=int(kind), sha256=sha256, at=now, replaces=replaces))
-
-
 def remove_entry(session: Session, user_id: int, sha256: bytes, now: int) -> bool:
     """Deletes a song from the library, leaving a tombstone; False if it was not there."""
     removed = session.execute(
@@ -282,7 +259,7 @@ def remove_entry(session: Session, user_id: int, sha256: bytes, now: int) -> boo
     if removed is None:
         return False
     seq = next_seq(session, user_id)
-    _record(session, user_id, seq, ChangeKind.DELETED, sha256, now)
+    record_change(session, user_id, seq, ChangeKind.DELETED, sha256, now)
     return True
 
 
@@ -290,41 +267,3 @@ def blob_is_referenced(session: Session, sha256: bytes) -> bool:
     """Whether any library entry still points at the blob."""
     return session.scalar(
         select(LibraryEntry.id).where(LibraryEntry.sha256 == sha256).limit(1)) is not None
-
-
-class ChangeNotifier:
-    """Wakes the Watch streams of a user when a change of theirs commits (in-process)."""
-
-    def __init__(self) -> None:
-        self._conditions: defaultdict[int, asyncio.Condition] = defaultdict(asyncio.Condition)
-        self._latest: dict[int, int] = {}
-        self.closed = False
-
-    async def close(self) -> None:
-        """Wakes every waiter for good: the server is shutting down."""
-        self.closed = True
-        for condition in list(self._conditions.values()):
-            async with condition:
-                condition.notify_all()
-
-    async def published(self, user_id: int, seq: int) -> None:
-        """Call after the transaction holding change ``seq`` has committed."""
-        if seq <= self._latest.get(user_id, 0):
-            return
-        self._latest[user_id] = seq
-        condition = self._conditions.get(user_id)
-        if condition is not None:
-            async with condition:
-                condition.notify_all()
-
-    async def wait_beyond(self, user_id: int, seq: int, timeout: float) -> bool:
-        """Waits until a change after ``seq`` is published (or the notifier closes);
-        False on timeout."""
-        condition = self._conditions[user_id]
-        async with condition:
-            try:
-                await asyncio.wait_for(condition.wait_for(
-                    lambda: self.closed or self._latest.get(user_id, 0) > seq), timeout)
-            except TimeoutError:
-                return False
-        return True

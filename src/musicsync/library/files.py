@@ -26,12 +26,12 @@ from ..db import Database
 from ..db.models import Blob, LibraryEntry, UploadSession, User
 from ..errors import (DataLoss, InvalidArgument, MusicsyncError, NotFound, ResourceExhausted,
                      StorageUnavailable, Unavailable)
-from .entries import (ChangeNotifier, Placement, Stored, Tags, blob_is_referenced,
-                      ensure_blob, move_entry, put_entry,
-                      record_blob_to_come, remove_entry)
-from .paths import normalise_path
 from ..metrics import NullMetrics
 from ..storage import BlobMissing, BlobStore, StagedBlob, is_sha256_hex
+from ..sync.notifier import ChangeNotifier
+from .entries import (Placement, Stored, Tags, blob_is_referenced, ensure_blob, move_entry,
+                      put_entry, record_blob_to_come, remove_entry)
+from .paths import normalise_path
 
 log = logging.getLogger(__name__)
 

@@ -35,8 +35,6 @@ from sqlalchemy import delete, select
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
-from .audio import NOT_AUDIO, SNIFF_BYTES, looks_like_audio
-from .audio_check.checker import AudioChecker
 from ..db.models import LibraryEntry, UploadSession
 from ..errors import (
     DataLoss,
@@ -48,12 +46,14 @@ from ..errors import (
     StorageFull,
     StorageUnavailable,
 )
-from .filenames import default_filename, sanitize_filename
-from . import upload_sessions
-from .files import Files, parse_hash, quota_exceeded, tags_with_overrides
-from .entries import Placement, Stored, Tags, path_taken
-from .paths import normalise_path
 from ..storage import BlobMissing, StagedBlob
+from . import upload_sessions
+from .audio import NOT_AUDIO, SNIFF_BYTES, looks_like_audio
+from .audio_check.checker import AudioChecker
+from .entries import Placement, Stored, Tags, path_taken
+from .filenames import default_filename, sanitize_filename
+from .files import Files, parse_hash, quota_exceeded, tags_with_overrides
+from .paths import normalise_path
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..db.engine import BUSY_TIMEOUT_MS
+from ..db.snapshot import check_copy, vacuum_into
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
 
 
@@ -53,44 +52,14 @@ def backup_database(source: Path, target: Path, *, force: bool = False) -> Backu
     os.close(fd)  # VACUUM INTO writes into an empty file; mkstemp made it 0600
     temporary = Path(name)
     try:
-        _vacuum_into(source, temporary)
-        schema_version, users = _check(temporary)
+        vacuum_into(source, temporary)
+        schema_version, users = check_copy(temporary)
         _fsync(temporary)
         _publish(temporary, target, force)
     finally:
         temporary.unlink(missing_ok=True)
     _fsync_folder(target.parent)
     return BackupResult(target, target.stat().st_size, schema_version, users)
-
-
-def _vacuum_into(source: Path, destination: Path) -> None:
-    # mode=rw: never create an empty database where the real one is missing.
-    connection = sqlite3.connect(f"{source.resolve().as_uri()}?mode=rw", uri=True,
-                                 isolation_level=None)
-    try:
-        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        connection.execute("VACUUM INTO ?", (str(destination),))
-    except sqlite3.Error as exc:
-        raise FailedPrecondition(f"cannot copy {source}: {exc}") from exc
-    finally:
-        connection.close()
-
-
-def _check(copy: Path) -> tuple[int, int]:
-    """Schema version and user count of the copy, after SQLite's own consistency check."""
-    connection = sqlite3.connect(f"{copy.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        verdict = connection.execute("PRAGMA quick_check").fetchone()[0]
-        if verdict != "ok":
-            raise FailedPrecondition(f"the copy failed SQLite's check ({verdict}); "
-                                     "run `PRAGMA integrity_check` on the database")
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
-        users = connection.execute("SELECT count(*) FROM users").fetchone()[0]
-        return version, users
-    except sqlite3.Error as exc:
-        raise FailedPrecondition(f"the copy cannot be read back: {exc}") from exc
-    finally:
-        connection.close()
 
 
 def _publish(temporary: Path, target: Path, force: bool) -> None:

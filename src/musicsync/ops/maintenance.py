@@ -25,16 +25,17 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import delete, func, select, update
 
-from .admin import open_database
 from ..auth.accounts import LeftBehind
 from ..config import Settings
 from ..db import Database
 from ..db.models import Blob, LibraryEntry
 from ..errors import StorageUnavailable
+from ..library.entries import blob_is_referenced
 from ..library.files import Files
-from ..library.entries import ChangeNotifier, blob_is_referenced
-from ..storage import BlobMissing, BlobStore, open_blob_store
 from ..library.uploads import Uploads
+from ..storage import BlobMissing, BlobStore, open_blob_store
+from ..sync.notifier import ChangeNotifier
+from .admin import open_database
 
 DEFAULT_GRACE = 3600  # seconds: a blob stored this recently may be an upload finishing
 

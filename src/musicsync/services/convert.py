@@ -12,7 +12,7 @@ from google.protobuf.message import Message
 
 from ..db.models import LibraryEntry
 from ..sync.feed import Event
-from ..library.entries import ChangeKind
+from ..sync.changes import ChangeKind
 from ..limits import (MAX_FILENAME_BYTES, MAX_PATH_BYTES, MAX_TAG_CHARS, PAGE_BUDGET_BYTES,
                       clip, clip_utf8)
 from ..proto import file_pb2, sync_pb2

@@ -7,8 +7,9 @@ from contextlib import aclosing
 import grpc
 
 from ..errors import InvalidArgument, ResourceExhausted
-from ..library.files import Files
 from ..interceptors import current_principal
+from ..library.files import Files
+from ..library.uploads import Reader, Uploads
 from ..limits import (
     CLIENT_MESSAGE_BYTES,
     MAX_FILENAME_BYTES,
@@ -18,10 +19,9 @@ from ..limits import (
     check_chars,
 )
 from ..proto import file_pb2, file_pb2_grpc
-from ..library.uploads import Reader, Uploads
 from . import wire
-from .streams import StreamLimits
 from .convert import encoded_size, file_entry
+from .streams import StreamLimits
 
 DEFAULT_DOWNLOAD_CHUNK = 256 * 1024
 MAX_DOWNLOAD_CHUNK = 4 * 1024 * 1024 - 1024  # under the 4 MiB default client limit

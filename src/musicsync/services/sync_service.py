@@ -6,14 +6,14 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
-from ..library import listing
 from ..db import Database
-from ..sync.diff import DiffPart, DiffSlots, HeldHashes, diff
 from ..errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
-from ..sync.feed import DeviceRef, Feed, page_size, parse_device
 from ..interceptors import current_principal
-from ..proto import sync_pb2, sync_pb2_grpc
+from ..library import listing
 from ..limits import CLIENT_MESSAGE_BYTES, PAGE_BUDGET_BYTES
+from ..proto import sync_pb2, sync_pb2_grpc
+from ..sync.diff import DiffPart, DiffSlots, HeldHashes, diff
+from ..sync.feed import DeviceRef, Feed, page_size, parse_device
 from .convert import change_event, encoded_size, file_entry, filename, path, within_budget
 from .streams import StreamLimits
 

@@ -54,8 +54,8 @@ from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, S3Error, ServerError
 
 from ..errors import StorageUnavailable
-from ..metrics import NullMetrics
 from ..library.ranged import RangedReader
+from ..metrics import NullMetrics
 from .base import BlobMissing, is_sha256_hex
 
 log = logging.getLogger(__name__)

@@ -33,8 +33,8 @@ from sqlalchemy import select
 from ..db import Database
 from ..db.models import Change, Device, LibraryEntry
 from ..errors import InvalidArgument, ResourceExhausted
+from .changes import ChangeKind
 from .feed import feed_state
-from ..library.entries import ChangeKind
 
 HASH_BYTES = 32
 # At most this many hashes in one Diff: 16 MB packed. Larger collections page

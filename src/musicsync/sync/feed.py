@@ -21,15 +21,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from ..db import Database
+from ..db.dialect import greatest, insert_for
 from ..db.models import Change, Device, LibraryEntry, User
 from ..errors import FailedPrecondition, InvalidArgument
-from ..library.entries import ChangeNotifier
 from ..limits import MAX_DEVICE_ID_CHARS, MAX_DEVICE_NAME_CHARS
+from .notifier import ChangeNotifier
 
 log = logging.getLogger(__name__)
 
@@ -204,11 +204,11 @@ class Feed:
                 and now - known.last_seen < SEEN_RESOLUTION):
             return
         async with self._db.write() as session:
-            insert = sqlite_insert(Device).values(
+            insert = insert_for(session)(Device).values(
                 user_id=user_id, device_id=device.id, name=device.name, cursor=cursor or 0,
                 last_seen=now)
             changes = {"last_seen": now,
-                       "cursor": func.max(Device.cursor, insert.excluded.cursor)}
+                       "cursor": greatest(Device.cursor, insert.excluded.cursor)}
             if device.name:
                 changes["name"] = device.name
             await session.execute(insert.on_conflict_do_update(

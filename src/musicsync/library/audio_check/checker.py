@@ -46,11 +46,11 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from ..audio import AudioInfo, audio_info
 from ...errors import InvalidArgument, ResourceExhausted, Unavailable
-from ..entries import TAG_FIELDS
 from ...limits import MAX_TAG_CHARS
 from ...storage import StagedBlob
+from ..audio import AudioInfo, audio_info
+from ..entries import TAG_FIELDS
 from .worker import MAX_READ, Channel
 
 log = logging.getLogger(__name__)

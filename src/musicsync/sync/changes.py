@@ -1,0 +1,50 @@
+"""How a change enters a user's feed: the next sequence number and a ``changes`` row.
+
+Every change to what a user keeps takes the next value of the user's sequence
+(``users.last_seq``) and writes a ``changes`` row in the same transaction as the
+change itself, so the feed and what it describes can never disagree. Song events
+are the first kind of change; others (playlists, favourites, plays) add kinds of
+their own and record them through ``record_change`` the same way.
+
+Both functions run inside a write transaction the caller owns (a sync Session: the
+grouped writes call them directly, async sessions through ``run_sync``).
+"""
+
+from __future__ import annotations
+
+import enum
+
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy.orm import Session
+
+from ..db.models import Change, User
+
+
+class ChangeKind(enum.IntEnum):
+    """Values of sync.ChangeKind, as stored in changes.kind."""
+
+    ADDED = 1
+    UPDATED = 2
+    DELETED = 3
+
+
+# Built once: building statements per upload took most of its library transaction.
+_NEXT_SEQ = (update(User.__table__).where(User.__table__.c.id == bindparam("user_id"))
+             .values(last_seq=User.__table__.c.last_seq + 1)
+             .returning(User.__table__.c.last_seq))
+_INSERT_CHANGE = insert(Change.__table__)
+
+
+def next_seq(session: Session, user_id: int) -> int:
+    """Takes the user's next change sequence number (inside the write transaction).
+
+    The UPDATE locks the user's row until the commit, so concurrent writers of one
+    user take consecutive numbers, never the same one."""
+    return session.connection().execute(_NEXT_SEQ, {"user_id": user_id}).scalar_one()
+
+
+def record_change(session: Session, user_id: int, seq: int, kind: ChangeKind,
+                  sha256: bytes, now: int, *, replaces: bytes | None = None) -> None:
+    """Writes change ``seq`` (taken with next_seq in the same transaction)."""
+    session.connection().execute(_INSERT_CHANGE, dict(
+        user_id=user_id, seq=seq, kind=int(kind), sha256=sha256, at=now, replaces=replaces))
