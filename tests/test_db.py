@@ -137,7 +137,7 @@ def test_an_in_memory_database_is_refused_as_it_would_lose_every_library(url):
 @pytest.fixture
 def no_busy_wait(monkeypatch):
     """SQLite gives up at once on a locked database: any clash of writers shows."""
-    monkeypatch.setattr("musicsync.db.engine.BUSY_TIMEOUT_MS", 0)
+    monkeypatch.setattr("musicsync.db.sqlite.BUSY_TIMEOUT_MS", 0)
 
 
 async def test_writers_of_one_process_take_turns_rather_than_clash(tmp_path, no_busy_wait):
@@ -165,7 +165,7 @@ async def test_writers_of_one_process_take_turns_rather_than_clash(tmp_path, no_
 
 async def test_a_database_another_program_locks_gives_unavailable_and_loses_nothing(
         tmp_path, monkeypatch):
-    monkeypatch.setattr("musicsync.db.engine.BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr("musicsync.db.sqlite.BUSY_TIMEOUT_MS", 200)
     settings = make_settings(tmp_path / "data")
     async with App(settings) as app, Client(app) as client:
         client.token = (await client.auth.Register(auth_pb2.RegisterRequest(
@@ -269,7 +269,7 @@ async def test_a_writer_cancelled_while_another_process_writes_leaves_the_lock_f
 
 async def test_a_program_stuck_on_the_write_lock_file_delays_writers_but_does_not_stop_them(
         tmp_path, monkeypatch):
-    monkeypatch.setattr("musicsync.db.engine.WRITE_QUEUE_TIMEOUT", 0.2)
+    monkeypatch.setattr("musicsync.db.sqlite.WRITE_QUEUE_TIMEOUT", 0.2)
     path = str(tmp_path / "stuck.db")
     db = Database(path)
     try:

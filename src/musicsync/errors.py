@@ -61,6 +61,12 @@ class ResourceExhausted(MusicsyncError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class Aborted(MusicsyncError):
+    """A conflict with a concurrent change: the client may read again and retry."""
+
+    code = grpc.StatusCode.ABORTED
+
+
 class DataLoss(MusicsyncError):
     code = grpc.StatusCode.DATA_LOSS
 

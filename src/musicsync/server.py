@@ -36,6 +36,7 @@ from .auth.passwords import PasswordHasher
 from .auth.tokens import AccessTokens
 from .config import SERVICES, Settings
 from .db import Database
+from .db.channel import ChangeListener
 from .db.migrations import migrate
 from .errors import ConfigError, NotFound, StorageUnavailable
 from .interceptors import ServerInterceptor
@@ -97,6 +98,8 @@ MAX_CONCURRENT_CALLS = 2048
 # How often the storage watcher probes the blob store: while it answers, and while not.
 STORAGE_PROBE_INTERVAL = 5.0
 STORAGE_RETRY_INTERVAL = 1.0
+# How often a server on PostgreSQL checks that the database answers.
+DATABASE_PROBE_INTERVAL = 5.0
 # How long shutdown waits for cancelled handlers to unwind after the grace period:
 # an interrupted resumable upload saves its progress then (an fsync and a write),
 # which a loaded machine may take seconds over.
@@ -125,6 +128,8 @@ class App:
         self._key_note = ""
         self._tls: tuple[tls.CertificateReloader, str] | None = None
         self._storage_ready = False
+        self._database_ready = True  # watched on PostgreSQL (an SQLite file is always there)
+        self._listener: ChangeListener | None = None
         self._storage_trouble = asyncio.Event()  # set when a store call met an error
         self.streams = StreamLimits()  # each account's open streams, per kind
 
@@ -148,12 +153,20 @@ class App:
         filemodes.warn_if_open_to_others(settings.data_dir)
         self.db = Database(settings.database_path_or_url())
         self._stack.push_async_callback(self.db.close)
-        filemodes.create_private(self.db.path)
-        filemodes.make_private(*filemodes.database_files(self.db.path))
+        if self.db.path is not None:  # SQLite: the file holds password hashes
+            filemodes.create_private(self.db.path)
+            filemodes.make_private(*filemodes.database_files(self.db.path))
         await migrate(self.db.writer_engine())
-        filemodes.make_private(*filemodes.database_files(self.db.path))
+        if self.db.path is not None:
+            filemodes.make_private(*filemodes.database_files(self.db.path))
 
         self.notifier = ChangeNotifier()
+        if self.db.dialect == "postgresql":
+            # Changes committed by other replicas wake this one's Watch streams.
+            self._listener = ChangeListener(self.db.url, self.notifier.published,
+                                            self.notifier.wake_all)
+            await self._listener.start()
+            self._stack.push_async_callback(self._listener.close)
         servicers = {
             "auth": lambda: auth_pb2_grpc.add_AuthServiceServicer_to_server(
                 AuthServicer(self.accounts), self._server),
@@ -192,12 +205,12 @@ class App:
             endpoint = MetricsEndpoint(self.metrics, settings.metrics_host, settings.metrics_port)
             self.metrics_port = await endpoint.start()
             self._stack.push_async_callback(endpoint.close)
-        for name in ("", *names):
-            down = name == SERVICE_NAMES["file"] and not self._storage_ready
-            await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING if down
-                                   else health_pb2.HealthCheckResponse.SERVING)
+        await self._publish_health()
         if "file" in self.services:
             watcher = asyncio.create_task(self._watch_storage(), name="storage-watcher")
+            self._stack.push_async_callback(_cancel, watcher)
+        if self.db.dialect == "postgresql":
+            watcher = asyncio.create_task(self._watch_database(), name="database-watcher")
             self._stack.push_async_callback(_cancel, watcher)
         where = ", ".join(f"{s} {settings.host}:{p}" for s, p in self.ports.items())
         log.info("musicsync serving %s on %s", "+".join(self.services), where)
@@ -229,8 +242,10 @@ class App:
 
     async def _open_feed(self) -> None:
         """The change feed, with its hourly pruning of old events."""
-        # Alone, the sync service does not see uploads commit: it polls instead.
-        poll = None if "file" in self.services else FEED_POLL_INTERVAL
+        # Alone on SQLite, the sync service does not see uploads commit: it polls instead.
+        # On PostgreSQL every commit is announced to every replica (db/channel.py).
+        heard = "file" in self.services or self.db.dialect == "postgresql"
+        poll = None if heard else FEED_POLL_INTERVAL
         self.feed = Feed(self.db, self.notifier, retention=self.settings.tombstone_retention,
                          poll_interval=poll, clock=self.clock)
         pruner = asyncio.create_task(self.feed.prune_forever(), name="feed-pruner")
@@ -245,7 +260,6 @@ class App:
 
     async def _watch_storage(self) -> None:
         """Keeps the file service's health in step with the blob store (a sleeping task)."""
-        name = SERVICE_NAMES["file"]
         ready = self._storage_ready
         opened = ready
         while True:
@@ -276,8 +290,30 @@ class App:
                 else:
                     log.error("%s does not answer: the file service is NOT_SERVING until it "
                               "does", self.store.description)
-                await self._health.set(name, health_pb2.HealthCheckResponse.SERVING if ready
-                                       else health_pb2.HealthCheckResponse.NOT_SERVING)
+                self._storage_ready = ready
+                await self._publish_health()
+
+    async def _watch_database(self) -> None:
+        """Every service is NOT_SERVING while PostgreSQL does not answer (a sleeping task)."""
+        while True:
+            await asyncio.sleep(DATABASE_PROBE_INTERVAL if self._database_ready
+                                else STORAGE_RETRY_INTERVAL)
+            answers = await self.db.answers()
+            if answers != self._database_ready:
+                self._database_ready = answers
+                if answers:
+                    log.info("%s answers again: SERVING", self.db.description)
+                else:
+                    log.error("%s does not answer: NOT_SERVING until it does",
+                              self.db.description)
+                await self._publish_health()
+
+    async def _publish_health(self) -> None:
+        """Each service's status from what it depends on: the database, the blob store."""
+        for name in ("", *(SERVICE_NAMES[s] for s in self.services)):
+            up = self._database_ready and (name != SERVICE_NAMES["file"] or self._storage_ready)
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING if up
+                                   else health_pb2.HealthCheckResponse.NOT_SERVING)
 
     def _file_servicer(self) -> FileServicer:
         return FileServicer(self.files, self.uploads, self.streams)

@@ -1,269 +1,135 @@
-"""The SQLite engine: pragmas, transactions and session lifetimes.
+"""Opening the metadata database, SQLite or PostgreSQL, and what its failures mean.
 
-SQLite allows one writer at a time. A transaction that starts as a reader and
-later writes can fail at once with "database is locked" when another writer
-got in between, whatever the busy timeout. So write transactions take the
-write lock up front (BEGIN IMMEDIATE), while read transactions stay deferred
-and never block anyone (WAL).
+``DATABASE_URL`` (or the default file in ``DATA_DIR``) picks the database: an
+SQLite file path or ``sqlite://`` URL (sqlite.py: one box, nothing to install),
+or a ``postgresql://`` URL (postgres.py: several replicas sharing it). Both give
+the domain the same five ways in, so the domain never asks which it has:
 
-SQLite's busy handler polls, with sleeps growing to 100 ms, so under load a
-writer could lose every race for the lock until its busy timeout ran out.
-Writers therefore queue before they ask SQLite (``write``): those of this
-process in order, on an asyncio lock; then every process on one file lock
-(``flock`` of ``<database>-write-lock``), which the kernel hands to a waiter
-the moment its holder lets go. Without it, the services run as separate
-processes met in the busy handler: the sync service's one write per Diff (the
-device's cursor) waited there behind the file service's uploads and deletes,
-and Diff took longer than in one process (bench/soak.py, 20 devices, 120 s:
-p50 385 ms against 227 ms; with the file lock, 35 ms; README, "Services in
-separate processes"). The file lock only orders writers; SQLite's own lock
-still guards the data, and the busy timeout still covers writers that do not
-take it (an older musicsync, the sqlite3 shell).
-
-Every aiosqlite call is a hand-off to its connection thread and back (a cursor,
-each statement, each fetch, the rollback at the end), about ten per session,
-which dominates a read of one row. ``quick_read`` runs a short read whole in a
-worker thread on a plain sqlite3 engine over the same file instead: one
-hand-off. The caller check of every call, the feed's "anything new?" and other
-one-row lookups on the path of a call use it. ``grouped_write`` does the same
-for short writes on a hot path, several tasks' in one transaction (group_commit.py).
+- ``read()``: a session seeing one consistent snapshot, never blocking writers;
+- ``write()``: a session whose transaction is the only writer until it ends, so
+  what it checks holds until it commits (SQLite's own lock; on PostgreSQL an
+  advisory lock every replica takes);
+- ``grouped_write(work)`` and ``quick_read(work)``: a plain function of a sync
+  Session, for the short writes and reads on a hot path;
+- ``close()``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import fcntl
-import logging
-import os
+import sys
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import Session
 
-from ..errors import ConfigError, MusicsyncError, ResourceExhausted, Unavailable
-from .group_commit import GroupCommit
-
-log = logging.getLogger(__name__)
-
-BUSY_TIMEOUT_MS = 10_000
-# How long a writer waits for the writers of other processes (the write-lock file)
-# before it asks SQLite anyway, which then waits up to BUSY_TIMEOUT_MS more.
-WRITE_QUEUE_TIMEOUT = 10.0
-_BEGIN_OPTION = "musicsync_begin"
-# Threads (and connections) for quick reads: they take well under a millisecond.
-QUICK_READERS = 2
+from ..errors import ConfigError, MusicsyncError
 
 T = TypeVar("T")
 
+_POSTGRES_SCHEMES = ("postgresql", "postgres")
+
 
 def sqlalchemy_url(path_or_url: str) -> str:
-    """An aiosqlite URL from a file path or any sqlite:// URL naming a file."""
+    """The driver URL for a file path, an sqlite:// URL naming a file, or a postgresql:// URL."""
     if "://" not in path_or_url:
         return f"sqlite+aiosqlite:///{Path(path_or_url).expanduser().resolve()}"
+    if path_or_url.split("://", 1)[0].split("+", 1)[0] == "postgres":  # Heroku-style alias
+        path_or_url = "postgresql" + path_or_url[len("postgres"):]
     url = make_url(path_or_url)
-    if url.get_backend_name() != "sqlite":
-        raise ConfigError(f"DATABASE_URL must be an SQLite file or sqlite:// URL, not {url.drivername}")
+    backend = url.get_backend_name()
+    if backend == "postgresql":
+        if not url.database:
+            raise ConfigError("DATABASE_URL must name a PostgreSQL database, "
+                              "e.g. postgresql://musicsync:PASSWORD@db:5432/musicsync")
+        return url.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+    if backend != "sqlite":
+        raise ConfigError(f"DATABASE_URL must be an SQLite file, an sqlite:// URL or a "
+                          f"postgresql:// URL, not {url.drivername}")
     if not url.database or url.database == ":memory:":
         raise ConfigError("DATABASE_URL must name an SQLite file: an in-memory database would "
                           "lose every library at a restart")
     return url.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
 
 
+def is_postgres(url: str) -> bool:
+    return make_url(url).get_backend_name() == "postgresql"
+
+
 def database_file(url: str) -> Path:
+    """The file of an SQLite URL."""
     return Path(make_url(url).database)
 
 
+def asyncpg_dsn(url: str) -> str:
+    """asyncpg's own form of a PostgreSQL URL: SQLAlchemy's without "+asyncpg"."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def described(url: str) -> str:
+    """The database for messages and logs: its file, or its host and name (never a password)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return str(database_file(url))
+    return f"PostgreSQL {parsed.host or 'localhost'}:{parsed.port or 5432}/{parsed.database}"
+
+
 class Database:
-    """The async engine with read and write session factories; close() disposes it."""
+    """The metadata database (see the module's docstring for what it offers).
 
-    def __init__(self, path_or_url: str) -> None:
-        self.url = sqlalchemy_url(path_or_url)
-        self.path = database_file(self.url)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_async_engine(self.url, pool_size=5, max_overflow=5)
-        _install_sqlite_hooks(self.engine.sync_engine)
-        self._writer = self.engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
-        self._read_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._write_sessions = async_sessionmaker(self._writer, expire_on_commit=False)
-        self._write_turn = asyncio.Lock()
-        self._writing: asyncio.Task | None = None
-        self._write_lock = _WriterLock(self.path.with_name(self.path.name + "-write-lock"))
-        self._quick_engine = create_engine(make_url(self.url).set(drivername="sqlite+pysqlite"),
-                                           pool_size=QUICK_READERS, max_overflow=0)
-        _install_sqlite_hooks(self._quick_engine)
-        self._quick_sessions = sessionmaker(self._quick_engine, expire_on_commit=False)
-        self._quick_threads = ThreadPoolExecutor(QUICK_READERS,
-                                                 thread_name_prefix="musicsync-db-read")
-        self._group_engine = create_engine(make_url(self.url).set(drivername="sqlite+pysqlite"),
-                                           pool_size=1, max_overflow=0)
-        _install_sqlite_hooks(self._group_engine)
-        self._group = GroupCommit(
-            self._group_engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"}),
-            self._write_turn_held)
-
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncSession]:
-        """A session for reading: one consistent snapshot, never blocks writers."""
-        async with self._read_sessions() as session:
-            yield session
-
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncSession]:
-        """A session holding the write lock; commits on success, rolls back on error.
-
-        Writers of this process take turns, first come first served (see above)."""
-        self._refuse_nested_write()
-        async with self._write_turn_held():
-            async with self._write_sessions() as session, session.begin():
-                # BEGIN IMMEDIATE now, not at the first statement: checks made in the
-                # block (such as a blob's existence) then hold against other writers.
-                await session.connection()
-                yield session
-
-    async def grouped_write(self, work: Callable[[Session], T]) -> T:
-        """``work(session)`` in a write transaction, committed before this returns.
-
-        For short writes on a hot path: the functions of every task waiting run one
-        after the other in one transaction and one commit, in a worker thread
-        (group_commit.py), each in a savepoint of its own (one that raises is rolled
-        back alone). ``work`` must not block for long, and what it returns must be
-        loaded.
-        """
-        self._refuse_nested_write()
-        return await self._group.run(work)
-
-    def _refuse_nested_write(self) -> None:
-        if self._writing is not None and self._writing is asyncio.current_task():
-            raise RuntimeError("a write transaction inside another would wait for itself")
-
-    @asynccontextmanager
-    async def _write_turn_held(self) -> AsyncIterator[None]:
-        """This process's writers in turn, then every process's (see above)."""
-        async with self._write_turn, self._write_lock:
-            self._writing = asyncio.current_task()
-            try:
-                yield
-            finally:
-                self._writing = None
-
-    async def quick_read(self, work: Callable[[Session], T]) -> T:
-        """``work(session)`` in one read transaction, whole in a worker thread.
-
-        For short reads on a hot path: ``work`` must not block for long, and what it
-        returns must be loaded (plain values or fully loaded rows).
-        """
-        return await asyncio.get_running_loop().run_in_executor(
-            self._quick_threads, self._quick_read, work)
-
-    def _quick_read(self, work: Callable[[Session], T]) -> T:
-        with self._quick_sessions() as session:
-            return work(session)
-
-    def writer_engine(self):
-        """The engine whose transactions begin IMMEDIATE (for migrations)."""
-        return self._writer
-
-    async def close(self) -> None:
-        # Reads still running belong to calls already cancelled; let them end.
-        await asyncio.to_thread(self._quick_threads.shutdown)
-        self._quick_engine.dispose()
-        await self._group.close()
-        self._group_engine.dispose()
-        await self.engine.dispose()
-        self._write_lock.close()
-
-
-class _WriterLock:
-    """An exclusive ``flock`` on a file beside the database: one writer of all processes.
-
-    Taken by one task at a time (``Database.write`` holds its asyncio lock around it).
-    Waiting happens in a thread of its own, blocked in the kernel, so the lock passes
-    to the waiter as soon as it is free; after WRITE_QUEUE_TIMEOUT the writer goes on
-    without it. The file is opened at the first write, so opening a Database creates
-    nothing until it writes.
+    ``Database(path_or_url)`` opens the kind the URL names: an SQLiteDatabase or a
+    PostgresDatabase. ``path`` is the SQLite file (None on PostgreSQL).
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-        self._waiter = ThreadPoolExecutor(1, thread_name_prefix="musicsync-db-write-lock")
+    dialect: str
+    url: str
+    description: str  # for messages and logs: the file, or host and database name
+    path: Path | None = None
+    engine: AsyncEngine
 
-    async def __aenter__(self) -> None:
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fd = self._fd
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            pass
-        waiting = asyncio.get_running_loop().run_in_executor(
-            self._waiter, fcntl.flock, fd, fcntl.LOCK_EX)
-        try:
-            await asyncio.wait_for(asyncio.shield(waiting), WRITE_QUEUE_TIMEOUT)
-        except (asyncio.CancelledError, TimeoutError) as stop:
-            # The thread takes the lock sooner or later: let it go then.
-            waiting.add_done_callback(
-                lambda done: done.cancelled() or done.exception() or self._release(fd))
-            if isinstance(stop, asyncio.CancelledError):
-                raise
-            # A stuck program holds the file: fall back on SQLite's lock and busy timeout.
-            log.warning("waited %.0f s for another process's write to the database; "
-                        "going on without the write-lock file %s", WRITE_QUEUE_TIMEOUT,
-                        self.path)
+    def __new__(cls, path_or_url: str):
+        if cls is Database:
+            url = sqlalchemy_url(path_or_url)
+            if is_postgres(url):
+                from .postgres import PostgresDatabase
+                cls = PostgresDatabase
+            else:
+                from .sqlite import SQLiteDatabase
+                cls = SQLiteDatabase
+        return super().__new__(cls)
 
-    async def __aexit__(self, *exc_info) -> None:
-        self._release(self._fd)
+    def read(self) -> AbstractAsyncContextManager[AsyncSession]:
+        raise NotImplementedError
 
-    def _release(self, fd: int | None) -> None:
-        if fd is not None and fd == self._fd:  # not a number reused after close()
-            fcntl.flock(fd, fcntl.LOCK_UN)
+    def write(self) -> AbstractAsyncContextManager[AsyncSession]:
+        raise NotImplementedError
 
-    def close(self) -> None:
-        self._waiter.shutdown(wait=False, cancel_futures=True)
-        if self._fd is not None:
-            os.close(self._fd)  # the lock, if held, goes with it
-            self._fd = None
+    async def grouped_write(self, work: Callable[[Session], T]) -> T:
+        raise NotImplementedError
+
+    async def quick_read(self, work: Callable[[Session], T]) -> T:
+        raise NotImplementedError
+
+    async def answers(self) -> bool:
+        """Whether the database answers a trivial query now (for the health service)."""
+        return True
+
+    def writer_engine(self) -> AsyncEngine:
+        """The engine migrations run on (each transaction the only writer)."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
 
 
 def database_failure(exc: BaseException) -> MusicsyncError | None:
-    """What a failure of SQLite itself means for the client, or None if it is not one."""
-    if not isinstance(exc, OperationalError):
-        return None
-    reason = str(exc.orig).lower()
-    log.warning("database: %s", exc.orig)
-    if "locked" in reason or "busy" in reason:
-        return Unavailable("the server's database is busy (another program is writing to "
-                           "it); try again in a moment")
-    if "full" in reason:
-        return ResourceExhausted("the server's disk is full; ask its operator to free space")
-    if "disk i/o" in reason or "unable to open" in reason or "readonly" in reason:
-        return Unavailable("the server cannot write its database; try again later, or ask "
-                           "its operator to check the disk")
-    return None
-
-
-def _install_sqlite_hooks(sync_engine) -> None:
-    @event.listens_for(sync_engine, "connect")
-    def on_connect(dbapi_connection, _record) -> None:
-        # Let SQLAlchemy's begin event below decide how transactions start
-        # instead of the sqlite3 module's implicit BEGIN.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.close()
-
-    @event.listens_for(sync_engine, "begin")
-    def on_begin(connection) -> None:
-        mode = connection.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+    """What a failure of the database itself means for the client, or None if it is not one."""
+    from .sqlite import sqlite_failure
+    failure = sqlite_failure(exc)
+    if failure is None and "asyncpg" in sys.modules:  # only a PostgreSQL server loads it
+        from .postgres import postgres_failure
+        failure = postgres_failure(exc)
+    return failure

@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 
 from ..errors import FailedPrecondition
-from .engine import BUSY_TIMEOUT_MS
+from .sqlite import BUSY_TIMEOUT_MS
 
 
 def vacuum_into(source: Path, destination: Path) -> None:

@@ -17,6 +17,7 @@ import enum
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import Session
 
+from ..db.channel import announce_change
 from ..db.models import Change, User
 
 
@@ -45,6 +46,9 @@ def next_seq(session: Session, user_id: int) -> int:
 
 def record_change(session: Session, user_id: int, seq: int, kind: ChangeKind,
                   sha256: bytes, now: int, *, replaces: bytes | None = None) -> None:
-    """Writes change ``seq`` (taken with next_seq in the same transaction)."""
-    session.connection().execute(_INSERT_CHANGE, dict(
+    """Writes change ``seq`` (taken with next_seq in the same transaction); once it
+    commits, the Watch streams of other replicas hear of it (db/channel.py)."""
+    connection = session.connection()
+    connection.execute(_INSERT_CHANGE, dict(
         user_id=user_id, seq=seq, kind=int(kind), sha256=sha256, at=now, replaces=replaces))
+    announce_change(connection, user_id, seq)
