@@ -9,7 +9,7 @@ MOTO_SPEC := moto[server]>=5.0,<6
 BIN    := $(VENV)/bin
 BUF    := npx --yes @bufbuild/buf@1.75.0
 
-.PHONY: run test fuzz stress protos protos-check lint bench soak clean
+.PHONY: run test postgres-bin fuzz stress protos protos-check lint bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +34,29 @@ $(MOTO_VENV)/.installed:
 	$(MOTO_VENV)/bin/python -m pip install --quiet '$(MOTO_SPEC)'
 	touch $@
 
-test: $(VENV)/.installed-dev $(MOTO_VENV)/.installed protos-check
+test: $(VENV)/.installed-dev $(MOTO_VENV)/.installed protos-check postgres-bin
 	MOTO_PYTHON=$(abspath $(MOTO_VENV))/bin/python $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The PostgreSQL tests start a throwaway cluster of their own (tests/pg_cluster.py) with
+# PostgreSQL's programs, which Debian keeps off PATH in /usr/lib/postgresql/N/bin; where they
+# are missing, Debian's package brings them. `PG_URL=postgresql://user:pw@host:5432/postgres
+# make test` runs those tests against that server instead (and installs nothing).
+export PG_URL
+PG_INITDB := /usr/lib/postgresql/*/bin/initdb
+PG_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql
+postgres-bin:
+	@if [ -n "$$PG_URL" ]; then \
+		echo "PostgreSQL tests: on the server PG_URL names"; \
+	elif command -v initdb >/dev/null 2>&1 || ls $(PG_INITDB) >/dev/null 2>&1; then \
+		echo "PostgreSQL tests: on a throwaway cluster"; \
+	elif [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+		echo "PostgreSQL's initdb is missing: install PostgreSQL's server (as root:" \
+			"apt-get install postgresql), or set PG_URL=postgresql://user:password@host:5432/postgres" >&2; \
+		exit 1; \
+	else \
+		echo "PostgreSQL's initdb is missing; installing it: $(PG_INSTALL)"; \
+		$(PG_INSTALL) || { echo "apt-get update, then again"; apt-get update && $(PG_INSTALL); }; \
+	fi
 
 # The property-based fuzz suite at length (`make test` runs a short sample of it).
 FUZZ_EXAMPLES ?= 5000

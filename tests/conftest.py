@@ -105,3 +105,20 @@ async def library(app: App):
     client = await signed_in(app)
     yield client
     await client.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """PostgreSQL for the session (tests/pg_cluster.py): PG_URL's server, else a throwaway
+    cluster, started by the first test that asks for it."""
+    from .pg_cluster import postgres_server
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster) -> Iterator[str]:
+    """The URL of a new empty database of this test's own, dropped after it."""
+    from .pg_cluster import fresh_database
+    with fresh_database(postgres_cluster) as url:
+        yield url
