@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, nullcontext
 from pathlib import Path
 from typing import TypeVar
 
@@ -112,6 +112,13 @@ class Database:
 
     async def quick_read(self, work: Callable[[Session], T]) -> T:
         raise NotImplementedError
+
+    def content_lock(self, key: bytes) -> AbstractAsyncContextManager[None]:
+        """Held by one holder of ``key`` (a content hash) at a time among every process
+        sharing the database that takes it: none needed on SQLite, where one process
+        publishes and deletes blobs (the file service) and maintenance checks inside its
+        write transaction."""
+        return nullcontext()
 
     async def answers(self) -> bool:
         """Whether the database answers a trivial query now (for the health service)."""

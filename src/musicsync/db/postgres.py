@@ -42,6 +42,8 @@ T = TypeVar("T")
 WRITE_LOCK_KEY = 0x6D75736963737966
 POOL_SIZE = 10
 POOL_OVERFLOW = 10
+LOCK_POOL_SIZE = 4
+LOCK_POOL_OVERFLOW = 28
 # Seconds to open a connection, and to wait for a free one in the pool.
 CONNECT_TIMEOUT = 5.0
 POOL_TIMEOUT = 10.0
@@ -49,6 +51,9 @@ POOL_TIMEOUT = 10.0
 RETRIES = 3
 
 _TAKE_WRITE_LOCK = text(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+# Content locks use PostgreSQL's other key space (two int4 keys, apart from the write
+# lock's one bigint): the content hash's first 8 bytes.
+_TAKE_CONTENT_LOCK = text("SELECT pg_advisory_xact_lock(:high, :low)")
 _RETRYABLE = {"40001", "40P01"}  # serialization_failure, deadlock_detected
 # Classes and codes meaning "the database is not there right now".
 _UNAVAILABLE_CLASSES = ("08", "53", "57")
@@ -73,6 +78,11 @@ class PostgresDatabase(Database):
         self._write_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write_turn = asyncio.Lock()
         self._writing: asyncio.Task | None = None
+        # Content locks hold a connection each for a publish or a deletion: a pool of their
+        # own, so they never starve the reads and writes they wait for.
+        self._lock_engine = create_async_engine(
+            self.url, pool_size=LOCK_POOL_SIZE, max_overflow=LOCK_POOL_OVERFLOW,
+            pool_pre_ping=True, pool_timeout=POOL_TIMEOUT, async_creator=self._connect)
 
     async def _connect(self):
         """A new asyncpg connection; Unavailable, naming the database, when there is none."""
@@ -107,6 +117,17 @@ class PostgresDatabase(Database):
             finally:
                 self._writing = None
 
+    @asynccontextmanager
+    async def content_lock(self, key: bytes) -> AsyncIterator[None]:
+        """A transaction-scoped advisory lock on ``key``'s first 8 bytes, on a connection
+        of the lock pool, held until the block ends (waiting happens in PostgreSQL)."""
+        padded = key[:8].ljust(8, b"\0")
+        halves = {"high": int.from_bytes(padded[:4], "big", signed=True),
+                  "low": int.from_bytes(padded[4:], "big", signed=True)}
+        async with self._lock_engine.connect() as connection, connection.begin():
+            await connection.execute(_TAKE_CONTENT_LOCK, halves)
+            yield
+
     async def grouped_write(self, work: Callable[[Session], T]) -> T:
         """``work(session)`` in a write transaction of its own, retried on a conflict."""
         for attempt in range(1, RETRIES + 1):
@@ -137,6 +158,7 @@ class PostgresDatabase(Database):
         return self.engine
 
     async def close(self) -> None:
+        await self._lock_engine.dispose()
         await self.engine.dispose()
 
 

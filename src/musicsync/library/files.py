@@ -74,9 +74,13 @@ class Usage:
 
 
 class HashLocks:
-    """One asyncio lock per content hash, dropped when nobody holds or waits for it."""
+    """One lock per content hash: an asyncio lock, dropped when nobody holds or waits for
+    it, then the database's lock of that content (other replicas' holders of the hash,
+    on PostgreSQL). Held from a blob's record to its listing, and from the check that a
+    blob is unreferenced to its deletion, so neither can slip between the other's steps."""
 
-    def __init__(self) -> None:
+    def __init__(self, db: Database | None = None) -> None:
+        self._db = db
         self._locks: dict[bytes, tuple[asyncio.Lock, int]] = {}
 
     @asynccontextmanager
@@ -85,7 +89,11 @@ class HashLocks:
         self._locks[sha256] = (lock, users + 1)
         try:
             async with lock:
-                yield
+                if self._db is None:
+                    yield
+                else:
+                    async with self._db.content_lock(sha256):
+                        yield
         finally:
             lock, users = self._locks[sha256]
             if users == 1:
@@ -114,7 +122,7 @@ class Files:
         self.user_quota = user_quota
         self.metrics = metrics or NullMetrics()
         self.clock = clock
-        self.locks = HashLocks()
+        self.locks = HashLocks(db)
 
     def now(self) -> int:
         return int(self.clock())
