@@ -90,7 +90,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("data_dir", "DATA_DIR", Path, "folder for the database, blobs and generated keys "
            "(default ./data)", "DIR"),
     Option("database_url", "DATABASE_URL", str, "SQLite file path or sqlite:// URL of a file "
-           "(default DATA_DIR/musicsync.db)", "URL"),
+           "(default DATA_DIR/musicsync.db), or postgresql://USER:PASSWORD@HOST:5432/DB for "
+           "several replicas sharing PostgreSQL (install musicsync[postgresql])", "URL"),
     Option("host", "HOST", str, "address to listen on (default 0.0.0.0)", "ADDR"),
     Option("auth_port", "AUTH_PORT", parse_port, "auth port (default 50051)", "N"),
     Option("file_port", "FILE_PORT", parse_port, "file port (default 50052)", "N"),
@@ -163,11 +164,14 @@ OPTIONS: tuple[Option, ...] = (
            "read S3_ACCESS_KEY from this file instead", "FILE"),
     Option("s3_secret_key_file", "S3_SECRET_KEY_FILE", Path,
            "read S3_SECRET_KEY from this file instead", "FILE"),
+    Option("database_url_file", "DATABASE_URL_FILE", Path,
+           "read DATABASE_URL (it may hold a password) from this file instead", "FILE"),
 )
 
 # The secrets that may come from a file: field -> field of the file's path.
 SECRET_FILES = {"secret_key": "secret_key_file", "security_key": "security_key_file",
-                "s3_access_key": "s3_access_key_file", "s3_secret_key": "s3_secret_key_file"}
+                "s3_access_key": "s3_access_key_file", "s3_secret_key": "s3_secret_key_file",
+                "database_url": "database_url_file"}
 
 
 @dataclass(frozen=True)
@@ -215,6 +219,7 @@ class Settings:
     security_key_file: Path | None = None
     s3_access_key_file: Path | None = None
     s3_secret_key_file: Path | None = None
+    database_url_file: Path | None = None
     # Not an operator option: Watch heartbeats below it are refused (tests lower it).
     watch_min_heartbeat: int = 10
 
