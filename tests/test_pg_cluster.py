@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from .pg_cluster import (TempCluster, configured_server, database_of, find_bin_dir,
+from .pg_cluster import (OWNER_FILE, TempCluster, configured_server, database_of, find_bin_dir,
                          fresh_database, run_async, server_from_url)
 
 THROWAWAY = configured_server() is None  # PG_URL unset: the tests' own cluster
@@ -130,6 +131,19 @@ async def test_a_stopped_cluster_leaves_no_server_and_no_folder():
     assert not folder.exists()
     with pytest.raises(OSError):
         await asyncpg.connect(server.url(), timeout=10)
+
+
+@pytest.mark.skipif(not THROWAWAY, reason="with PG_URL, PostgreSQL's programs may be absent")
+async def test_a_cluster_left_by_a_killed_run_is_stopped_by_the_next_one():
+    orphan = TempCluster()
+    server = orphan.start()
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    (orphan.folder / OWNER_FILE).write_text(str(ended.pid))  # as if its run were SIGKILLed
+    with TempCluster():
+        assert not orphan.folder.exists()
+        with pytest.raises(OSError):
+            await asyncpg.connect(server.url(), timeout=10)
 
 
 def test_missing_postgresql_fails_saying_how_to_install_it(tmp_path: Path):
