@@ -34,6 +34,8 @@ from .helpers import free_port
 INSTALL_HINT = ("install PostgreSQL's server (`apt-get install postgresql` on Debian/Ubuntu; "
                 "`make test` does it when run as root) or set PG_URL to a server you run, "
                 "e.g. PG_URL=postgresql://user:password@127.0.0.1:5432/postgres")
+FOLDER_PREFIX = "musicsync-pg-"
+OWNER_FILE = "owner.pid"  # the test run's pid: a cluster whose run is gone is an orphan
 SUPERUSER = "postgres"  # the throwaway cluster's superuser, whoever runs it
 SERVER_ACCOUNT = "postgres"  # the system user that runs the cluster when we are root
 
@@ -129,7 +131,9 @@ class TempCluster:
 
     def start(self, attempts: int = 3) -> PgServer:
         began = time.monotonic()
-        self.folder = Path(tempfile.mkdtemp(prefix="musicsync-pg-"))
+        self._stop_orphans()
+        self.folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))
+        (self.folder / OWNER_FILE).write_text(str(os.getpid()))
         try:
             self._give_folder_to_server_account()
             self._run("initdb", "--pgdata", str(self.data_dir), "--username", SUPERUSER,
@@ -208,10 +212,37 @@ class TempCluster:
             raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n"
                                f"{done.stdout}{done.stderr}{log}")
 
+    def _stop_orphans(self) -> None:
+        """Stops the clusters of test runs that were killed before their teardown (pg_ctl
+        detaches the server, so it outlives them); clusters of live runs are left alone."""
+        for folder in Path(tempfile.gettempdir()).glob(FOLDER_PREFIX + "*"):
+            try:
+                owner = int((folder / OWNER_FILE).read_text())
+            except (OSError, ValueError):
+                continue  # not one of ours, or still being made
+            if _is_running(owner):
+                continue
+            orphan = TempCluster(self.bin_dir)
+            orphan.folder = folder
+            try:
+                orphan.stop()
+            except RuntimeError:
+                pass  # a stale postmaster.pid: that server is gone already
+
     def _remove_folder(self) -> None:
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder = None
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _as_server_account() -> list[str]:

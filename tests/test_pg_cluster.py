@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 from pathlib import Path
 
-import asyncpg
 import pytest
 
-from .pg_cluster import (TempCluster, configured_server, database_of, find_bin_dir,
+from .pg_cluster import (OWNER_FILE, TempCluster, configured_server, database_of, find_bin_dir,
                          fresh_database, run_async, server_from_url)
 
+# A venv made before asyncpg joined [dev] should not stop the rest of the suite from collecting.
+asyncpg = pytest.importorskip("asyncpg", reason="asyncpg is missing: `make test` installs it")
 THROWAWAY = configured_server() is None  # PG_URL unset: the tests' own cluster
 
 
@@ -132,6 +134,19 @@ async def test_a_stopped_cluster_leaves_no_server_and_no_folder():
         await asyncpg.connect(server.url(), timeout=10)
 
 
+@pytest.mark.skipif(not THROWAWAY, reason="with PG_URL, PostgreSQL's programs may be absent")
+async def test_a_cluster_left_by_a_killed_run_is_stopped_by_the_next_one():
+    orphan = TempCluster()
+    server = orphan.start()
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    (orphan.folder / OWNER_FILE).write_text(str(ended.pid))  # as if its run were SIGKILLed
+    with TempCluster():
+        assert not orphan.folder.exists()
+        with pytest.raises(OSError):
+            await asyncpg.connect(server.url(), timeout=10)
+
+
 def test_missing_postgresql_fails_saying_how_to_install_it(tmp_path: Path):
     with pytest.raises(RuntimeError) as raised:
         find_bin_dir(path=str(tmp_path), roots=str(tmp_path / "*" / "bin"))
@@ -153,5 +168,7 @@ def test_pg_url_names_the_server_and_its_password_reaches_each_database():
     server = server_from_url("postgresql://bob:s%40cret@db.example:6543/admin?sslmode=disable")
     assert (server.host, server.port, server.user, server.password, server.maintenance_db) == (
         "db.example", 6543, "bob", "s@cret", "admin")
-    assert server.url("test_7") == "postgresql://bob:s%40cret@db.example:6543/test_7?sslmode=disable"
-    assert server_from_url("postgresql://127.0.0.1").url("t") == "postgresql://postgres@127.0.0.1:5432/t"
+    assert server.url("test_7") == (
+        "postgresql://bob:s%40cret@db.example:6543/test_7?sslmode=disable")
+    assert server_from_url("postgresql://127.0.0.1").url("t") == (
+        "postgresql://postgres@127.0.0.1:5432/t")
