@@ -105,7 +105,11 @@ async def _migrate_sqlite(conn: AsyncConnection) -> None:
 
 
 async def _postgres_revision(conn: AsyncConnection) -> str | None:
-    if (await conn.execute(text("SELECT to_regclass('alembic_version')"))).scalar() is None:
+    # Not to_regclass(): after waiting for the lock it may answer from this connection's
+    # catalog cache, from before another starter created the table.
+    if (await conn.execute(text(
+            "SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = current_schema() "
+            "AND tablename = 'alembic_version'"))).first() is None:
         return None
     return await _revision(conn)
 
