@@ -1,4 +1,5 @@
-"""The metadata database: schema migrations, pragmas, restarts."""
+"""The metadata database: pragmas, writers taking turns, restarts (migrations:
+test_migrations.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,10 @@ import threading
 
 import grpc
 import pytest
-from sqlalchemy import inspect, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import text
 
 from musicsync.db import Database
-from musicsync.db.migrations import LATEST_VERSION, SchemaTooNew, migrate
-from musicsync.db.models import Base
+from musicsync.db.migrations import migrate
 from musicsync.errors import ConfigError
 from musicsync.proto import auth_pb2, file_pb2
 from musicsync.server import App
@@ -23,77 +22,6 @@ from musicsync.server import App
 from .conftest import PASSWORD, REGISTRATION_KEY, make_settings
 from .helpers import Client, status_of
 from .transfer import download, upload, wav_bytes
-
-
-def describe_schema(connection) -> dict:
-    """Tables with their columns (affinity, nullability), keys and indexes."""
-    inspector = inspect(connection)
-    schema = {}
-    for table in inspector.get_table_names():
-        primary_key = tuple(inspector.get_pk_constraint(table)["constrained_columns"])
-        schema[table] = {
-            # An INTEGER PRIMARY KEY is the rowid, never NULL, whatever the DDL says.
-            "columns": {c["name"]: (c["type"]._type_affinity.__name__,
-                                    c["nullable"] and c["name"] not in primary_key)
-                        for c in inspector.get_columns(table)},
-            "primary_key": primary_key,
-            # SQLAlchemy's reflection misses ON DELETE of inline REFERENCES: ask SQLite.
-            "foreign_keys": sorted(
-                (row[3], row[2], row[4], row[6]) for row in connection.exec_driver_sql(
-                    f"PRAGMA foreign_key_list({table})")),
-            "indexes": sorted((tuple(ix["column_names"]), bool(ix["unique"]))
-                              for ix in inspector.get_indexes(table)),
-            "unique": sorted(tuple(uc["column_names"])
-                             for uc in inspector.get_unique_constraints(table)),
-        }
-    return schema
-
-
-async def test_migrations_build_exactly_the_schema_the_models_describe(tmp_path):
-    migrated = Database(str(tmp_path / "migrated.db"))
-    await migrate(migrated.writer_engine())
-    declared = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'declared.db'}")
-    async with declared.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    async with migrated.engine.connect() as a, declared.connect() as b:
-        assert await a.run_sync(describe_schema) == await b.run_sync(describe_schema)
-    await migrated.close()
-    await declared.dispose()
-
-
-async def test_server_upgrades_an_older_database_without_losing_accounts(tmp_path):
-    settings = make_settings(tmp_path)
-    async with App(settings) as app, Client(app) as client:
-        await client.auth.Register(auth_pb2.RegisterRequest(
-            username="alice", password=PASSWORD, security_key=REGISTRATION_KEY))
-    # Rebuild the database as version 1 would have left it, with Alice in it.
-    path = settings.data_dir / "musicsync.db"
-    with sqlite3.connect(path) as db:
-        alice = db.execute("SELECT username, username_key, password_hash, created_at FROM users").fetchone()
-    path.unlink()
-    old = Database(str(path))
-    await migrate(old.writer_engine(), target=1)
-    await old.close()
-    with sqlite3.connect(path) as db:
-        db.execute("INSERT INTO users (username, username_key, password_hash, created_at) "
-                   "VALUES (?, ?, ?, ?)", alice)
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
-    async with App(settings) as app, Client(app) as client:
-        login = await client.auth.Login(auth_pb2.LoginRequest(username="alice", password=PASSWORD))
-        assert login.token
-    with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
-        assert db.execute("SELECT last_seq FROM users").fetchone() == (0,)
-
-
-async def test_server_refuses_a_database_from_a_newer_version(tmp_path):
-    settings = make_settings(tmp_path / "data")
-    settings.data_dir.mkdir()
-    with sqlite3.connect(settings.data_dir / "musicsync.db") as db:
-        db.execute(f"PRAGMA user_version = {LATEST_VERSION + 1}")
-    with pytest.raises(SchemaTooNew, match="upgrade musicsync"):
-        async with App(settings):
-            pass
 
 
 async def test_connections_use_wal_foreign_keys_and_a_busy_timeout(app):
@@ -285,42 +213,3 @@ async def test_a_program_stuck_on_the_write_lock_file_delays_writers_but_does_no
                 "SELECT count(*) FROM login_failures WHERE failed_at = 1"))).scalar() == 1
     finally:
         await db.close()
-
-
-async def test_upgrading_gives_every_song_a_path_unique_per_user_and_loses_nothing(tmp_path):
-    path = tmp_path / "data" / "musicsync.db"
-    path.parent.mkdir()
-    old = Database(str(path))
-    await migrate(old.writer_engine(), target=3)  # before songs had paths
-    await old.close()
-    songs = [(1, b"a" * 32, "x.mp3"), (1, b"b" * 32, "x.mp3"), (1, b"c" * 32, "y"),
-             (1, b"d" * 32, "y"), (2, b"e" * 32, "x.mp3")]
-    with sqlite3.connect(path) as db:
-        for user in (1, 2):
-            db.execute("INSERT INTO users (id, username, username_key, password_hash, "
-                       "created_at) VALUES (?, ?, ?, 'x', 0)", (user, f"u{user}", f"u{user}"))
-        for user, sha256, filename in songs:
-            db.execute("INSERT OR IGNORE INTO blobs (sha256, size, created_at) "
-                       "VALUES (?, 1, 0)", (sha256,))
-            db.execute("INSERT INTO library (user_id, sha256, filename, size, title, "
-                       "created_at, updated_at, seq) VALUES (?, ?, ?, 1, ?, 0, 0, 1)",
-                       (user, sha256, filename, f"title of {sha256[:1].decode()}"))
-        db.execute("INSERT INTO changes (user_id, seq, kind, sha256, at) "
-                   "VALUES (1, 1, 1, ?, 0)", (b"a" * 32,))
-
-    upgraded = Database(str(path))
-    assert await migrate(upgraded.writer_engine()) == 3
-    await upgraded.close()
-
-    with sqlite3.connect(path) as db:
-        rows = db.execute("SELECT user_id, sha256, filename, path, title FROM library "
-                          "ORDER BY id").fetchall()
-        assert rows == [
-            (1, b"a" * 32, "x.mp3", "x.mp3", "title of a"),
-            (1, b"b" * 32, "x (2).mp3", "x (2).mp3", "title of b"),
-            (1, b"c" * 32, "y", "y", "title of c"),
-            (1, b"d" * 32, "y (2)", "y (2)", "title of d"),
-            (2, b"e" * 32, "x.mp3", "x.mp3", "title of e")]
-        assert db.execute("SELECT replaces FROM changes").fetchall() == [(None,)]
-        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
-            db.execute("UPDATE library SET path = 'x.mp3' WHERE sha256 = ?", (b"b" * 32,))

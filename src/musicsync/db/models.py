@@ -1,16 +1,27 @@
 """ORM models of the metadata database.
 
 The schema itself is created and upgraded by ``migrations``; these classes
-describe it for queries, and a test checks that both agree.
+describe it for queries, and a test checks that both agree, on SQLite and PostgreSQL.
 
 Hashes are stored as 32 raw bytes (half the size of hex, and what Diff
-compares); times are Unix seconds.
+compares); times are Unix seconds. Ids, sizes, times and sequence numbers are
+``BigInt``: PostgreSQL's INTEGER has 32 bits (SQLite's has 64, and its rowid key
+must be spelled INTEGER). Flags are ``Flag``: BOOLEAN on PostgreSQL, 0 or 1 in an
+INTEGER on SQLite as before; the domain writes True and False and reads truthiness.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import (BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, Text,
+                        UniqueConstraint, false, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+BigInt = BigInteger().with_variant(Integer(), "sqlite")
+Flag = Boolean().with_variant(Integer(), "sqlite")
+# Defaults in the schema too, not only in the ORM: an empty database is created from
+# these classes (migrations/__init__.py), and plain INSERTs rely on them.
+NO = text("0")
+EMPTY = text("''")
 
 
 class Base(DeclarativeBase):
@@ -19,22 +30,26 @@ class Base(DeclarativeBase):
 
 class User(Base):
     __tablename__ = "users"
+    # Ids of deleted accounts are never handed out again.
+    __table_args__ = {"sqlite_autoincrement": True}
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    username: Mapped[str] = mapped_column(String, nullable=False)
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(Text, nullable=False)
     # NFC-normalised and case-folded: what uniqueness and sign-in compare.
-    username_key: Mapped[str] = mapped_column(String, nullable=False, unique=True)
-    password_hash: Mapped[str] = mapped_column(String, nullable=False)
-    disabled: Mapped[bool] = mapped_column(Integer, nullable=False, default=0)
+    username_key: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    password_hash: Mapped[str] = mapped_column(Text, nullable=False)
+    disabled: Mapped[bool] = mapped_column(Flag, nullable=False, default=False,
+                                           server_default=false())
     # Access tokens issued before this second are refused (password changes).
-    tokens_valid_after: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    created_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    tokens_valid_after: Mapped[int] = mapped_column(BigInt, nullable=False, default=0,
+                                                    server_default=NO)
+    created_at: Mapped[int] = mapped_column(BigInt, nullable=False)
     # Per-user change sequence: the seq of the newest change event.
-    last_seq: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_seq: Mapped[int] = mapped_column(BigInt, nullable=False, default=0, server_default=NO)
     # Change events up to this seq were pruned; older cursors are expired.
-    pruned_seq: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    pruned_seq: Mapped[int] = mapped_column(BigInt, nullable=False, default=0, server_default=NO)
     # Bytes this user may store; NULL falls back to the server-wide quota.
-    quota_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    quota_bytes: Mapped[int | None] = mapped_column(BigInt, nullable=True)
 
 
 class RefreshToken(Base):
@@ -45,18 +60,18 @@ class RefreshToken(Base):
         Index("ix_refresh_tokens_user", "user_id"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
     user_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+        BigInt, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
     # All tokens descending from one sign-in share a family.
-    family_id: Mapped[str] = mapped_column(String, nullable=False)
+    family_id: Mapped[str] = mapped_column(Text, nullable=False)
     # SHA-256 of the token; the token itself is never stored.
     token_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, unique=True)
-    issued_at: Mapped[int] = mapped_column(Integer, nullable=False)
-    expires_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    issued_at: Mapped[int] = mapped_column(BigInt, nullable=False)
+    expires_at: Mapped[int] = mapped_column(BigInt, nullable=False)
     # Set when the token was exchanged by Refresh; using it again is theft.
-    rotated_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    revoked_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rotated_at: Mapped[int | None] = mapped_column(BigInt, nullable=True)
+    revoked_at: Mapped[int | None] = mapped_column(BigInt, nullable=True)
 
 
 class LoginFailure(Base):
@@ -66,14 +81,14 @@ class LoginFailure(Base):
     __table_args__ = (Index("ix_login_failures_failed_at", "failed_at"),)
 
     # SHA-256 (hex) of the normalized username: 64 characters whatever was sent.
-    username_key: Mapped[str] = mapped_column(String, primary_key=True)
+    username_key: Mapped[str] = mapped_column(Text, primary_key=True)
     # The client's IPv4 address or IPv6 /64 (at most 64 characters).
-    address: Mapped[str] = mapped_column(String, primary_key=True, default="")
+    address: Mapped[str] = mapped_column(Text, primary_key=True, default="", server_default=EMPTY)
     # Failures in a row from this address (a success or a quiet day starts over).
-    failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    failed_at: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default=NO)
+    failed_at: Mapped[int] = mapped_column(BigInt, nullable=False, default=0, server_default=NO)
     # The last successful sign-in from this address: it is exempt from the account ceiling.
-    last_success: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_success: Mapped[int | None] = mapped_column(BigInt, nullable=True)
 
 
 class Blob(Base):
@@ -82,10 +97,11 @@ class Blob(Base):
     __tablename__ = "blobs"
 
     sha256: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
-    size: Mapped[int] = mapped_column(Integer, nullable=False)
-    created_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    size: Mapped[int] = mapped_column(BigInt, nullable=False)
+    created_at: Mapped[int] = mapped_column(BigInt, nullable=False)
     # Set by `musicsync fsck --repair` when the content no longer matches.
-    corrupt: Mapped[bool] = mapped_column(Integer, nullable=False, default=0)
+    corrupt: Mapped[bool] = mapped_column(Flag, nullable=False, default=False,
+                                          server_default=false())
 
 
 class LibraryEntry(Base):
@@ -98,34 +114,36 @@ class LibraryEntry(Base):
         Index("uq_library_user_path", "user_id", "path", unique=True),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
     user_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+        BigInt, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
     sha256: Mapped[bytes] = mapped_column(
         LargeBinary, ForeignKey("blobs.sha256"), nullable=False)
     # The last segment of ``path``.
-    filename: Mapped[str] = mapped_column(String, nullable=False)
+    filename: Mapped[str] = mapped_column(Text, nullable=False)
     # Where the song sits in the user's folder tree ("Artist/Album/01 Song.flac"; the
     # rules are in paths.py); unique within a library.
-    path: Mapped[str] = mapped_column(String, nullable=False)
-    size: Mapped[int] = mapped_column(Integer, nullable=False)
-    title: Mapped[str] = mapped_column(String, nullable=False, default="")
-    artist: Mapped[str] = mapped_column(String, nullable=False, default="")
-    album: Mapped[str] = mapped_column(String, nullable=False, default="")
-    album_artist: Mapped[str] = mapped_column(String, nullable=False, default="")
-    genre: Mapped[str] = mapped_column(String, nullable=False, default="")
-    track: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    disc: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    year: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    duration_ms: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    bitrate: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    sample_rate: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    channels: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    codec: Mapped[str] = mapped_column(String, nullable=False, default="")
-    created_at: Mapped[int] = mapped_column(Integer, nullable=False)
-    updated_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    # (Its schema default is SQLite's price for adding the column to a filled table.)
+    path: Mapped[str] = mapped_column(Text, nullable=False, server_default=EMPTY)
+    size: Mapped[int] = mapped_column(BigInt, nullable=False)
+    title: Mapped[str] = mapped_column(Text, nullable=False, default="", server_default=EMPTY)
+    artist: Mapped[str] = mapped_column(Text, nullable=False, default="", server_default=EMPTY)
+    album: Mapped[str] = mapped_column(Text, nullable=False, default="", server_default=EMPTY)
+    album_artist: Mapped[str] = mapped_column(Text, nullable=False, default="",
+                                              server_default=EMPTY)
+    genre: Mapped[str] = mapped_column(Text, nullable=False, default="", server_default=EMPTY)
+    track: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default=NO)
+    disc: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default=NO)
+    year: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default=NO)
+    duration_ms: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default=NO)
+    bitrate: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default=NO)
+    sample_rate: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default=NO)
+    channels: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default=NO)
+    codec: Mapped[str] = mapped_column(Text, nullable=False, default="", server_default=EMPTY)
+    created_at: Mapped[int] = mapped_column(BigInt, nullable=False)
+    updated_at: Mapped[int] = mapped_column(BigInt, nullable=False)
     # seq of the change event that last touched this entry.
-    seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    seq: Mapped[int] = mapped_column(BigInt, nullable=False)
 
 
 class Change(Base):
@@ -134,12 +152,12 @@ class Change(Base):
     __tablename__ = "changes"
 
     user_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+        BigInt, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInt, primary_key=True)
     # 1 added, 2 updated, 3 deleted (the values of sync.ChangeKind).
     kind: Mapped[int] = mapped_column(Integer, nullable=False)
     sha256: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
-    at: Mapped[int] = mapped_column(Integer, nullable=False)
+    at: Mapped[int] = mapped_column(BigInt, nullable=False)
     # On an added event: the hash of the entry this song replaced (gone with it).
     replaces: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
@@ -150,11 +168,11 @@ class Device(Base):
     __tablename__ = "devices"
 
     user_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
-    device_id: Mapped[str] = mapped_column(String, primary_key=True)
-    name: Mapped[str] = mapped_column(String, nullable=False, default="")
-    cursor: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    last_seen: Mapped[int] = mapped_column(Integer, nullable=False)
+        BigInt, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False, default="", server_default=EMPTY)
+    cursor: Mapped[int] = mapped_column(BigInt, nullable=False, default=0, server_default=NO)
+    last_seen: Mapped[int] = mapped_column(BigInt, nullable=False)
 
 
 class UploadSession(Base):
@@ -166,12 +184,12 @@ class UploadSession(Base):
         Index("ix_upload_sessions_expires", "expires_at"),
     )
 
-    id: Mapped[str] = mapped_column(String, primary_key=True)
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
     user_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+        BigInt, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
     sha256: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
-    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    size: Mapped[int] = mapped_column(BigInt, nullable=False)
     # Bytes durably stored so far: where the next Upload stream continues.
-    committed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    created_at: Mapped[int] = mapped_column(Integer, nullable=False)
-    expires_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    committed: Mapped[int] = mapped_column(BigInt, nullable=False, default=0, server_default=NO)
+    created_at: Mapped[int] = mapped_column(BigInt, nullable=False)
+    expires_at: Mapped[int] = mapped_column(BigInt, nullable=False)

@@ -1,14 +1,10 @@
-"""Schema versions, applied in order at start-up.
+"""The four SQLite schema versions before Alembic, tracked by ``PRAGMA user_version``.
 
-The database's ``PRAGMA user_version`` records how many migrations it has.
-Each migration runs in one transaction together with the version bump, so a
-crash leaves the database at the old version or the new one, never between;
-several processes starting at once take turns on SQLite's write lock and only
-the first applies anything. Migrations are append-only: never edit one that
-has shipped, add the next.
-
-A hand-rolled runner rather than Alembic: the schema is SQLite-only and
-linear, and this keeps Alembic and Mako out of a server meant for a Pi.
+Databases made by musicsync before Alembic managed the schema (user_version 1 to 4,
+no ``alembic_version`` table) are brought to version 4 by these steps, then stamped
+at Alembic's first revision, which is the same schema (see the package docstring).
+Nothing new goes here: the steps are kept as shipped, for databases still on them.
+Each step runs inside the caller's transaction.
 """
 
 from __future__ import annotations
@@ -16,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 log = logging.getLogger(__name__)
 
@@ -172,29 +168,14 @@ MIGRATIONS: tuple[tuple[str, tuple[Step, ...]], ...] = (
 LATEST_VERSION = len(MIGRATIONS)
 
 
-class SchemaTooNew(RuntimeError):
-    """The database was written by a newer musicsync than this one."""
-
-
-async def migrate(engine: AsyncEngine, *, target: int = LATEST_VERSION) -> int:
-    """Upgrade the schema to ``target`` (default: the latest); returns the version found.
-
-    ``engine`` must begin its transactions IMMEDIATE (``Database.writer_engine``)
-    so concurrent starters serialise on the check of the version.
-    """
-    async with engine.begin() as conn:
-        found = (await conn.exec_driver_sql("PRAGMA user_version")).scalar_one()
-        if found > LATEST_VERSION:
-            raise SchemaTooNew(
-                f"the database has schema version {found}, newer than this musicsync "
-                f"understands ({LATEST_VERSION}); upgrade musicsync or restore a backup")
-        for version in range(found + 1, target + 1):
-            name, steps = MIGRATIONS[version - 1]
-            log.info("upgrading database schema to version %d (%s)", version, name)
-            for step in steps:
-                if isinstance(step, str):
-                    await conn.exec_driver_sql(step)
-                else:
-                    await step(conn)
-            await conn.exec_driver_sql(f"PRAGMA user_version = {version}")
-    return found
+async def upgrade(conn: AsyncConnection, found: int, target: int = LATEST_VERSION) -> None:
+    """Apply versions ``found + 1`` to ``target`` in the caller's (SQLite) transaction."""
+    for version in range(found + 1, target + 1):
+        name, steps = MIGRATIONS[version - 1]
+        log.info("upgrading database schema to version %d (%s)", version, name)
+        for step in steps:
+            if isinstance(step, str):
+                await conn.exec_driver_sql(step)
+            else:
+                await step(conn)
+        await conn.exec_driver_sql(f"PRAGMA user_version = {version}")

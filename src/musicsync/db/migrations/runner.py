@@ -1,0 +1,62 @@
+"""Alembic run from code, on a connection already in a transaction: no alembic.ini, no env.py.
+
+Importing this module imports Alembic and Mako: ``migrate`` does so only when an
+upgrade is due. A new revision is made from the template here with::
+
+    python -c 'from alembic import command; from musicsync.db.migrations.runner import \\
+        config; command.revision(config(), "what it changes", rev_id="0002")'
+
+then written by hand (autogenerate is a draft at best: read tests/test_migrations.py)
+and ``HEAD_REVISION`` moved to it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.config import Config
+from alembic.runtime.environment import EnvironmentContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy.engine import Connection
+
+from . import HEAD_REVISION, too_new
+
+SCRIPTS = Path(__file__).parent
+
+
+def config() -> Config:
+    """Alembic's configuration: only where the scripts are."""
+    settings = Config()
+    settings.set_main_option("script_location", str(SCRIPTS))
+    settings.set_main_option("path_separator", "os")
+    return settings
+
+
+def scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(config())
+
+
+def upgrade(connection: Connection, *, stamp: str | None = None) -> None:
+    """Upgrade to the head inside the connection's transaction, stamping ``stamp`` first.
+
+    Raises SchemaTooNew when the database's revision is not one of ours."""
+    script = scripts()
+
+    def steps(found, _context):
+        return script._upgrade_revs("head", found)
+
+    environment = EnvironmentContext(config(), script, fn=steps, destination_rev="head")
+    with environment:
+        # The caller's transaction holds every step: Alembic begins none of its own.
+        environment.configure(connection=connection, transactional_ddl=True)
+        context = environment.get_context()
+        if stamp is not None:
+            context.stamp(script, stamp)
+        found = context.get_current_revision()
+        if found is not None:
+            try:
+                script.get_revision(found)
+            except CommandError:
+                raise too_new(repr(found), repr(HEAD_REVISION)) from None
+        environment.run_migrations()
