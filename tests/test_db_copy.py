@@ -61,8 +61,11 @@ async def populate(settings: Settings) -> Populated:
         await client.file.Delete(file_pb2.DeleteRequest(hash=songs.pop()), metadata=client.meta())
         _, _, _, cursor, _ = await run_diff(client, [bytes.fromhex(s) for s in songs],
                                             device=PHONE)
-        await client.sync.Ack(sync_pb2.AckRequest(device=PHONE, cursor=cursor),
-                              metadata=client.meta())
+        # Device ids whose byte order differs from a locale's (both sides checksum by key).
+        for device in (PHONE, *(sync_pb2.Device(id=name, name=name)
+                                for name in ("Zeta", "alpha", "_tablet", "Émile"))):
+            await client.sync.Ack(sync_pb2.AckRequest(device=device, cursor=cursor),
+                                  metadata=client.meta())
         partial = wav_bytes(1, salt=b"resumable")
         await client.file.StartUpload(file_pb2.StartUploadRequest(
             sha256=sha(partial), size=len(partial)), metadata=client.meta())
@@ -168,6 +171,23 @@ async def test_every_table_copies_row_for_row_and_a_server_on_the_copy_serves_it
     assert "every table verified" in output and "DIFFERS" not in output
     await serve_copy(home, f"sqlite:///{tmp_path / 'copy.db'}")
     assert sqlite_rows(database_of(home.settings)) == original  # the source as it was
+
+
+async def test_ids_of_deleted_accounts_are_not_handed_out_again_on_the_copy(home, tmp_path):
+    from musicsync.ops.admin import accounts_over, open_database
+    async with open_database(home.settings) as db:
+        await accounts_over(db, home.settings).delete_user("bob")
+    deleted = 2  # alice 1, bob 2: SQLite's AUTOINCREMENT keeps 2 from being reused
+
+    assert await copy(database_of(home.settings), tmp_path / "copy.db") == 0
+
+    settings = make_settings(tmp_path / "data", database_url=str(tmp_path / "copy.db"))
+    async with App(settings) as app, Client(app) as client:
+        await client.auth.Register(auth_pb2.RegisterRequest(
+            username="carol", password=PASSWORD, security_key=REGISTRATION_KEY))
+    users = sqlite_rows(tmp_path / "copy.db")["users"]
+    assert sorted(row[1] for row in users.values()) == ["alice", "carol"]
+    assert [key for key, row in users.items() if row[1] == "carol"] == [(deleted + 1,)]
 
 
 async def test_a_non_empty_target_is_refused_and_left_unchanged(home, tmp_path, capsys):
