@@ -252,7 +252,7 @@ async def _refuse_unless_empty(connection: AsyncConnection, tables: list[Table],
 
 def _refuse_same_database(source_url: str, target_url: str) -> None:
     if is_postgres(source_url) or is_postgres(target_url):
-        if source_url == target_url:
+        if described(source_url) == described(target_url):  # whoever signs in
             raise InvalidArgument("SOURCE and TARGET are the same database")
         return
     source, target = database_file(source_url), database_file(target_url)
