@@ -190,6 +190,30 @@ async def test_ids_of_deleted_accounts_are_not_handed_out_again_on_the_copy(home
     assert [key for key, row in users.items() if row[1] == "carol"] == [(deleted + 1,)]
 
 
+async def test_a_source_on_read_only_media_is_copied(home, tmp_path):
+    """As the Kubernetes Job mounts it: SQLite cannot make the -shm file of a WAL database
+    there, so a stopped server's file is read as immutable."""
+    import shutil
+    import subprocess
+    import sys
+    if shutil.which("unshare") is None or subprocess.run(
+            ["unshare", "-rm", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs unshare -rm (user and mount namespaces) to mount a folder read-only")
+    folder = home.settings.data_dir
+    # A cleanly stopped server leaves neither (a reader, even read-only, would make them).
+    assert not list(folder.glob("musicsync.db-*[lm]"))
+    script = (f"mount --bind {folder} {folder} && mount -o remount,bind,ro {folder} && "
+              f"! touch {folder}/writable && exec {sys.executable} -m musicsync.cli db copy "
+              f"{database_of(home.settings)} {tmp_path / 'copy.db'}")
+    done = await asyncio.create_subprocess_exec(
+        "unshare", "-rm", "sh", "-c", script, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT)
+    output, _ = await done.communicate()
+
+    assert done.returncode == 0, output.decode()
+    assert sqlite_rows(tmp_path / "copy.db") == sqlite_rows(database_of(home.settings))
+
+
 async def test_a_non_empty_target_is_refused_and_left_unchanged(home, tmp_path, capsys):
     other = await populate(make_settings(tmp_path / "other"))
     target = database_of(other.settings)
