@@ -125,6 +125,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_options(backup, {"data_dir", "database_url", "log_level"})
     backup.set_defaults(func=_backup)
 
+    db = commands.add_parser(
+        "db", help="move the database between SQLite and PostgreSQL",
+        description="Operations on the metadata database as a whole.")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_copy = db_commands.add_parser(
+        "copy", help="copy every row of one database into an empty one, verified",
+        description="Copy the metadata of SOURCE into TARGET, each an SQLite file path, "
+                    "an sqlite:// URL or a postgresql:// URL: users and password hashes, "
+                    "refresh tokens, sign-in failures, libraries, the change feed, devices "
+                    "and their cursors, upload sessions, with their ids. Stop the server "
+                    "first: the copy reads SOURCE as of one moment (it is opened read-only "
+                    "and left as it was), and what a server writes after that moment is "
+                    "not copied. SOURCE must have this musicsync's schema. TARGET is "
+                    "brought to the latest schema and must hold no rows; the copy is one "
+                    "transaction, verified (row count and SHA-256 of each table) before "
+                    "it commits, so TARGET ends empty or complete. Songs are not in the "
+                    "database: the server's blob store (DATA_DIR/blobs or S3) stays as "
+                    "it is.",
+        epilog="Exit 0 copied and verified, 1 refused or failed (nothing written), 2 a "
+               "usage error. Then point DATABASE_URL at TARGET and start the server.")
+    db_copy.add_argument("source", metavar="SOURCE", help="the database to copy from")
+    db_copy.add_argument("target", metavar="TARGET", help="the empty database to copy into")
+    _add_options(db_copy, {"log_level"})
+    db_copy.set_defaults(func=_db_copy)
+
     fsck = commands.add_parser(
         "fsck", help="check that the library and the blob store agree (safe while serving)",
         description="Check that every library entry's blob is stored, and re-hash every "
@@ -219,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
 # Commands that create files (the database, its -wal and -shm, blobs, generated
 # keys, backups): these are made readable by their owner only, whatever the
 # umask of the shell or container that started us.
-WRITING_COMMANDS = frozenset({"serve", "user", "backup", "fsck", "gc"})
+WRITING_COMMANDS = frozenset({"serve", "user", "backup", "db", "fsck", "gc"})
 
 
 @contextlib.contextmanager
@@ -280,6 +305,35 @@ def _backup(args, settings: Settings) -> int:
     result = backup_database(source, args.file.expanduser(), force=args.force)
     print(f"backed up {source} to {result.path}: {result.size} bytes, "
           f"schema version {result.schema_version}, {result.users} users")
+    return 0
+
+
+# -- db ---------------------------------------------------------------------------
+
+def _db_copy(args, settings: Settings) -> int:
+    from .ops.db_copy import copy_database
+
+    def show(progress) -> None:
+        state = "copied" if progress.done else "copying"
+        print(f"{state} {progress.table}: {progress.rows} rows in {progress.seconds:.1f} s "
+              f"({progress.rate:.0f} rows/s)", flush=True)
+
+    report = asyncio.run(copy_database(args.source, args.target, progress=show))
+    print(f"{'TABLE':<16} {'ROWS':>9}  {'SOURCE':<12}  {'TARGET':<12}  CHECK")
+    for table in report.tables:
+        verdict = "ok" if table.ok else "DIFFERS"
+        print(f"{table.name:<16} {table.rows:>9}  {table.checksum[:12]:<12}  "
+              f"{table.target_checksum[:12]:<12}  {verdict}"
+              + ("" if table.ok else f" (target: {table.target_rows} rows)"))
+    if not report.committed:
+        print(f"musicsync: the copy in {report.target} differs from {report.source} in "
+              f"{', '.join(report.differing)}; it was rolled back, nothing was written",
+              file=sys.stderr)
+        return 1
+    print(f"copied {report.rows} rows of {len(report.tables)} tables from {report.source} to "
+          f"{report.target} in {report.seconds:.1f} s, schema version "
+          f"{report.schema_version}; every table verified. Point DATABASE_URL at "
+          f"{report.target} and start the server.")
     return 0
 
 
