@@ -331,7 +331,7 @@ def _db_copy(args, settings: Settings) -> int:
               file=sys.stderr)
         return 1
     print(f"copied {report.rows} rows of {len(report.tables)} tables from {report.source} to "
-          f"{report.target} in {report.seconds:.1f} s, schema version "
+          f"{report.target} in {report.seconds:.1f} s, schema "
           f"{report.schema_version}; every table verified. Point DATABASE_URL at "
           f"{report.target} and start the server.")
     return 0

@@ -5,7 +5,6 @@
   created; on read-only media with no write-ahead log left beside the file (a server
   stopped cleanly) SQLite cannot make its ``-shm`` file, so it is opened ``immutable``
   instead. A PostgreSQL source is read at REPEATABLE READ, READ ONLY.
-- ``schema_version(connection)``: where the schema's version is kept.
 - ``in_key_order(table, connection)``: rows by primary key, text compared byte by
   byte on both (PostgreSQL's default collation follows the locale, SQLite's does not),
   so both sides checksum the rows in the same order.
@@ -95,14 +94,6 @@ def _begin_explicitly(sync_engine) -> None:
     @event.listens_for(sync_engine, "begin")
     def on_begin(connection) -> None:
         connection.exec_driver_sql("BEGIN")
-
-
-async def schema_version(connection: AsyncConnection) -> int:
-    """The schema version the database records (``migrations.LATEST_VERSION`` when current)."""
-    if dialect_name(connection) == "sqlite":
-        return (await connection.exec_driver_sql("PRAGMA user_version")).scalar_one()
-    # PostgreSQL schemas are made by the Alembic migrations: their revision decides.
-    raise NotImplementedError("schema versions on PostgreSQL come with the Alembic migrations")
 
 
 async def table_names(connection: AsyncConnection) -> list[str]:

@@ -37,10 +37,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..db import Database
-from ..db.copying import (id_high_water, in_key_order, move_ids_past, schema_version,
-                          snapshot, table_names)
+from ..db.copying import id_high_water, in_key_order, move_ids_past, snapshot, table_names
 from ..db.engine import database_file, described, is_postgres, sqlalchemy_url
-from ..db.migrations import LATEST_VERSION, migrate
+from ..db.migrations import HEAD_REVISION, LATEST_VERSION, migrate, schema_of
 from ..db.models import Base
 from ..errors import FailedPrecondition, InvalidArgument
 
@@ -110,7 +109,7 @@ class CopyReport:
 
     source: str
     target: str
-    schema_version: int
+    schema_version: str
     tables: list[TableCopy] = field(default_factory=list)
     seconds: float = 0.0
     committed: bool = False
@@ -150,10 +149,10 @@ async def copy_database(source: str, target: str, *,
     tables = Base.metadata.sorted_tables  # parents before children
     started = time.monotonic()
     async with snapshot(source_url) as reader:
-        version = await schema_version(reader)
+        version, age = await schema_of(reader)
         report = CopyReport(described(source_url), described(target_url), version)
-        if version != LATEST_VERSION:
-            raise FailedPrecondition(_version_refusal(report.source, version))
+        if age:
+            raise FailedPrecondition(_version_refusal(report.source, version, age))
         db = Database(target_url)
         try:
             async with db.engine.connect() as connection:  # before migrate() changes anything
@@ -261,12 +260,13 @@ def _refuse_same_database(source_url: str, target_url: str) -> None:
         raise InvalidArgument("SOURCE and TARGET are the same database file")
 
 
-def _version_refusal(source: str, version: int) -> str:
-    if version > LATEST_VERSION:
+def _version_refusal(source: str, version: str, age: int) -> str:
+    ours = f"{LATEST_VERSION}, revision {HEAD_REVISION}"
+    if age > 0:
         return (f"{source} has schema version {version}, newer than this musicsync writes "
-                f"({LATEST_VERSION}): run the copy with the musicsync version that served it")
+                f"({ours}): run the copy with the musicsync version that served it")
     return (f"{source} has schema version {version}, older than this musicsync's "
-            f"({LATEST_VERSION}): start this musicsync's server on it once (it upgrades the "
+            f"({ours}): start this musicsync's server on it once (it upgrades the "
             "schema at start-up), stop it, and run the copy again; or copy with the musicsync "
             "version that served it")
 

@@ -104,6 +104,21 @@ async def _migrate_sqlite(conn: AsyncConnection) -> None:
     await conn.exec_driver_sql(f"PRAGMA user_version = {LATEST_VERSION}")
 
 
+async def schema_of(conn: AsyncConnection) -> tuple[str, int]:
+    """The database's schema as (what to call it, -1 older / 0 current / 1 newer than this
+    musicsync's): for commands that need a database at the head revision (db copy)."""
+    if conn.dialect.name == "sqlite":
+        version = (await conn.exec_driver_sql("PRAGMA user_version")).scalar_one()
+        if version != LATEST_VERSION:
+            return str(version), (version > LATEST_VERSION) - (version < LATEST_VERSION)
+        found = await _revision(conn)
+    else:
+        found = await _postgres_revision(conn)
+    if found == HEAD_REVISION:
+        return f"revision {found}", 0
+    return f"revision {found or '(none)'}", -1 if found is None else 1
+
+
 async def _postgres_revision(conn: AsyncConnection) -> str | None:
     # Not to_regclass(): after waiting for the lock it may answer from this connection's
     # catalog cache, from before another starter created the table.
