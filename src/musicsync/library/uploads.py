@@ -1,7 +1,7 @@
 """Upload streams and resumable upload sessions.
 
-An Upload stream is an optional FileMetadata message followed by chunks. The
-bytes go straight into a staged blob while they are hashed (in a worker
+An upload is its metadata followed by chunks (upload_stream.py: the wire is
+decoded in services/file_service.py). The bytes go straight into a staged blob while they are hashed (in a worker
 thread, a batch at a time, the next batch arriving while the last is
 written), so memory stays flat whatever the file size and nothing is written
 twice. When the stream ends the file is verified (declared size and hash,
@@ -30,7 +30,6 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import grpc
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
@@ -54,6 +53,7 @@ from .entries import Placement, Stored, Tags, path_taken
 from .filenames import default_filename, sanitize_filename
 from .files import Files, parse_hash, quota_exceeded, tags_with_overrides
 from .paths import normalise_path
+from .upload_stream import Chunk, UploadMetadata, UploadStream
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +66,6 @@ SWEEP_INTERVAL = 3600.0
 # Unfinished resumable uploads one account may keep at once (each holds its declared
 # size of the quota, and its partial data on disk, until it finishes or expires).
 MAX_SESSIONS_PER_USER = 16
-
-# Returns the stream's next UploadRequest, a memoryview for a message that is only a
-# chunk (services/wire.py), or grpc.aio.EOF.
-Reader = Callable[[], Awaitable[object]]
-
 
 @dataclass(frozen=True)
 class SessionInfo:
@@ -101,34 +96,25 @@ class Uploads:
 
     # -- Upload streams -------------------------------------------------------------
 
-    async def receive(self, user_id: int, read: Reader) -> Stored:
-        """Takes one Upload stream to its end and returns what it stored (see put_entry)."""
-        idle_limit = IdleLimit(read, self.idle_timeout)
+    async def receive(self, user_id: int, upload: UploadStream) -> Stored:
+        """Takes one upload stream to its end and returns what it stored (see put_entry)."""
+        stream = IdleLimit(upload, self.idle_timeout)
         try:
-            return await self._receive(user_id, idle_limit)
+            return await self._receive(user_id, stream)
         finally:
-            idle_limit.close()
+            stream.close()
 
-    async def _receive(self, user_id: int, read: Reader) -> Stored:
-        first = await read()
-        if first is grpc.aio.EOF:
-            raise InvalidArgument("empty upload: send a FileMetadata message, then the file "
-                                  "in chunks")
-        if isinstance(first, memoryview):
-            meta, first_chunk = None, first
-        elif first.WhichOneof("data") == "metadata":
-            meta, first_chunk = first.metadata, None
-        else:
-            meta, first_chunk = None, first.chunk
-        declared_sha = parse_hash(meta.sha256, "metadata.sha256") if meta and meta.sha256 else None
-        declared_size = meta.size if meta is not None and meta.HasField("size") else None
+    async def _receive(self, user_id: int, stream: IdleLimit) -> Stored:
+        meta = await stream.metadata()
+        declared_sha = parse_hash(meta.sha256, "metadata.sha256") if meta.sha256 else None
+        declared_size = meta.size
         if declared_size is not None:
             self._check_size(declared_size)
         placement = _placement(meta)
-        if meta is not None and meta.upload_id:
+        if meta.upload_id:
             return await self._receive_resumable(user_id, meta, placement, declared_sha,
-                                                 declared_size, first_chunk, read)
-        if meta is not None and meta.offset:
+                                                 declared_size, stream)
+        if meta.offset:
             raise InvalidArgument("metadata.offset needs metadata.upload_id (see StartUpload)")
         # The path is worth checking only for a known hash (an idempotent re-upload of a
         # song to its own path is fine), and the commit checks it again.
@@ -157,21 +143,20 @@ class Uploads:
             if allowance is not None and declared_size is not None:
                 allowance.take(declared_size)
             return await self._receive_plain(user_id, meta, placement, declared_sha,
-                                             declared_size, first_chunk, read, allowance)
+                                             declared_size, stream, allowance)
         finally:
             if allowance is not None:
                 allowance.release()
 
-    async def _receive_plain(self, user_id: int, meta, placement: Placement,
+    async def _receive_plain(self, user_id: int, meta: UploadMetadata, placement: Placement,
                              declared_sha: bytes | None, declared_size: int | None,
-                             first_chunk: bytes | memoryview | None, read: Reader,
-                             allowance: _Allowance | None) -> Stored:
+                             stream: IdleLimit, allowance: _Allowance | None) -> Stored:
         staged = await self.files.store.stage(declared_sha.hex() if declared_sha else None)
         try:
             # While streaming, the quota bounds the file by what is left beside the
             # sessions and the user's other streams: the exact check, which knows whether
             # the content is already counted, comes at publication.
-            await self._pump(staged, first_chunk, read, total=declared_size, quota=allowance)
+            await self._pump(staged, stream, total=declared_size, quota=allowance)
             if declared_size is not None and staged.size != declared_size:
                 raise InvalidArgument(f"received {staged.size} bytes but metadata.size "
                                       f"declared {declared_size}; nothing was stored")
@@ -183,7 +168,8 @@ class Uploads:
         finally:
             await staged.abort()  # a no-op once published
 
-    async def _publish(self, user_id: int, staged: StagedBlob, meta, placement: Placement,
+    async def _publish(self, user_id: int, staged: StagedBlob, meta: UploadMetadata,
+                       placement: Placement,
                        *, upload_id: str | None = None) -> Stored:
         """Checks, tags and publishes a verified blob; ``upload_id``: the resumable
         upload it completes (recorded as complete with the blob's record, ended with
@@ -193,16 +179,12 @@ class Uploads:
         info = await self.audio.check(staged)  # bounded in time and memory
         if info is None:
             raise InvalidArgument(NOT_AUDIO)
-        tags = info.tags
-        filename = ""
-        if meta is not None:
-            tags = tags_with_overrides(
-                tags, title=meta.title, artist=meta.artist, album=meta.album,
-                album_artist=meta.album_artist, genre=meta.genre, track=max(meta.track, 0),
-                disc=max(meta.disc, 0), year=max(meta.year, 0),
-                duration_ms=0 if tags.duration_ms else max(meta.duration, 0) * 1000)
-            filename = sanitize_filename(meta.filename)
-        filename = filename or default_filename(tags.artist, tags.title, staged.hexdigest(),
+        tags = tags_with_overrides(
+            info.tags, title=meta.title, artist=meta.artist, album=meta.album,
+            album_artist=meta.album_artist, genre=meta.genre, track=max(meta.track, 0),
+            disc=max(meta.disc, 0), year=max(meta.year, 0),
+            duration_ms=0 if info.tags.duration_ms else max(meta.duration, 0) * 1000)
+        filename = sanitize_filename(meta.filename) or default_filename(tags.artist, tags.title, staged.hexdigest(),
                                                 info.extension)
         self.files.metrics.bytes_received(staged.size)
         if upload_id is None:
@@ -215,7 +197,7 @@ class Uploads:
                 session, upload_id, size, expires_at),
             with_listing=lambda session: upload_sessions.end(session, upload_id))
 
-    async def _retag(self, user_id: int, entry: LibraryEntry, meta,
+    async def _retag(self, user_id: int, entry: LibraryEntry, meta: UploadMetadata,
                      placement: Placement) -> Stored:
         """An upload of a file the caller has: apply the filename and tags it sent."""
         current = {key: getattr(entry, key) for key in (
@@ -236,7 +218,7 @@ class Uploads:
             raise ResourceExhausted(f"the file is larger ({size} bytes) than this server "
                                     f"accepts ({self.max_file_size} bytes)")
 
-    async def _pump(self, staged: StagedBlob, chunk: bytes | memoryview | None, read: Reader, *,
+    async def _pump(self, staged: StagedBlob, stream: IdleLimit, *,
                     total: int | None, quota: _Allowance | None,
                     checkpoint: Callable[[], Awaitable[None]] | None = None) -> None:
         """Moves the stream's chunks into ``staged`` until the stream ends.
@@ -252,19 +234,9 @@ class Uploads:
         received = staged.size
         since_checkpoint = 0
         writing: asyncio.Future | None = None
+        next_chunk = stream.next_chunk
         try:
-            while True:
-                if chunk is None:
-                    message = await read()
-                    if isinstance(message, memoryview):  # a chunk message (see services/wire.py)
-                        chunk = message
-                    elif message is grpc.aio.EOF:
-                        break
-                    elif message.WhichOneof("data") == "metadata":
-                        raise InvalidArgument("FileMetadata must come once, before the first "
-                                              "chunk; nothing was stored")
-                    else:
-                        chunk = message.chunk
+            while (chunk := await next_chunk()) is not None:
                 size = len(chunk)
                 if size > MAX_CHUNK_BYTES:
                     raise InvalidArgument(f"chunks may be at most 4 MiB (got {size} bytes)")
@@ -286,7 +258,6 @@ class Uploads:
                 if size:
                     batch.append(chunk)
                     batch_bytes += size
-                chunk = None
                 if batch_bytes >= BATCH_BYTES:
                     if writing is not None:
                         await writing
@@ -384,10 +355,9 @@ class Uploads:
             return None
         return min(held, size)
 
-    async def _receive_resumable(self, user_id: int, meta, placement: Placement,
-                                 declared_sha: bytes | None, declared_size: int | None,
-                                 first_chunk: bytes | memoryview | None,
-                                 read: Reader) -> Stored:
+    async def _receive_resumable(self, user_id: int, meta: UploadMetadata,
+                                 placement: Placement, declared_sha: bytes | None,
+                                 declared_size: int | None, stream: IdleLimit) -> Stored:
         upload_id = meta.upload_id
         path = placement.path
 
@@ -426,14 +396,13 @@ class Uploads:
                 await self._end_session(upload_id)
                 raise FailedPrecondition("the server lost this upload's partial data; call "
                                          "StartUpload and send the file from byte 0") from None
-            return await self._continue(user_id, row, staged, meta, placement, first_chunk,
-                                        read)
+            return await self._continue(user_id, row, staged, meta, placement, stream)
         finally:
             self._streaming.discard(upload_id)
 
-    async def _continue(self, user_id: int, row: UploadSession, staged: StagedBlob, meta,
-                        placement: Placement, first_chunk: bytes | memoryview | None,
-                        read: Reader) -> Stored:
+    async def _continue(self, user_id: int, row: UploadSession, staged: StagedBlob,
+                        meta: UploadMetadata, placement: Placement,
+                        stream: IdleLimit) -> Stored:
         async def checkpoint() -> None:
             await self._record_offset(row.id, await staged.flush())
 
@@ -447,7 +416,7 @@ class Uploads:
         try:
             # The session holds its whole size of the quota since StartUpload: the
             # stream cannot go past it (total), and publication checks it exactly.
-            await self._pump(staged, first_chunk, read, total=row.size, quota=None,
+            await self._pump(staged, stream, total=row.size, quota=None,
                              checkpoint=checkpoint)
             if staged.size < row.size:
                 raise FailedPrecondition(
@@ -596,10 +565,8 @@ class Uploads:
                 log.exception("sweeping upload sessions failed")
 
 
-def _placement(meta) -> Placement:
+def _placement(meta: UploadMetadata) -> Placement:
     """Where the upload's metadata asks the song to go (its filename comes later)."""
-    if meta is None:
-        return Placement()
     return Placement(
         path=normalise_path(meta.path, "metadata.path") if meta.path else None,
         replaces=parse_hash(meta.replaces, "metadata.replaces") if meta.replaces else None)
@@ -643,15 +610,17 @@ class _Allowance:
 
 
 class IdleLimit:
-    """An upload stream's reader that aborts a read waiting longer than ``seconds``.
+    """An upload stream, read with a bound: a read waiting longer than ``seconds``
+    aborts the upload.
 
     One timer for the whole stream, moved on only when it fires: ``asyncio.timeout``
     around each read armed and cancelled a timer per 64 KiB chunk, a sixth of an
     upload's time on the event loop.
     """
 
-    def __init__(self, read: Reader, seconds: float) -> None:
-        self._read = read
+    def __init__(self, upload: UploadStream, seconds: float) -> None:
+        self._upload = upload
+        self._next: Callable[[], Awaitable[Chunk]] = _before_metadata
         self._seconds = seconds
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
@@ -659,18 +628,38 @@ class IdleLimit:
         self._expired = False
         self._timer = self._loop.call_later(seconds, self._check)
 
-    async def __call__(self):
+    async def metadata(self) -> UploadMetadata:
+        """The upload's metadata (see UploadStream.metadata)."""
         self._reading_since = self._loop.time()
         try:
-            return await self._read()
+            meta = await self._upload.metadata()
+            self._next = aiter(self._upload.chunks()).__anext__
+            return meta
         except asyncio.CancelledError:
-            if self._expired and self._task.uncancel() == 0:
-                raise DeadlineExceeded(
-                    f"the upload sent nothing for {self._seconds:g} seconds and was aborted; "
-                    "nothing was stored") from None
+            self._raise_if_expired()
             raise
         finally:
             self._reading_since = None
+
+    async def next_chunk(self) -> Chunk | None:
+        """The stream's next chunk; None when it has ended."""
+        self._reading_since = self._loop.time()
+        try:
+            return await self._next()
+        except StopAsyncIteration:
+            return None
+        except asyncio.CancelledError:
+            self._raise_if_expired()
+            raise
+        finally:
+            self._reading_since = None
+
+    def _raise_if_expired(self) -> None:
+        """DeadlineExceeded if the cancellation is the limit's own."""
+        if self._expired and self._task.uncancel() == 0:
+            raise DeadlineExceeded(
+                f"the upload sent nothing for {self._seconds:g} seconds and was aborted; "
+                "nothing was stored") from None
 
     def _check(self) -> None:
         now, since = self._loop.time(), self._reading_since
@@ -683,6 +672,10 @@ class IdleLimit:
 
     def close(self) -> None:
         self._timer.cancel()
+
+
+async def _before_metadata() -> Chunk:
+    raise RuntimeError("an upload's chunks are read after its metadata")
 
 
 async def _unstoppable(work: Awaitable[None]) -> None:
