@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..errors import InvalidArgument, ResourceExhausted
+
 Chunk = bytes | memoryview
 
 
@@ -53,3 +55,12 @@ class UploadStream(Protocol):
 
     def chunks(self) -> AsyncIterator[Chunk]:
         """The file's bytes, after metadata(): ends with the stream."""
+
+
+def check_size(size: int, max_file_size: int) -> None:
+    """A declared file size (metadata.size, StartUpload's size) the server accepts."""
+    if size < 0:
+        raise InvalidArgument("size must not be negative")
+    if size > max_file_size:
+        raise ResourceExhausted(f"the file is larger ({size} bytes) than this server "
+                                f"accepts ({max_file_size} bytes)")

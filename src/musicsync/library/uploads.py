@@ -1,82 +1,61 @@
-"""Upload streams and resumable upload sessions.
+"""Upload streams, plain or continuing a resumable upload session.
 
-An upload is its metadata followed by chunks (upload_stream.py: the wire is
-decoded in services/file_service.py). The bytes go straight into a staged blob while they are hashed (in a worker
-thread, a batch at a time, the next batch arriving while the last is
-written), so memory stays flat whatever the file size and nothing is written
-twice. When the stream ends the file is verified (declared size and hash,
-audio format via mutagen), tagged, and only then published.
+An upload is its metadata followed by chunks (upload_stream.py; the wire is
+decoded in services/file_service.py). The bytes go straight into a staged
+blob while they are hashed (in a worker thread, a batch at a time, the next
+batch arriving while the last is written), so memory stays flat whatever the
+file size and nothing is written twice. When the stream ends the file is
+verified (declared size and hash, audio format via mutagen), tagged, and only
+then published.
 
 Without an upload session, an interrupted stream leaves nothing behind. With
-one (StartUpload), the bytes received are kept as a partial: made durable
-every CHECKPOINT_BYTES and when the stream stops for any reason (a server
-stop included), with the durable offset recorded in upload_sessions
-(upload_sessions.py; every write grouped with other uploads'). The next
-stream continues after every byte the partial holds, which after a crash may
-be more than the recorded offset (see _resume_offset); a complete file is
-recorded as such before it is published, so that a crash in between is
-recovered at the next start (recover).
+one (StartUpload; the sessions' bookkeeping is resumable.py's), the bytes
+received are kept as the session's partial: made durable every
+CHECKPOINT_BYTES and when the stream stops for any reason (a server stop
+included), with the durable offset recorded in the session.
 
 The user's quota counts the library, every unfinished session at its declared
-size and the plain streams in progress (Files.usage, _Allowance); an account
-keeps at most MAX_SESSIONS_PER_USER unfinished sessions.
+size and the plain streams in progress (Files.usage, _Allowance).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
-from sqlalchemy import delete, select
 from sqlalchemy.engine import Row
-from sqlalchemy.orm import Session
 
-from ..db.models import LibraryEntry, UploadSession
+from ..db.models import LibraryEntry
 from ..errors import (
     DataLoss,
     DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
-    NotFound,
     ResourceExhausted,
     StorageFull,
     StorageUnavailable,
 )
-from ..storage import BlobMissing, StagedBlob
-from . import upload_sessions
+from ..storage import StagedBlob
 from .audio import NOT_AUDIO, SNIFF_BYTES, looks_like_audio
 from .audio_check.checker import AudioChecker
 from .entries import Placement, Stored, Tags, path_taken
 from .filenames import default_filename, sanitize_filename
 from .files import Files, parse_hash, quota_exceeded, tags_with_overrides
 from .paths import normalise_path
-from .upload_stream import Chunk, UploadMetadata, UploadStream
+from .resumable import MAX_SESSIONS_PER_USER, ResumableSessions, SessionInfo
+from .upload_stream import Chunk, UploadMetadata, UploadStream, check_size
 
-log = logging.getLogger(__name__)
+__all__ = ["MAX_SESSIONS_PER_USER", "IdleLimit", "SessionInfo", "Uploads"]
 
 MAX_CHUNK_BYTES = 4 * 1024 * 1024
 # Chunks are handed to the writer thread in batches of about this size: fewer
 # thread hops than one per 64 KiB chunk, and big enough for hashing to pay off.
 BATCH_BYTES = 256 * 1024
 CHECKPOINT_BYTES = 16 * 1024 * 1024
-SWEEP_INTERVAL = 3600.0
-# Unfinished resumable uploads one account may keep at once (each holds its declared
-# size of the quota, and its partial data on disk, until it finishes or expires).
-MAX_SESSIONS_PER_USER = 16
-
-@dataclass(frozen=True)
-class SessionInfo:
-    upload_id: str
-    offset: int
-    expires_at: int
-    complete: bool
 
 
 class Uploads:
-    """Receives Upload streams and keeps resumable sessions."""
+    """Receives upload streams, into the library or into a resumable session."""
 
     def __init__(self, files: Files, *, max_file_size: int, idle_timeout: float,
                  session_ttl: int, audio: AudioChecker | None = None) -> None:
@@ -84,15 +63,32 @@ class Uploads:
         self.audio = audio or AudioChecker()  # the server passes (and closes) its own
         self.max_file_size = max_file_size
         self.idle_timeout = idle_timeout
-        self.session_ttl = session_ttl
-        self._streaming: set[str] = set()  # sessions with a stream in progress
         # Bytes of each user's plain Upload streams in progress (declared, or received so
         # far): counted against the quota along with the library and the sessions.
         self._in_flight: dict[int, int] = {}
+        self.sessions = ResumableSessions(files, max_file_size=max_file_size,
+                                          session_ttl=session_ttl, in_flight=self.in_flight)
 
     def in_flight(self, user_id: int) -> int:
         """Bytes of the user's plain Upload streams in progress, as counted against the quota."""
         return self._in_flight.get(user_id, 0)
+
+    # The resumable sessions' calls that the server and the File service make.
+
+    async def start_session(self, user_id: int, sha256_text: str, size: int) -> SessionInfo:
+        """StartUpload (ResumableSessions.start)."""
+        return await self.sessions.start(user_id, sha256_text, size)
+
+    async def recover(self) -> int:
+        """At start-up (ResumableSessions.recover)."""
+        return await self.sessions.recover()
+
+    async def sweep(self) -> tuple[int, int]:
+        """Expired sessions and stray partials (ResumableSessions.sweep)."""
+        return await self.sessions.sweep()
+
+    async def sweep_forever(self) -> None:
+        await self.sessions.sweep_forever()
 
     # -- Upload streams -------------------------------------------------------------
 
@@ -109,7 +105,7 @@ class Uploads:
         declared_sha = parse_hash(meta.sha256, "metadata.sha256") if meta.sha256 else None
         declared_size = meta.size
         if declared_size is not None:
-            self._check_size(declared_size)
+            check_size(declared_size, self.max_file_size)
         placement = _placement(meta)
         if meta.upload_id:
             return await self._receive_resumable(user_id, meta, placement, declared_sha,
@@ -184,18 +180,16 @@ class Uploads:
             album_artist=meta.album_artist, genre=meta.genre, track=max(meta.track, 0),
             disc=max(meta.disc, 0), year=max(meta.year, 0),
             duration_ms=0 if info.tags.duration_ms else max(meta.duration, 0) * 1000)
-        filename = sanitize_filename(meta.filename) or default_filename(tags.artist, tags.title, staged.hexdigest(),
-                                                info.extension)
+        filename = sanitize_filename(meta.filename) or default_filename(
+            tags.artist, tags.title, staged.hexdigest(), info.extension)
         self.files.metrics.bytes_received(staged.size)
         if upload_id is None:
             return await self.files.publish(user_id, staged,
                                             _with_filename(placement, filename), tags)
-        size, expires_at = staged.size, self.files.now() + self.session_ttl
-        return await self.files.publish(
-            user_id, staged, _with_filename(placement, filename), tags,
-            with_record=lambda session: upload_sessions.record_offset(
-                session, upload_id, size, expires_at),
-            with_listing=lambda session: upload_sessions.end(session, upload_id))
+        with_record, with_listing = self.sessions.completion(upload_id, staged.size)
+        return await self.files.publish(user_id, staged, _with_filename(placement, filename),
+                                        tags, with_record=with_record,
+                                        with_listing=with_listing)
 
     async def _retag(self, user_id: int, entry: LibraryEntry, meta: UploadMetadata,
                      placement: Placement) -> Stored:
@@ -210,13 +204,6 @@ class Uploads:
         filename = sanitize_filename(meta.filename) or entry.filename
         return await self.files.update_entry(user_id, entry,
                                              _with_filename(placement, filename), tags)
-
-    def _check_size(self, size: int) -> None:
-        if size < 0:
-            raise InvalidArgument("size must not be negative")
-        if size > self.max_file_size:
-            raise ResourceExhausted(f"the file is larger ({size} bytes) than this server "
-                                    f"accepts ({self.max_file_size} bytes)")
 
     async def _pump(self, staged: StagedBlob, stream: IdleLimit, *,
                     total: int | None, quota: _Allowance | None,
@@ -285,129 +272,28 @@ class Uploads:
                 # stream broke before the batch filled up.
                 await asyncio.gather(staged.write(batch), return_exceptions=True)
 
-    # -- Resumable sessions -------------------------------------------------------------
-
-    async def start_session(self, user_id: int, sha256_text: str, size: int) -> SessionInfo:
-        """Starts, or finds again, the resumable upload of (user, hash, size)."""
-        sha256 = parse_hash(sha256_text, "sha256")
-        if size <= 0:
-            raise InvalidArgument("size must be the file's size in bytes (more than 0)")
-        self._check_size(size)
-        now = self.files.now()
-        expires_at = now + self.session_ttl
-
-        def start(session: Session) -> tuple[SessionInfo, bool, str | None]:
-            """(the session, whether it is new, the id of a stale one replaced)."""
-            listed = self.files.entry_size_in(session, user_id, sha256)
-            if listed is not None:
-                return SessionInfo("", listed, 0, complete=True), False, None
-            row = upload_sessions.of_content(session, user_id, sha256)
-            if row is not None and row.expires_at > now and row.size == size:
-                upload_sessions.renew(session, row.id, expires_at)
-                return SessionInfo(row.id, row.committed, expires_at, complete=False), False, None
-            # Checked in the write transaction: two StartUploads cannot both take the
-            # last room.
-            self._check_new_session(session, user_id, sha256, size, now)
-            stale = None
-            if row is not None:  # expired, or the size changed: start over
-                stale = row.id
-                upload_sessions.end(session, stale)
-            upload_id = secrets.token_urlsafe(18)
-            upload_sessions.create(session, upload_id, user_id, sha256, size, now, expires_at)
-            return SessionInfo(upload_id, 0, expires_at, complete=False), True, stale
-
-        found, new, stale = await self.files.db.grouped_write(start)
-        if stale is not None:
-            await self.files.store.drop_partial(stale)
-        if found.complete or new or found.upload_id in self._streaming:
-            return found  # (a stream is adding to it: where it stands now)
-        offset = await self._resume_offset(found.upload_id, found.offset, size)
-        if offset is None:  # its partial data is lost: from the start again
-            await self._record_offset(found.upload_id, 0)
-            await self.files.store.drop_partial(found.upload_id)
-            offset = 0
-        return SessionInfo(found.upload_id, offset, found.expires_at, complete=False)
-
-    def _check_new_session(self, session: Session, user_id: int, sha256: bytes, size: int,
-                           now: int) -> None:
-        """ResourceExhausted if the user may not open another session of ``size`` bytes."""
-        open_sessions = upload_sessions.count_others(session, user_id, sha256, now)
-        if open_sessions >= MAX_SESSIONS_PER_USER:
-            raise ResourceExhausted(
-                f"this account has {open_sessions} unfinished resumable uploads, the most "
-                f"it may keep at once ({MAX_SESSIONS_PER_USER}); finish one first (or wait "
-                f"until one expires, {_duration(self.session_ttl)} after its last progress)")
-        usage = self.files.usage_in(session, user_id, excluding=sha256)
-        if usage.quota is not None:
-            left = usage.left - self._in_flight.get(user_id, 0)
-            if size > left:
-                raise quota_exceeded(size, left)
-
-    async def _resume_offset(self, upload_id: str, committed: int, size: int) -> int | None:
-        """Where a session continues: after every byte its partial holds, which is at least
-        the recorded offset ``committed`` (None if it holds less: the data was lost).
-
-        The recorded offset is only updated at checkpoints and when a stream stops;
-        after a crash the partial holds more, and those bytes are taken up too (a
-        torn tail is caught by the final hash check, see _continue)."""
-        held = await self.files.store.partial_size(upload_id)
-        if held < committed:
-            return None
-        return min(held, size)
-
     async def _receive_resumable(self, user_id: int, meta: UploadMetadata,
                                  placement: Placement, declared_sha: bytes | None,
                                  declared_size: int | None, stream: IdleLimit) -> Stored:
-        upload_id = meta.upload_id
-        path = placement.path
-
-        def look_up(session: Session) -> tuple[Row | None, bytes | None]:
-            """The session, and the hash of the song holding the path asked for when
-            the content is new to the library (content it has stays where it is:
-            put_entry reports its path; the commit checks the path again)."""
-            row = upload_sessions.by_id(session, user_id, upload_id)
-            if row is None or path is None or self.files.entry_size_in(
-                    session, user_id, row.sha256) is not None:
-                return row, None
-            return row, self.files.path_holder_in(session, user_id, path)
-
-        row, holder = await self.files.db.quick_read(look_up)
-        if row is None or row.expires_at <= self.files.now():
-            raise NotFound("unknown or expired upload session; call StartUpload again")
+        row, holder = await self.sessions.find(user_id, meta.upload_id, placement.path)
         if declared_sha is not None and declared_sha != row.sha256:
             raise InvalidArgument("metadata.sha256 differs from the upload session's hash")
         if declared_size is not None and declared_size != row.size:
             raise InvalidArgument("metadata.size differs from the upload session's size")
         if holder is not None and holder not in (row.sha256, placement.replaces):
-            raise path_taken(path, holder)
-        if upload_id in self._streaming:
-            raise FailedPrecondition("this upload is already being sent on another stream")
-        self._streaming.add(upload_id)
-        try:
-            offset = await self._resume_offset(upload_id, row.committed, row.size)
-            if offset is not None and meta.offset != offset:
-                raise FailedPrecondition(f"this upload continues at byte {offset}, not "
-                                         f"{meta.offset}: send the file from byte {offset}")
-            try:
-                if offset is None:
-                    raise BlobMissing(upload_id)
-                staged = await self.files.store.resume(upload_id, offset)
-            except BlobMissing:
-                await self._end_session(upload_id)
-                raise FailedPrecondition("the server lost this upload's partial data; call "
-                                         "StartUpload and send the file from byte 0") from None
+            raise path_taken(placement.path, holder)
+        with self.sessions.streaming(row.id):
+            staged = await self.sessions.resume(row, meta.offset)
             return await self._continue(user_id, row, staged, meta, placement, stream)
-        finally:
-            self._streaming.discard(upload_id)
 
-    async def _continue(self, user_id: int, row: UploadSession, staged: StagedBlob,
+    async def _continue(self, user_id: int, row: Row, staged: StagedBlob,
                         meta: UploadMetadata, placement: Placement,
                         stream: IdleLimit) -> Stored:
         async def checkpoint() -> None:
-            await self._record_offset(row.id, await staged.flush())
+            await self.sessions.record_offset(row.id, await staged.flush())
 
         # Bytes taken up from the partial beyond the recorded offset: held by the
-        # partial after a crash, not known to be durable (see _resume_offset).
+        # partial after a crash, not known to be durable (see ResumableSessions.resume).
         unchecked = staged.size > row.committed
         # What arrived is kept (even when the client vanished mid-stream), unless the file
         # is complete and then turns out bad or is published.
@@ -426,7 +312,7 @@ class Uploads:
                 keep = False
                 if unchecked:
                     rewound = True
-                    await self._rewind(row, staged)
+                    await self.sessions.rewind(row, staged)
                     raise FailedPrecondition(
                         f"the file does not hash to the session's {row.sha256.hex()}: the "
                         f"bytes after byte {row.committed}, kept through a server crash, may "
@@ -436,7 +322,7 @@ class Uploads:
                                "start it again")
             # Verified: made durable, then recorded as complete (in the publish's first
             # transaction) before the blob is published, so that a crash between the
-            # store's publish and the library's commit leaves a session that recover()
+            # store's publish and the library's commit leaves a session that sessions.recover()
             # completes at the next start. The session ends in the transaction that
             # lists the song.
             await staged.flush()
@@ -457,113 +343,11 @@ class Uploads:
         except BaseException:
             if not keep and not rewound:  # complete but bad: nothing of it is worth keeping
                 await staged.abort()
-                await self._end_session(row.id, drop_partial=not staged.published)
+                await self.sessions.end(row.id, drop_partial=not staged.published)
             raise
         finally:
             if keep:
-                await _unstoppable(self._suspend(row.id, staged))
-
-    async def _rewind(self, row: UploadSession, staged: StagedBlob) -> None:
-        """Cuts the partial back to the session's recorded (durable) offset."""
-        await staged.suspend()
-        again = await self.files.store.resume(row.id, row.committed)
-        await self._record_offset(row.id, await again.suspend())
-
-    async def _suspend(self, upload_id: str, staged: StagedBlob) -> None:
-        try:
-            await self._record_offset(upload_id, await staged.suspend())
-        except Exception:  # noqa: BLE001 - the session stays at its last checkpoint
-            log.exception("could not save the progress of upload %s", upload_id)
-
-    async def _record_offset(self, upload_id: str, committed: int) -> None:
-        expires_at = self.files.now() + self.session_ttl
-        await self.files.db.grouped_write(lambda session: upload_sessions.record_offset(
-            session, upload_id, committed, expires_at))
-
-    async def _end_session(self, upload_id: str, *, drop_partial: bool = True) -> None:
-        await self.files.db.grouped_write(lambda session: upload_sessions.end(session, upload_id))
-        if drop_partial:
-            await self.files.store.drop_partial(upload_id)
-
-    async def recover(self) -> int:
-        """Takes back the blobs of sessions that a crash stopped while publishing them.
-
-        A session's file is recorded as complete (offset = size) before its blob is
-        published, and the session ends in the transaction that lists it: a session
-        still complete, with its blob in the store but no library listing it, was
-        stopped in between. Its blob goes back to being the session's partial, so
-        that StartUpload answers its size and an Upload with no chunks (bringing the
-        client's filename and tags) finishes it, and nothing is left unlisted in the
-        store. Run at start-up; returns how many sessions it took back.
-        """
-        async with self.files.db.read() as session:
-            rows = (await session.scalars(select(UploadSession).where(
-                UploadSession.committed == UploadSession.size))).all()
-        recovered = 0
-        for row in rows:
-            if row.id in self._streaming:
-                continue
-            async with self.files.locks.hold(row.sha256):
-                if await self.files.entry(row.user_id, row.sha256) is not None:
-                    await self._end_session(row.id)  # it was listed: the session is done
-                    continue
-                hex_sha = row.sha256.hex()
-                if await self.files.store.size(hex_sha) != row.size:
-                    continue  # not published: the partial holds the file
-                if await self.files.store.partial_size(row.id) < row.size:
-                    try:
-                        await self._unpublish(row, hex_sha)
-                    except BlobMissing as exc:  # the client sends the file again
-                        log.warning("upload %s starts again: %s", row.id, exc)
-                        await self._record_offset(row.id, 0)
-                await self.files.retire_if_unreferenced(row.sha256)
-                recovered += 1
-        if recovered:
-            log.info("took back %d uploads that a crash stopped while being published; their "
-                     "clients finish them", recovered)
-        return recovered
-
-    async def _unpublish(self, row: UploadSession, hex_sha: str) -> None:
-        """Copies a published blob back into the session's partial."""
-        staged = await self.files.store.resume(row.id, 0)
-        try:
-            async for block in self.files.store.read(hex_sha):
-                await staged.write([block])
-            if staged.hexdigest() != hex_sha:
-                raise BlobMissing(f"the stored {hex_sha} is damaged")
-            await staged.suspend()
-        except BaseException:
-            await staged.abort()
-            raise
-
-    async def sweep(self) -> tuple[int, int]:
-        """Drops expired sessions and partials without a session; returns how many of each."""
-        now = self.files.now()
-        async with self.files.db.write() as session:
-            expired = (await session.scalars(select(UploadSession.id).where(
-                UploadSession.expires_at <= now))).all()
-            if expired:
-                await session.execute(delete(UploadSession).where(UploadSession.id.in_(expired)))
-            live = set((await session.scalars(select(UploadSession.id))).all())
-        dropped = 0
-        async for upload_id in self.files.store.partials():
-            if upload_id not in live and upload_id not in self._streaming:
-                await self.files.store.drop_partial(upload_id)
-                dropped += 1
-        if expired or dropped:
-            log.info("dropped %d expired upload sessions and %d partial files",
-                     len(expired), dropped)
-        return len(expired), dropped
-
-    async def sweep_forever(self) -> None:
-        """Sweeps once an hour (a sleeping task, not a busy loop)."""
-        while True:
-            await asyncio.sleep(SWEEP_INTERVAL)
-            try:
-                await self.sweep()
-            except Exception:  # noqa: BLE001 - try again next hour
-                log.exception("sweeping upload sessions failed")
-
+                await _unstoppable(self.sessions.suspend(row.id, staged))
 
 def _placement(meta: UploadMetadata) -> Placement:
     """Where the upload's metadata asks the song to go (its filename comes later)."""
@@ -574,10 +358,6 @@ def _placement(meta: UploadMetadata) -> Placement:
 
 def _with_filename(placement: Placement, filename: str) -> Placement:
     return Placement(placement.path, filename, placement.replaces)
-
-
-def _duration(seconds: int) -> str:
-    return f"{seconds // 3600} h" if seconds >= 3600 else f"{max(seconds // 60, 1)} min"
 
 
 class _Allowance:
