@@ -32,6 +32,9 @@ _INSERT = insert(_SESSIONS)
 _DELETE = delete(_SESSIONS).where(_SESSIONS.c.id == bindparam("upload_id"))
 _RENEW = update(_SESSIONS).where(_SESSIONS.c.id == bindparam("upload_id")).values(
     expires_at=bindparam("new_expires_at"))
+_COMPLETE = select(*_COLUMNS).where(_SESSIONS.c.committed == _SESSIONS.c.size)
+_EXPIRED = delete(_SESSIONS).where(_SESSIONS.c.expires_at <= bindparam("now"))
+_IDS = select(_SESSIONS.c.id)
 _RECORD = update(_SESSIONS).where(_SESSIONS.c.id == bindparam("upload_id")).values(
     committed=bindparam("new_committed"), expires_at=bindparam("new_expires_at"))
 
@@ -76,3 +79,15 @@ def record_offset(session: Session, upload_id: str, committed: int, expires_at: 
 def end(session: Session, upload_id: str) -> None:
     """Deletes the session's row (no error if it is gone)."""
     session.connection().execute(_DELETE, {"upload_id": upload_id})
+
+
+def complete(session: Session) -> list[Row]:
+    """Every user's sessions whose file is complete (columns as of_content)."""
+    return list(session.connection().execute(_COMPLETE).all())
+
+
+def end_expired(session: Session, now: int) -> tuple[int, set[str]]:
+    """Deletes the sessions expired at ``now``: (how many, the ids of those left)."""
+    connection = session.connection()
+    expired = connection.execute(_EXPIRED, {"now": now}).rowcount
+    return expired, set(connection.execute(_IDS).scalars().all())

@@ -1,87 +1,61 @@
-"""Upload streams and resumable upload sessions.
+"""Upload streams, plain or continuing a resumable upload session.
 
-An Upload stream is an optional FileMetadata message followed by chunks. The
-bytes go straight into a staged blob while they are hashed (in a worker
-thread, a batch at a time, the next batch arriving while the last is
-written), so memory stays flat whatever the file size and nothing is written
-twice. When the stream ends the file is verified (declared size and hash,
-audio format via mutagen), tagged, and only then published.
+An upload is its metadata followed by chunks (upload_stream.py; the wire is
+decoded in services/file_service.py). The bytes go straight into a staged
+blob while they are hashed (in a worker thread, a batch at a time, the next
+batch arriving while the last is written), so memory stays flat whatever the
+file size and nothing is written twice. When the stream ends the file is
+verified (declared size and hash, audio format via mutagen), tagged, and only
+then published.
 
 Without an upload session, an interrupted stream leaves nothing behind. With
-one (StartUpload), the bytes received are kept as a partial: made durable
-every CHECKPOINT_BYTES and when the stream stops for any reason (a server
-stop included), with the durable offset recorded in upload_sessions
-(upload_sessions.py; every write grouped with other uploads'). The next
-stream continues after every byte the partial holds, which after a crash may
-be more than the recorded offset (see _resume_offset); a complete file is
-recorded as such before it is published, so that a crash in between is
-recovered at the next start (recover).
+one (StartUpload; the sessions' bookkeeping is resumable.py's), the bytes
+received are kept as the session's partial: made durable every
+CHECKPOINT_BYTES and when the stream stops for any reason (a server stop
+included), with the durable offset recorded in the session.
 
 The user's quota counts the library, every unfinished session at its declared
-size and the plain streams in progress (Files.usage, _Allowance); an account
-keeps at most MAX_SESSIONS_PER_USER unfinished sessions.
+size and the plain streams in progress (Files.usage, _Allowance).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
-import grpc
-from sqlalchemy import delete, select
 from sqlalchemy.engine import Row
-from sqlalchemy.orm import Session
 
-from ..db.models import LibraryEntry, UploadSession
+from ..db.models import LibraryEntry
 from ..errors import (
     DataLoss,
     DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
-    NotFound,
     ResourceExhausted,
     StorageFull,
     StorageUnavailable,
 )
-from ..storage import BlobMissing, StagedBlob
-from . import upload_sessions
+from ..storage import StagedBlob
 from .audio import NOT_AUDIO, SNIFF_BYTES, looks_like_audio
 from .audio_check.checker import AudioChecker
 from .entries import Placement, Stored, Tags, path_taken
 from .filenames import default_filename, sanitize_filename
 from .files import Files, parse_hash, quota_exceeded, tags_with_overrides
 from .paths import normalise_path
+from .resumable import MAX_SESSIONS_PER_USER, ResumableSessions, SessionInfo
+from .upload_stream import Chunk, UploadMetadata, UploadStream, check_size
 
-log = logging.getLogger(__name__)
+__all__ = ["MAX_SESSIONS_PER_USER", "IdleLimit", "SessionInfo", "Uploads"]
 
 MAX_CHUNK_BYTES = 4 * 1024 * 1024
 # Chunks are handed to the writer thread in batches of about this size: fewer
 # thread hops than one per 64 KiB chunk, and big enough for hashing to pay off.
 BATCH_BYTES = 256 * 1024
 CHECKPOINT_BYTES = 16 * 1024 * 1024
-SWEEP_INTERVAL = 3600.0
-# Unfinished resumable uploads one account may keep at once (each holds its declared
-# size of the quota, and its partial data on disk, until it finishes or expires).
-MAX_SESSIONS_PER_USER = 16
-
-# Returns the stream's next UploadRequest, a memoryview for a message that is only a
-# chunk (services/wire.py), or grpc.aio.EOF.
-Reader = Callable[[], Awaitable[object]]
-
-
-@dataclass(frozen=True)
-class SessionInfo:
-    upload_id: str
-    offset: int
-    expires_at: int
-    complete: bool
 
 
 class Uploads:
-    """Receives Upload streams and keeps resumable sessions."""
+    """Receives upload streams, into the library or into a resumable session."""
 
     def __init__(self, files: Files, *, max_file_size: int, idle_timeout: float,
                  session_ttl: int, audio: AudioChecker | None = None) -> None:
@@ -89,46 +63,54 @@ class Uploads:
         self.audio = audio or AudioChecker()  # the server passes (and closes) its own
         self.max_file_size = max_file_size
         self.idle_timeout = idle_timeout
-        self.session_ttl = session_ttl
-        self._streaming: set[str] = set()  # sessions with a stream in progress
         # Bytes of each user's plain Upload streams in progress (declared, or received so
         # far): counted against the quota along with the library and the sessions.
         self._in_flight: dict[int, int] = {}
+        self.sessions = ResumableSessions(files, max_file_size=max_file_size,
+                                          session_ttl=session_ttl, in_flight=self.in_flight)
 
     def in_flight(self, user_id: int) -> int:
         """Bytes of the user's plain Upload streams in progress, as counted against the quota."""
         return self._in_flight.get(user_id, 0)
 
+    # The resumable sessions' calls that the server and the File service make.
+
+    async def start_session(self, user_id: int, sha256_text: str, size: int) -> SessionInfo:
+        """StartUpload (ResumableSessions.start)."""
+        return await self.sessions.start(user_id, sha256_text, size)
+
+    async def recover(self) -> int:
+        """At start-up (ResumableSessions.recover)."""
+        return await self.sessions.recover()
+
+    async def sweep(self) -> tuple[int, int]:
+        """Expired sessions and stray partials (ResumableSessions.sweep)."""
+        return await self.sessions.sweep()
+
+    async def sweep_forever(self) -> None:
+        await self.sessions.sweep_forever()
+
     # -- Upload streams -------------------------------------------------------------
 
-    async def receive(self, user_id: int, read: Reader) -> Stored:
-        """Takes one Upload stream to its end and returns what it stored (see put_entry)."""
-        idle_limit = IdleLimit(read, self.idle_timeout)
+    async def receive(self, user_id: int, upload: UploadStream) -> Stored:
+        """Takes one upload stream to its end and returns what it stored (see put_entry)."""
+        stream = IdleLimit(upload, self.idle_timeout)
         try:
-            return await self._receive(user_id, idle_limit)
+            return await self._receive(user_id, stream)
         finally:
-            idle_limit.close()
+            stream.close()
 
-    async def _receive(self, user_id: int, read: Reader) -> Stored:
-        first = await read()
-        if first is grpc.aio.EOF:
-            raise InvalidArgument("empty upload: send a FileMetadata message, then the file "
-                                  "in chunks")
-        if isinstance(first, memoryview):
-            meta, first_chunk = None, first
-        elif first.WhichOneof("data") == "metadata":
-            meta, first_chunk = first.metadata, None
-        else:
-            meta, first_chunk = None, first.chunk
-        declared_sha = parse_hash(meta.sha256, "metadata.sha256") if meta and meta.sha256 else None
-        declared_size = meta.size if meta is not None and meta.HasField("size") else None
+    async def _receive(self, user_id: int, stream: IdleLimit) -> Stored:
+        meta = await stream.metadata()
+        declared_sha = parse_hash(meta.sha256, "metadata.sha256") if meta.sha256 else None
+        declared_size = meta.size
         if declared_size is not None:
-            self._check_size(declared_size)
+            check_size(declared_size, self.max_file_size)
         placement = _placement(meta)
-        if meta is not None and meta.upload_id:
+        if meta.upload_id:
             return await self._receive_resumable(user_id, meta, placement, declared_sha,
-                                                 declared_size, first_chunk, read)
-        if meta is not None and meta.offset:
+                                                 declared_size, stream)
+        if meta.offset:
             raise InvalidArgument("metadata.offset needs metadata.upload_id (see StartUpload)")
         # The path is worth checking only for a known hash (an idempotent re-upload of a
         # song to its own path is fine), and the commit checks it again.
@@ -157,21 +139,20 @@ class Uploads:
             if allowance is not None and declared_size is not None:
                 allowance.take(declared_size)
             return await self._receive_plain(user_id, meta, placement, declared_sha,
-                                             declared_size, first_chunk, read, allowance)
+                                             declared_size, stream, allowance)
         finally:
             if allowance is not None:
                 allowance.release()
 
-    async def _receive_plain(self, user_id: int, meta, placement: Placement,
+    async def _receive_plain(self, user_id: int, meta: UploadMetadata, placement: Placement,
                              declared_sha: bytes | None, declared_size: int | None,
-                             first_chunk: bytes | memoryview | None, read: Reader,
-                             allowance: _Allowance | None) -> Stored:
+                             stream: IdleLimit, allowance: _Allowance | None) -> Stored:
         staged = await self.files.store.stage(declared_sha.hex() if declared_sha else None)
         try:
             # While streaming, the quota bounds the file by what is left beside the
             # sessions and the user's other streams: the exact check, which knows whether
             # the content is already counted, comes at publication.
-            await self._pump(staged, first_chunk, read, total=declared_size, quota=allowance)
+            await self._pump(staged, stream, total=declared_size, quota=allowance)
             if declared_size is not None and staged.size != declared_size:
                 raise InvalidArgument(f"received {staged.size} bytes but metadata.size "
                                       f"declared {declared_size}; nothing was stored")
@@ -183,7 +164,8 @@ class Uploads:
         finally:
             await staged.abort()  # a no-op once published
 
-    async def _publish(self, user_id: int, staged: StagedBlob, meta, placement: Placement,
+    async def _publish(self, user_id: int, staged: StagedBlob, meta: UploadMetadata,
+                       placement: Placement,
                        *, upload_id: str | None = None) -> Stored:
         """Checks, tags and publishes a verified blob; ``upload_id``: the resumable
         upload it completes (recorded as complete with the blob's record, ended with
@@ -193,29 +175,23 @@ class Uploads:
         info = await self.audio.check(staged)  # bounded in time and memory
         if info is None:
             raise InvalidArgument(NOT_AUDIO)
-        tags = info.tags
-        filename = ""
-        if meta is not None:
-            tags = tags_with_overrides(
-                tags, title=meta.title, artist=meta.artist, album=meta.album,
-                album_artist=meta.album_artist, genre=meta.genre, track=max(meta.track, 0),
-                disc=max(meta.disc, 0), year=max(meta.year, 0),
-                duration_ms=0 if tags.duration_ms else max(meta.duration, 0) * 1000)
-            filename = sanitize_filename(meta.filename)
-        filename = filename or default_filename(tags.artist, tags.title, staged.hexdigest(),
-                                                info.extension)
+        tags = tags_with_overrides(
+            info.tags, title=meta.title, artist=meta.artist, album=meta.album,
+            album_artist=meta.album_artist, genre=meta.genre, track=max(meta.track, 0),
+            disc=max(meta.disc, 0), year=max(meta.year, 0),
+            duration_ms=0 if info.tags.duration_ms else max(meta.duration, 0) * 1000)
+        filename = sanitize_filename(meta.filename) or default_filename(
+            tags.artist, tags.title, staged.hexdigest(), info.extension)
         self.files.metrics.bytes_received(staged.size)
         if upload_id is None:
             return await self.files.publish(user_id, staged,
                                             _with_filename(placement, filename), tags)
-        size, expires_at = staged.size, self.files.now() + self.session_ttl
-        return await self.files.publish(
-            user_id, staged, _with_filename(placement, filename), tags,
-            with_record=lambda session: upload_sessions.record_offset(
-                session, upload_id, size, expires_at),
-            with_listing=lambda session: upload_sessions.end(session, upload_id))
+        with_record, with_listing = self.sessions.completion(upload_id, staged.size)
+        return await self.files.publish(user_id, staged, _with_filename(placement, filename),
+                                        tags, with_record=with_record,
+                                        with_listing=with_listing)
 
-    async def _retag(self, user_id: int, entry: LibraryEntry, meta,
+    async def _retag(self, user_id: int, entry: LibraryEntry, meta: UploadMetadata,
                      placement: Placement) -> Stored:
         """An upload of a file the caller has: apply the filename and tags it sent."""
         current = {key: getattr(entry, key) for key in (
@@ -229,14 +205,7 @@ class Uploads:
         return await self.files.update_entry(user_id, entry,
                                              _with_filename(placement, filename), tags)
 
-    def _check_size(self, size: int) -> None:
-        if size < 0:
-            raise InvalidArgument("size must not be negative")
-        if size > self.max_file_size:
-            raise ResourceExhausted(f"the file is larger ({size} bytes) than this server "
-                                    f"accepts ({self.max_file_size} bytes)")
-
-    async def _pump(self, staged: StagedBlob, chunk: bytes | memoryview | None, read: Reader, *,
+    async def _pump(self, staged: StagedBlob, stream: IdleLimit, *,
                     total: int | None, quota: _Allowance | None,
                     checkpoint: Callable[[], Awaitable[None]] | None = None) -> None:
         """Moves the stream's chunks into ``staged`` until the stream ends.
@@ -252,19 +221,9 @@ class Uploads:
         received = staged.size
         since_checkpoint = 0
         writing: asyncio.Future | None = None
+        next_chunk = stream.next_chunk
         try:
-            while True:
-                if chunk is None:
-                    message = await read()
-                    if isinstance(message, memoryview):  # a chunk message (see services/wire.py)
-                        chunk = message
-                    elif message is grpc.aio.EOF:
-                        break
-                    elif message.WhichOneof("data") == "metadata":
-                        raise InvalidArgument("FileMetadata must come once, before the first "
-                                              "chunk; nothing was stored")
-                    else:
-                        chunk = message.chunk
+            while (chunk := await next_chunk()) is not None:
                 size = len(chunk)
                 if size > MAX_CHUNK_BYTES:
                     raise InvalidArgument(f"chunks may be at most 4 MiB (got {size} bytes)")
@@ -286,7 +245,6 @@ class Uploads:
                 if size:
                     batch.append(chunk)
                     batch_bytes += size
-                chunk = None
                 if batch_bytes >= BATCH_BYTES:
                     if writing is not None:
                         await writing
@@ -314,131 +272,28 @@ class Uploads:
                 # stream broke before the batch filled up.
                 await asyncio.gather(staged.write(batch), return_exceptions=True)
 
-    # -- Resumable sessions -------------------------------------------------------------
-
-    async def start_session(self, user_id: int, sha256_text: str, size: int) -> SessionInfo:
-        """Starts, or finds again, the resumable upload of (user, hash, size)."""
-        sha256 = parse_hash(sha256_text, "sha256")
-        if size <= 0:
-            raise InvalidArgument("size must be the file's size in bytes (more than 0)")
-        self._check_size(size)
-        now = self.files.now()
-        expires_at = now + self.session_ttl
-
-        def start(session: Session) -> tuple[SessionInfo, bool, str | None]:
-            """(the session, whether it is new, the id of a stale one replaced)."""
-            listed = self.files.entry_size_in(session, user_id, sha256)
-            if listed is not None:
-                return SessionInfo("", listed, 0, complete=True), False, None
-            row = upload_sessions.of_content(session, user_id, sha256)
-            if row is not None and row.expires_at > now and row.size == size:
-                upload_sessions.renew(session, row.id, expires_at)
-                return SessionInfo(row.id, row.committed, expires_at, complete=False), False, None
-            # Checked in the write transaction: two StartUploads cannot both take the
-            # last room.
-            self._check_new_session(session, user_id, sha256, size, now)
-            stale = None
-            if row is not None:  # expired, or the size changed: start over
-                stale = row.id
-                upload_sessions.end(session, stale)
-            upload_id = secrets.token_urlsafe(18)
-            upload_sessions.create(session, upload_id, user_id, sha256, size, now, expires_at)
-            return SessionInfo(upload_id, 0, expires_at, complete=False), True, stale
-
-        found, new, stale = await self.files.db.grouped_write(start)
-        if stale is not None:
-            await self.files.store.drop_partial(stale)
-        if found.complete or new or found.upload_id in self._streaming:
-            return found  # (a stream is adding to it: where it stands now)
-        offset = await self._resume_offset(found.upload_id, found.offset, size)
-        if offset is None:  # its partial data is lost: from the start again
-            await self._record_offset(found.upload_id, 0)
-            await self.files.store.drop_partial(found.upload_id)
-            offset = 0
-        return SessionInfo(found.upload_id, offset, found.expires_at, complete=False)
-
-    def _check_new_session(self, session: Session, user_id: int, sha256: bytes, size: int,
-                           now: int) -> None:
-        """ResourceExhausted if the user may not open another session of ``size`` bytes."""
-        open_sessions = upload_sessions.count_others(session, user_id, sha256, now)
-        if open_sessions >= MAX_SESSIONS_PER_USER:
-            raise ResourceExhausted(
-                f"this account has {open_sessions} unfinished resumable uploads, the most "
-                f"it may keep at once ({MAX_SESSIONS_PER_USER}); finish one first (or wait "
-                f"until one expires, {_duration(self.session_ttl)} after its last progress)")
-        usage = self.files.usage_in(session, user_id, excluding=sha256)
-        if usage.quota is not None:
-            left = usage.left - self._in_flight.get(user_id, 0)
-            if size > left:
-                raise quota_exceeded(size, left)
-
-    async def _resume_offset(self, upload_id: str, committed: int, size: int) -> int | None:
-        """Where a session continues: after every byte its partial holds, which is at least
-        the recorded offset ``committed`` (None if it holds less: the data was lost).
-
-        The recorded offset is only updated at checkpoints and when a stream stops;
-        after a crash the partial holds more, and those bytes are taken up too (a
-        torn tail is caught by the final hash check, see _continue)."""
-        held = await self.files.store.partial_size(upload_id)
-        if held < committed:
-            return None
-        return min(held, size)
-
-    async def _receive_resumable(self, user_id: int, meta, placement: Placement,
-                                 declared_sha: bytes | None, declared_size: int | None,
-                                 first_chunk: bytes | memoryview | None,
-                                 read: Reader) -> Stored:
-        upload_id = meta.upload_id
-        path = placement.path
-
-        def look_up(session: Session) -> tuple[Row | None, bytes | None]:
-            """The session, and the hash of the song holding the path asked for when
-            the content is new to the library (content it has stays where it is:
-            put_entry reports its path; the commit checks the path again)."""
-            row = upload_sessions.by_id(session, user_id, upload_id)
-            if row is None or path is None or self.files.entry_size_in(
-                    session, user_id, row.sha256) is not None:
-                return row, None
-            return row, self.files.path_holder_in(session, user_id, path)
-
-        row, holder = await self.files.db.quick_read(look_up)
-        if row is None or row.expires_at <= self.files.now():
-            raise NotFound("unknown or expired upload session; call StartUpload again")
+    async def _receive_resumable(self, user_id: int, meta: UploadMetadata,
+                                 placement: Placement, declared_sha: bytes | None,
+                                 declared_size: int | None, stream: IdleLimit) -> Stored:
+        row, holder = await self.sessions.find(user_id, meta.upload_id, placement.path)
         if declared_sha is not None and declared_sha != row.sha256:
             raise InvalidArgument("metadata.sha256 differs from the upload session's hash")
         if declared_size is not None and declared_size != row.size:
             raise InvalidArgument("metadata.size differs from the upload session's size")
         if holder is not None and holder not in (row.sha256, placement.replaces):
-            raise path_taken(path, holder)
-        if upload_id in self._streaming:
-            raise FailedPrecondition("this upload is already being sent on another stream")
-        self._streaming.add(upload_id)
-        try:
-            offset = await self._resume_offset(upload_id, row.committed, row.size)
-            if offset is not None and meta.offset != offset:
-                raise FailedPrecondition(f"this upload continues at byte {offset}, not "
-                                         f"{meta.offset}: send the file from byte {offset}")
-            try:
-                if offset is None:
-                    raise BlobMissing(upload_id)
-                staged = await self.files.store.resume(upload_id, offset)
-            except BlobMissing:
-                await self._end_session(upload_id)
-                raise FailedPrecondition("the server lost this upload's partial data; call "
-                                         "StartUpload and send the file from byte 0") from None
-            return await self._continue(user_id, row, staged, meta, placement, first_chunk,
-                                        read)
-        finally:
-            self._streaming.discard(upload_id)
+            raise path_taken(placement.path, holder)
+        with self.sessions.streaming(row.id):
+            staged = await self.sessions.resume(row, meta.offset)
+            return await self._continue(user_id, row, staged, meta, placement, stream)
 
-    async def _continue(self, user_id: int, row: UploadSession, staged: StagedBlob, meta,
-                        placement: Placement, first_chunk: bytes | memoryview | None,
-                        read: Reader) -> Stored:
+    async def _continue(self, user_id: int, row: Row, staged: StagedBlob,
+                        meta: UploadMetadata, placement: Placement,
+                        stream: IdleLimit) -> Stored:
         async def checkpoint() -> None:
-            await self._record_offset(row.id, await staged.flush())
+            await self.sessions.record_offset(row.id, await staged.flush())
 
         # Bytes taken up from the partial beyond the recorded offset: held by the
-        # partial after a crash, not known to be durable (see _resume_offset).
+        # partial after a crash, not known to be durable (see ResumableSessions.resume).
         unchecked = staged.size > row.committed
         # What arrived is kept (even when the client vanished mid-stream), unless the file
         # is complete and then turns out bad or is published.
@@ -447,7 +302,7 @@ class Uploads:
         try:
             # The session holds its whole size of the quota since StartUpload: the
             # stream cannot go past it (total), and publication checks it exactly.
-            await self._pump(staged, first_chunk, read, total=row.size, quota=None,
+            await self._pump(staged, stream, total=row.size, quota=None,
                              checkpoint=checkpoint)
             if staged.size < row.size:
                 raise FailedPrecondition(
@@ -457,7 +312,7 @@ class Uploads:
                 keep = False
                 if unchecked:
                     rewound = True
-                    await self._rewind(row, staged)
+                    await self.sessions.rewind(row, staged)
                     raise FailedPrecondition(
                         f"the file does not hash to the session's {row.sha256.hex()}: the "
                         f"bytes after byte {row.committed}, kept through a server crash, may "
@@ -467,7 +322,7 @@ class Uploads:
                                "start it again")
             # Verified: made durable, then recorded as complete (in the publish's first
             # transaction) before the blob is published, so that a crash between the
-            # store's publish and the library's commit leaves a session that recover()
+            # store's publish and the library's commit leaves a session that sessions.recover()
             # completes at the next start. The session ends in the transaction that
             # lists the song.
             await staged.flush()
@@ -488,118 +343,14 @@ class Uploads:
         except BaseException:
             if not keep and not rewound:  # complete but bad: nothing of it is worth keeping
                 await staged.abort()
-                await self._end_session(row.id, drop_partial=not staged.published)
+                await self.sessions.end(row.id, drop_partial=not staged.published)
             raise
         finally:
             if keep:
-                await _unstoppable(self._suspend(row.id, staged))
+                await _unstoppable(self.sessions.suspend(row.id, staged))
 
-    async def _rewind(self, row: UploadSession, staged: StagedBlob) -> None:
-        """Cuts the partial back to the session's recorded (durable) offset."""
-        await staged.suspend()
-        again = await self.files.store.resume(row.id, row.committed)
-        await self._record_offset(row.id, await again.suspend())
-
-    async def _suspend(self, upload_id: str, staged: StagedBlob) -> None:
-        try:
-            await self._record_offset(upload_id, await staged.suspend())
-        except Exception:  # noqa: BLE001 - the session stays at its last checkpoint
-            log.exception("could not save the progress of upload %s", upload_id)
-
-    async def _record_offset(self, upload_id: str, committed: int) -> None:
-        expires_at = self.files.now() + self.session_ttl
-        await self.files.db.grouped_write(lambda session: upload_sessions.record_offset(
-            session, upload_id, committed, expires_at))
-
-    async def _end_session(self, upload_id: str, *, drop_partial: bool = True) -> None:
-        await self.files.db.grouped_write(lambda session: upload_sessions.end(session, upload_id))
-        if drop_partial:
-            await self.files.store.drop_partial(upload_id)
-
-    async def recover(self) -> int:
-        """Takes back the blobs of sessions that a crash stopped while publishing them.
-
-        A session's file is recorded as complete (offset = size) before its blob is
-        published, and the session ends in the transaction that lists it: a session
-        still complete, with its blob in the store but no library listing it, was
-        stopped in between. Its blob goes back to being the session's partial, so
-        that StartUpload answers its size and an Upload with no chunks (bringing the
-        client's filename and tags) finishes it, and nothing is left unlisted in the
-        store. Run at start-up; returns how many sessions it took back.
-        """
-        async with self.files.db.read() as session:
-            rows = (await session.scalars(select(UploadSession).where(
-                UploadSession.committed == UploadSession.size))).all()
-        recovered = 0
-        for row in rows:
-            if row.id in self._streaming:
-                continue
-            async with self.files.locks.hold(row.sha256):
-                if await self.files.entry(row.user_id, row.sha256) is not None:
-                    await self._end_session(row.id)  # it was listed: the session is done
-                    continue
-                hex_sha = row.sha256.hex()
-                if await self.files.store.size(hex_sha) != row.size:
-                    continue  # not published: the partial holds the file
-                if await self.files.store.partial_size(row.id) < row.size:
-                    try:
-                        await self._unpublish(row, hex_sha)
-                    except BlobMissing as exc:  # the client sends the file again
-                        log.warning("upload %s starts again: %s", row.id, exc)
-                        await self._record_offset(row.id, 0)
-                await self.files.retire_if_unreferenced(row.sha256)
-                recovered += 1
-        if recovered:
-            log.info("took back %d uploads that a crash stopped while being published; their "
-                     "clients finish them", recovered)
-        return recovered
-
-    async def _unpublish(self, row: UploadSession, hex_sha: str) -> None:
-        """Copies a published blob back into the session's partial."""
-        staged = await self.files.store.resume(row.id, 0)
-        try:
-            async for block in self.files.store.read(hex_sha):
-                await staged.write([block])
-            if staged.hexdigest() != hex_sha:
-                raise BlobMissing(f"the stored {hex_sha} is damaged")
-            await staged.suspend()
-        except BaseException:
-            await staged.abort()
-            raise
-
-    async def sweep(self) -> tuple[int, int]:
-        """Drops expired sessions and partials without a session; returns how many of each."""
-        now = self.files.now()
-        async with self.files.db.write() as session:
-            expired = (await session.scalars(select(UploadSession.id).where(
-                UploadSession.expires_at <= now))).all()
-            if expired:
-                await session.execute(delete(UploadSession).where(UploadSession.id.in_(expired)))
-            live = set((await session.scalars(select(UploadSession.id))).all())
-        dropped = 0
-        async for upload_id in self.files.store.partials():
-            if upload_id not in live and upload_id not in self._streaming:
-                await self.files.store.drop_partial(upload_id)
-                dropped += 1
-        if expired or dropped:
-            log.info("dropped %d expired upload sessions and %d partial files",
-                     len(expired), dropped)
-        return len(expired), dropped
-
-    async def sweep_forever(self) -> None:
-        """Sweeps once an hour (a sleeping task, not a busy loop)."""
-        while True:
-            await asyncio.sleep(SWEEP_INTERVAL)
-            try:
-                await self.sweep()
-            except Exception:  # noqa: BLE001 - try again next hour
-                log.exception("sweeping upload sessions failed")
-
-
-def _placement(meta) -> Placement:
+def _placement(meta: UploadMetadata) -> Placement:
     """Where the upload's metadata asks the song to go (its filename comes later)."""
-    if meta is None:
-        return Placement()
     return Placement(
         path=normalise_path(meta.path, "metadata.path") if meta.path else None,
         replaces=parse_hash(meta.replaces, "metadata.replaces") if meta.replaces else None)
@@ -607,10 +358,6 @@ def _placement(meta) -> Placement:
 
 def _with_filename(placement: Placement, filename: str) -> Placement:
     return Placement(placement.path, filename, placement.replaces)
-
-
-def _duration(seconds: int) -> str:
-    return f"{seconds // 3600} h" if seconds >= 3600 else f"{max(seconds // 60, 1)} min"
 
 
 class _Allowance:
@@ -643,15 +390,17 @@ class _Allowance:
 
 
 class IdleLimit:
-    """An upload stream's reader that aborts a read waiting longer than ``seconds``.
+    """An upload stream, read with a bound: a read waiting longer than ``seconds``
+    aborts the upload.
 
     One timer for the whole stream, moved on only when it fires: ``asyncio.timeout``
     around each read armed and cancelled a timer per 64 KiB chunk, a sixth of an
     upload's time on the event loop.
     """
 
-    def __init__(self, read: Reader, seconds: float) -> None:
-        self._read = read
+    def __init__(self, upload: UploadStream, seconds: float) -> None:
+        self._upload = upload
+        self._next: Callable[[], Awaitable[Chunk]] = _before_metadata
         self._seconds = seconds
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
@@ -659,18 +408,38 @@ class IdleLimit:
         self._expired = False
         self._timer = self._loop.call_later(seconds, self._check)
 
-    async def __call__(self):
+    async def metadata(self) -> UploadMetadata:
+        """The upload's metadata (see UploadStream.metadata)."""
         self._reading_since = self._loop.time()
         try:
-            return await self._read()
+            meta = await self._upload.metadata()
+            self._next = aiter(self._upload.chunks()).__anext__
+            return meta
         except asyncio.CancelledError:
-            if self._expired and self._task.uncancel() == 0:
-                raise DeadlineExceeded(
-                    f"the upload sent nothing for {self._seconds:g} seconds and was aborted; "
-                    "nothing was stored") from None
+            self._raise_if_expired()
             raise
         finally:
             self._reading_since = None
+
+    async def next_chunk(self) -> Chunk | None:
+        """The stream's next chunk; None when it has ended."""
+        self._reading_since = self._loop.time()
+        try:
+            return await self._next()
+        except StopAsyncIteration:
+            return None
+        except asyncio.CancelledError:
+            self._raise_if_expired()
+            raise
+        finally:
+            self._reading_since = None
+
+    def _raise_if_expired(self) -> None:
+        """DeadlineExceeded if the cancellation is the limit's own."""
+        if self._expired and self._task.uncancel() == 0:
+            raise DeadlineExceeded(
+                f"the upload sent nothing for {self._seconds:g} seconds and was aborted; "
+                "nothing was stored") from None
 
     def _check(self) -> None:
         now, since = self._loop.time(), self._reading_since
@@ -683,6 +452,10 @@ class IdleLimit:
 
     def close(self) -> None:
         self._timer.cancel()
+
+
+async def _before_metadata() -> Chunk:
+    raise RuntimeError("an upload's chunks are read after its metadata")
 
 
 async def _unstoppable(work: Awaitable[None]) -> None:

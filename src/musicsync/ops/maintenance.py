@@ -32,7 +32,7 @@ from ..db.models import Blob, LibraryEntry
 from ..errors import StorageUnavailable
 from ..library.entries import blob_is_referenced
 from ..library.files import Files
-from ..library.uploads import Uploads
+from ..library.resumable import ResumableSessions
 from ..storage import BlobMissing, BlobStore, open_blob_store
 from ..sync.notifier import ChangeNotifier
 from .admin import open_database
@@ -246,9 +246,10 @@ class Maintenance:
 
     # -- gc ------------------------------------------------------------------------------
 
-    async def gc(self, uploads: Uploads | None = None, *, dry_run: bool = False) -> GcReport:
+    async def gc(self, sessions: ResumableSessions | None = None, *,
+                 dry_run: bool = False) -> GcReport:
         """Removes blobs no library lists (older than the grace period) and, with
-        ``uploads``, expired upload sessions and their partial data."""
+        ``sessions``, expired upload sessions and their partial data."""
         report = GcReport()
         async with self.db.read() as session:
             recorded = {sha: created for sha, created in
@@ -266,8 +267,8 @@ class Maintenance:
             if sha not in stored and sha not in listed and self._settled(created):
                 if dry_run or (await self._forget_row(sha)) == "record removed":
                     report.rows += 1
-        if uploads is not None and not dry_run:
-            report.sessions, report.partials = await uploads.sweep()
+        if sessions is not None and not dry_run:
+            report.sessions, report.partials = await sessions.sweep()
         return report
 
 
@@ -288,9 +289,8 @@ async def remove_left_behind(settings: Settings, db: Database, left: LeftBehind)
         await store.close()
 
 
-def files_for_gc(settings: Settings, db: Database, store: BlobStore) -> Uploads:
+def files_for_gc(settings: Settings, db: Database, store: BlobStore) -> ResumableSessions:
     """The upload sessions of the server's database, to sweep the expired ones."""
     files = Files(db, store, ChangeNotifier())
-    return Uploads(files, max_file_size=settings.max_file_size,
-                   idle_timeout=settings.upload_idle_timeout,
-                   session_ttl=settings.upload_session_ttl)
+    return ResumableSessions(files, max_file_size=settings.max_file_size,
+                             session_ttl=settings.upload_session_ttl)

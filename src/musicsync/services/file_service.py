@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 
 import grpc
@@ -9,7 +10,8 @@ import grpc
 from ..errors import InvalidArgument, ResourceExhausted
 from ..interceptors import current_principal
 from ..library.files import Files
-from ..library.uploads import Reader, Uploads
+from ..library.upload_stream import NO_METADATA, Chunk, UploadMetadata
+from ..library.uploads import Uploads
 from ..limits import (
     CLIENT_MESSAGE_BYTES,
     MAX_FILENAME_BYTES,
@@ -68,7 +70,7 @@ class FileServicer(file_pb2_grpc.FileServiceServicer):
     async def Upload(self, request_iterator, context):
         user_id = current_principal().user_id
         with self._streams.hold(user_id, "Upload"):
-            stored = await self._uploads.receive(user_id, checked_metadata(context.read))
+            stored = await self._uploads.receive(user_id, UploadCall(context.read))
         return file_pb2.UploadResponse(hash=stored.entry.sha256.hex(),
                                        file=file_entry(stored.entry),
                                        duplicate_of_path=stored.duplicate_of_path)
@@ -128,15 +130,66 @@ class FileServicer(file_pb2_grpc.FileServiceServicer):
         return file_pb2.MoveResponse(file=file_entry(entry))
 
 
-def checked_metadata(read: Reader) -> Reader:
-    """The Upload stream's reader, refusing a FileMetadata message with a field over its limit."""
-    async def read_checked():
-        message = await read()
-        if (message is not grpc.aio.EOF and not isinstance(message, memoryview)
-                and message.WhichOneof("data") == "metadata"):
-            check_file_metadata(message.metadata)
-        return message
-    return read_checked
+class UploadCall:
+    """An Upload call's messages as the upload domain reads them (an UploadStream):
+    the FileMetadata message, at most once and first, then the chunks.
+
+    ``read`` is the call's context.read: it answers an UploadRequest, a
+    memoryview for a message that is only a chunk (see wire.py) or grpc.aio.EOF.
+    The call is its own chunk iterator: a plain coroutine per chunk, no
+    generator to finalise when an upload is refused halfway.
+    """
+
+    __slots__ = ("_read", "_first")
+
+    def __init__(self, read: Callable[[], Awaitable[object]]) -> None:
+        self._read = read
+        self._first: Chunk | None = None  # a chunk that came in place of the metadata
+
+    async def metadata(self) -> UploadMetadata:
+        message = await self._read()
+        if message is grpc.aio.EOF:
+            raise InvalidArgument("empty upload: send a FileMetadata message, then the file "
+                                  "in chunks")
+        if isinstance(message, memoryview):
+            self._first = message
+            return NO_METADATA
+        if message.WhichOneof("data") == "metadata":
+            return upload_metadata(message.metadata)
+        self._first = message.chunk
+        return NO_METADATA
+
+    def chunks(self) -> UploadCall:
+        return self
+
+    def __aiter__(self) -> UploadCall:
+        return self
+
+    async def __anext__(self) -> Chunk:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        message = await self._read()
+        if isinstance(message, memoryview):  # nearly every message
+            return message
+        if message is grpc.aio.EOF:
+            raise StopAsyncIteration
+        if message.WhichOneof("data") == "metadata":
+            check_file_metadata(message.metadata)  # its limits first, as for the first one
+            raise InvalidArgument("FileMetadata must come once, before the first chunk; "
+                                  "nothing was stored")
+        return message.chunk
+
+
+def upload_metadata(meta: file_pb2.FileMetadata) -> UploadMetadata:
+    """The domain's UploadMetadata of a FileMetadata message within its limits."""
+    check_file_metadata(meta)
+    return UploadMetadata(
+        sha256=meta.sha256, size=meta.size if meta.HasField("size") else None,
+        upload_id=meta.upload_id, offset=meta.offset, path=meta.path, replaces=meta.replaces,
+        filename=meta.filename, title=meta.title, artist=meta.artist, album=meta.album,
+        album_artist=meta.album_artist, genre=meta.genre, track=meta.track, disc=meta.disc,
+        year=meta.year, duration=meta.duration)
 
 
 def check_file_metadata(meta: file_pb2.FileMetadata) -> None:

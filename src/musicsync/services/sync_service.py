@@ -84,14 +84,13 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
             raise
         finally:
             held.release()
-        # Diffing from a cursor means the device applied everything up to it.
-        await self._feed.seen(user_id, device, cursor or None)
+        await self._feed.diffed_from(user_id, device, cursor)
 
     async def Changes(self, request, context):
         user_id = current_principal().user_id
         device = parse_device(request.device.id, request.device.name)
         page = await self._feed.page(user_id, request.since, page_size(request.limit))
-        await self._feed.seen(user_id, device, request.since or None)
+        await self._feed.read_from(user_id, device, request.since)  # page checked it
         events = [change_event(e) for e in page.events]
         cursor, has_more = page.cursor, page.has_more
         fit = within_budget(events)  # big entries: fewer events, the rest on the next call
@@ -110,7 +109,7 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         with self._streams.hold(user_id, "Watch"):
             # Checked before it is recorded as the device's cursor.
             await self._feed.check_cursor(user_id, request.since, zero_means_full=False)
-            await self._feed.seen(user_id, device, request.since or None)
+            await self._feed.read_from(user_id, device, request.since)
             async for item in self._feed.watch(user_id, request.since, heartbeat):
                 if isinstance(item, int):
                     yield sync_pb2.WatchResponse(

@@ -214,6 +214,16 @@ class Feed:
             await session.execute(insert.on_conflict_do_update(
                 index_elements=[Device.user_id, Device.device_id], set_=changes))
 
+    async def diffed_from(self, user_id: int, device: DeviceRef | None, cursor: int) -> None:
+        """A Diff from ``cursor`` (0: from nothing) acknowledges it: the device applied
+        everything up to it. Called once the Diff has been answered (diff checked it)."""
+        await self.seen(user_id, device, cursor or None)
+
+    async def read_from(self, user_id: int, device: DeviceRef | None, since: int) -> None:
+        """Reading the feed after ``since`` (Changes, Watch; 0: from the start)
+        acknowledges it, as a Diff does. The caller has checked ``since`` first."""
+        await self.seen(user_id, device, since or None)
+
     async def check_cursor(self, user_id: int, cursor: int, *, zero_means_full: bool) -> None:
         """FAILED_PRECONDITION for a cursor this feed cannot continue from (FeedState.check)."""
         state = await self._db.quick_read(lambda session: _read_state(session, user_id))
