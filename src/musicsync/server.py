@@ -45,7 +45,8 @@ from .files import Files
 from .interceptors import ServerInterceptor
 from .keys import load_or_create_key
 from .library import ChangeNotifier
-from .limits import AUTH_REQUEST_BYTES
+from .auth_gate import AuthGate
+from .limits import AUTH_REQUEST_BYTES, TOKENLESS_RECEIVING, TOKENLESS_RECEIVING_PER_ADDRESS
 from .memory import tune_allocator
 from .storage import open_blob_store
 from .uploads import Uploads
@@ -174,8 +175,11 @@ class App:
             await self._open_files()
         if "sync" in self.services:
             await self._open_feed()
+        # Token-less requests are read only once admitted (limits.py has the bounds).
+        self.auth_gate = AuthGate(TOKENLESS_RECEIVING, TOKENLESS_RECEIVING_PER_ADDRESS)
         self._interceptor = ServerInterceptor(self.accounts, observe=observe,
-                                              max_calls=MAX_CONCURRENT_CALLS)
+                                              max_calls=MAX_CONCURRENT_CALLS,
+                                              gate=self.auth_gate)
         self._server = grpc.aio.server(
             interceptors=[self._interceptor],
             options=(*_grpc_options(self.services), ("grpc.max_allowed_incoming_connections",
