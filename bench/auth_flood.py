@@ -108,7 +108,7 @@ async def main() -> None:
             [sys.executable, "-m", "musicsync.cli", "serve", "--data-dir", folder,
              "--host", "127.0.0.1", "--auth-port", str(port), "--file-port", "0",
              "--sync-port", "0"], env=env, stdout=subprocess.DEVNULL,
-            stderr=open('/tmp/authmem/server.err','w'))
+            stderr=subprocess.DEVNULL)
         try:
             await wait_ready(port, process)
             before = await settle(process.pid)

@@ -11,6 +11,10 @@ gate, which lets at most ``total`` such requests be received at once, at most
 RESOURCE_EXHAUSTED at once, unread: grpc drops what it buffered for it (about the
 whole message: its flow-control window grows with the link's bandwidth-delay
 product, and shrinking it cost uploads 98% of their speed over a 40 ms link).
+What it cannot bound: grpc also takes in the data of calls it has not handed to the
+server yet; under a flood of oversized Logins from one address the server saw at most
+3 at once while the peak still rose by 200-250 MiB (``memory.trim_soon`` gives that
+back afterwards).
 """
 
 from __future__ import annotations

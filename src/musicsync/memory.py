@@ -53,23 +53,21 @@ def tune_allocator() -> None:
 
 # A burst of refusals is trimmed once, this long after the first of them.
 TRIM_DELAY_SECONDS = 0.5
-_trim_pending: list[asyncio.TimerHandle] = []  # at most one scheduled trim per process
+_trim_scheduled = False
 
 
 def trim_soon() -> None:
     """Returns the memory glibc keeps after freeing to the system, shortly (once per burst)."""
-    if _trim_pending and not _trim_pending[0].cancelled() and not _trim_done(_trim_pending[0]):
-        return
-    _trim_pending.clear()
-    _trim_pending.append(asyncio.get_running_loop().call_later(TRIM_DELAY_SECONDS, trim))
-
-
-def _trim_done(handle: asyncio.TimerHandle) -> bool:
-    return handle.when() <= asyncio.get_running_loop().time()
+    global _trim_scheduled
+    if not _trim_scheduled:
+        _trim_scheduled = True
+        asyncio.get_running_loop().call_later(TRIM_DELAY_SECONDS, trim)
 
 
 def trim() -> None:
     """glibc's malloc_trim(0): freed heap memory of every arena back to the system."""
+    global _trim_scheduled
+    _trim_scheduled = False
     name = ctypes.util.find_library("c")
     try:
         malloc_trim = ctypes.CDLL(name).malloc_trim if name else None
