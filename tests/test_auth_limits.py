@@ -143,7 +143,7 @@ async def test_token_less_requests_never_sent_are_refused_in_time_and_free_their
         waiting = [asyncio.ensure_future(status_of(call)) for call in stalled]
         await wait_until(lambda: gate.receiving == TOKENLESS_RECEIVING_PER_ADDRESS,
                          "the stalled Logins admitted")
-        # One address more is refused at once, unread, naming the bound ...
+        # One call more from that address waits, and is refused unread, naming the bound ...
         code, message = await status_of(client.auth.Login(auth_pb2.LoginRequest(
             username="alice", password=PASSWORD)))
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -158,14 +158,18 @@ async def test_token_less_requests_never_sent_are_refused_in_time_and_free_their
         await client.auth.Login(auth_pb2.LoginRequest(username="alice", password=PASSWORD))
 
 
-def test_the_gate_refuses_beyond_its_total_across_addresses_and_admits_once_one_leaves():
-    gate = AuthGate(total=3, per_address=2)
-    admitted = [gate.enter("10.0.0.1"), gate.enter("10.0.0.1"), gate.enter("10.0.0.2")]
+async def test_the_gate_refuses_beyond_its_total_across_addresses_and_admits_once_one_leaves():
+    gate = AuthGate(total=3, per_address=2, wait_seconds=0)
+    admitted = [gate.enter_now("10.0.0.1"), gate.enter_now("10.0.0.1"),
+                gate.enter_now("10.0.0.2")]
     with pytest.raises(ResourceExhausted, match="3 requests without a token are being"):
-        gate.enter("10.0.0.3")
+        await gate.enter("10.0.0.3")
+    gate.wait_seconds = 30
+    waiting = asyncio.ensure_future(gate.enter("10.0.0.3"))
+    await wait_until(lambda: gate.waiting == 1, "the call waiting for a slot")
     admitted[0].leave()
     admitted[0].leave()  # again: harmless
-    admitted.append(gate.enter("10.0.0.3"))
+    admitted.append(await waiting)  # the freed slot goes to the waiting call
     assert gate.receiving == 3 and gate.refused == 1
 
 

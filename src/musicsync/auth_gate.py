@@ -7,8 +7,9 @@ The interceptor therefore serves unary-request methods as request-streaming (the
 wire is the same) and reads the message only once the call is admitted: a call that
 needs a token is admitted by its token, one that needs none (Auth, health) by this
 gate, which lets at most ``total`` such requests be received at once, at most
-``per_address`` from one client address. A call beyond is answered
-RESOURCE_EXHAUSTED at once, unread: grpc drops what it buffered for it (about the
+``per_address`` from one client address. A call beyond waits for a slot (a burst of
+small requests frees them within milliseconds) and is answered RESOURCE_EXHAUSTED,
+unread, if none frees within ``wait_seconds``: grpc drops what it buffered for it (about the
 whole message: its flow-control window grows with the link's bandwidth-delay
 product, and shrinking it cost uploads 98% of their speed over a 40 ms link).
 What it cannot bound: grpc also takes in the data of calls it has not handed to the
@@ -19,6 +20,7 @@ back afterwards).
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from urllib.parse import unquote
 
@@ -40,19 +42,43 @@ def peer_address(peer: str | None) -> str:
 class AuthGate:
     """Counts the token-less requests being received, in all and per client address."""
 
-    def __init__(self, total: int, per_address: int) -> None:
+    def __init__(self, total: int, per_address: int, wait_seconds: float) -> None:
         self.total = total
         self.per_address = per_address
+        self.wait_seconds = wait_seconds
         self._receiving: Counter[str] = Counter()
+        self._waiters: set[asyncio.Future] = set()
         self.refused = 0  # calls refused since the start (for tests and the log)
 
     @property
     def receiving(self) -> int:
         return self._receiving.total()
 
-    def enter(self, address: str) -> _Admission:
-        """Admits one request from ``address`` (release it with ``leave``), or raises
-        ResourceExhausted naming the bound that is full."""
+    async def enter(self, address: str) -> _Admission:
+        """Admits one request from ``address`` (release it with ``leave``) once a slot is
+        free, or raises ResourceExhausted naming the bound still full after the wait."""
+        try:
+            async with asyncio.timeout(self.wait_seconds):
+                while not self._fits(address):
+                    waiter = asyncio.get_running_loop().create_future()
+                    self._waiters.add(waiter)
+                    try:
+                        await waiter
+                    finally:
+                        self._waiters.discard(waiter)
+        except TimeoutError:
+            pass
+        return self.enter_now(address)
+
+    def _fits(self, address: str) -> bool:
+        return self._receiving[address] < self.per_address and self.receiving < self.total
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def enter_now(self, address: str) -> _Admission:
+        """Admits one request from ``address`` at once, or raises ResourceExhausted."""
         if self._receiving[address] >= self.per_address:
             self.refused += 1
             raise ResourceExhausted(
@@ -70,6 +96,9 @@ class AuthGate:
         self._receiving[address] -= 1
         if self._receiving[address] <= 0:
             del self._receiving[address]
+        for waiter in self._waiters:  # each checks again whether it fits
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 class _Admission:

@@ -318,7 +318,7 @@ class _Call:
         """The one message of a unary request, read once the call is admitted."""
         if self.admission is None:  # admitted by its token: read as grpc would
             return await _one_message(requests, None)
-        admitted = self.admission.enter(peer_address(context.peer()))
+        admitted = await self.admission.enter(peer_address(context.peer()))
         try:
             return await _one_message(requests, TOKENLESS_RECEIVE_SECONDS)
         finally:

@@ -46,7 +46,8 @@ from .interceptors import ServerInterceptor
 from .keys import load_or_create_key
 from .library import ChangeNotifier
 from .auth_gate import AuthGate
-from .limits import AUTH_REQUEST_BYTES, TOKENLESS_RECEIVING, TOKENLESS_RECEIVING_PER_ADDRESS
+from .limits import (AUTH_REQUEST_BYTES, TOKENLESS_RECEIVING, TOKENLESS_RECEIVING_PER_ADDRESS,
+                     TOKENLESS_WAIT_SECONDS)
 from .memory import tune_allocator
 from .storage import open_blob_store
 from .uploads import Uploads
@@ -176,7 +177,8 @@ class App:
         if "sync" in self.services:
             await self._open_feed()
         # Token-less requests are read only once admitted (limits.py has the bounds).
-        self.auth_gate = AuthGate(TOKENLESS_RECEIVING, TOKENLESS_RECEIVING_PER_ADDRESS)
+        self.auth_gate = AuthGate(TOKENLESS_RECEIVING, TOKENLESS_RECEIVING_PER_ADDRESS,
+                                  TOKENLESS_WAIT_SECONDS)
         self._interceptor = ServerInterceptor(self.accounts, observe=observe,
                                               max_calls=MAX_CONCURRENT_CALLS,
                                               gate=self.auth_gate)
