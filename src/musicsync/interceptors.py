@@ -22,7 +22,12 @@ For every RPC it
   DEBUG, everything else at INFO), and reports it to the metrics; a stream
   whose client went away, or whose deadline passed, ends quietly;
 - refuses a call beyond ``max_calls`` handled at once with RESOURCE_EXHAUSTED
-  naming the bound (before authentication or any other work).
+  naming the bound (before authentication or any other work);
+- reads a unary request only once the call is admitted (``auth_gate``): grpc would
+  read it whole (up to 4 MiB) before any handler runs, so such methods are served as
+  request-streaming, the same on the wire; a call that needs a token is admitted by
+  its token, one without by the gate's bounds, and its message must then arrive
+  within ``TOKENLESS_RECEIVE_SECONDS``.
 """
 
 from __future__ import annotations
@@ -39,10 +44,12 @@ from google.protobuf import descriptor_pool
 from google.protobuf.message import DecodeError
 
 from .auth.accounts import Accounts, Principal
+from . import memory
+from .auth_gate import AuthGate, peer_address
 from .db.engine import database_failure
 from .errors import (DeadlineExceeded, InvalidArgument, MusicsyncError, ResourceExhausted,
                      Unauthenticated)
-from .limits import request_bytes_limit
+from .limits import TOKENLESS_RECEIVE_SECONDS, request_bytes_limit
 
 log = logging.getLogger("musicsync.rpc")
 
@@ -78,9 +85,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, accounts: Accounts | None,
                  observe: Callable[[str, grpc.StatusCode, float], None] | None = None, *,
-                 max_calls: int | None = None) -> None:
+                 max_calls: int | None = None, gate: AuthGate | None = None) -> None:
         # accounts is None only in a server without authenticated services.
         self._accounts = accounts
+        self.gate = gate
         self._observe = observe
         self._running: set[asyncio.Task] = set()
         self._max_calls = max_calls
@@ -113,9 +121,20 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                             "at once (first refused: %s)", self._max_calls, method)
             return _refusal(handler, self._max_calls)
         # --
-        call = _Call(method, self._accounts if needs_authentication(method) else None,
+        authenticated = needs_authentication(method)
+        call = _Call(method, self._accounts if authenticated else None,
                      self._observe, self._running)
         deserializer = tolerant_deserializer(handler.request_deserializer, method)
+        if not handler.request_streaming and (authenticated or self.gate is not None):
+            # Read the request once admitted; a stream of one message on the wire.
+            call.admission = None if authenticated else self.gate
+            if handler.unary_unary:
+                return grpc.stream_unary_rpc_method_handler(
+                    call.unary(handler.unary_unary, late_request=True), deserializer,
+                    handler.response_serializer)
+            return grpc.stream_stream_rpc_method_handler(
+                call.streaming(handler.unary_stream, late_request=True), deserializer,
+                handler.response_serializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 call.unary(handler.unary_unary), deserializer, handler.response_serializer)
@@ -283,14 +302,35 @@ class _Call:
         self.user_id: int | None = None
         self.code = grpc.StatusCode.OK
         self.started = time.perf_counter()
+        # With a late request: the gate admitting the call (None: its token does).
+        self.admission: AuthGate | None = None
 
-    def unary(self, behaviour: Callable[..., Awaitable], *, streaming_request: bool = False):
+    async def _arguments(self, request, context: grpc.aio.ServicerContext,
+                         streaming_request: bool, late_request: bool):
+        """Authenticates the caller; the request (read now if ``late_request``) and the
+        context to hand the servicer."""
+        await self._authenticate(context)
+        if late_request:
+            return await self._receive(request, context), context
+        return _checked_arguments(request, context, streaming_request)
+
+    async def _receive(self, requests, context: grpc.aio.ServicerContext):
+        """The one message of a unary request, read once the call is admitted."""
+        if self.admission is None:  # admitted by its token: read as grpc would
+            return await _one_message(requests, None)
+        admitted = await self.admission.enter(peer_address(context.peer()))
+        try:
+            return await _one_message(requests, TOKENLESS_RECEIVE_SECONDS)
+        finally:
+            admitted.leave()
+
+    def unary(self, behaviour: Callable[..., Awaitable], *, streaming_request: bool = False,
+              late_request: bool = False):
         async def handle(request, context: grpc.aio.ServicerContext):
             task = self._track()
             try:
-                await self._authenticate(context)
-                request, servicer_context = _checked_arguments(request, context,
-                                                               streaming_request)
+                request, servicer_context = await self._arguments(
+                    request, context, streaming_request, late_request)
                 return await behaviour(request, servicer_context)
             except BaseException as exc:  # noqa: BLE001 - mapped and re-raised by _failed
                 if streaming_request:
@@ -301,7 +341,8 @@ class _Call:
                 self._finish(context)
         return handle
 
-    def streaming(self, behaviour: Callable, *, streaming_request: bool = False):
+    def streaming(self, behaviour: Callable, *, streaming_request: bool = False,
+                  late_request: bool = False):
         """Wraps a response-streaming behaviour, whatever its shape, as a coroutine.
 
         grpc accepts an async generator function, a coroutine function that writes with
@@ -313,9 +354,8 @@ class _Call:
         async def handle(request, context: grpc.aio.ServicerContext):
             task = self._track()
             try:
-                await self._authenticate(context)
-                request, servicer_context = _checked_arguments(request, context,
-                                                               streaming_request)
+                request, servicer_context = await self._arguments(
+                    request, context, streaming_request, late_request)
                 responses = behaviour(request, servicer_context)
                 if hasattr(responses, "__await__"):
                     responses = await responses  # None once it wrote its answers itself
@@ -377,6 +417,30 @@ async def _write_all(responses, context: grpc.aio.ServicerContext) -> None:
             await context.write(response)
     finally:
         close = getattr(responses, "aclose", None)
+        if close is not None:
+            await close()
+
+
+async def _one_message(requests, seconds: float | None):
+    """The single message of a unary request sent as a stream (``seconds`` to arrive)."""
+    messages = aiter(requests)
+    try:
+        async with asyncio.timeout(seconds):
+            message = await anext(messages, None)
+            if message is None:
+                raise InvalidArgument("malformed request: the call carries no request message")
+            if isinstance(message, Oversized):
+                memory.trim_soon()  # glibc keeps what grpc freed of it: give it back
+            _checked(message)  # an oversized or undecodable one is answered at once
+            if await anext(messages, None) is not None:
+                raise InvalidArgument("malformed request: this method takes one request "
+                                      "message, the call sent more")
+        return message
+    except TimeoutError:
+        raise DeadlineExceeded(f"the request did not arrive within {seconds:g} seconds; send "
+                               "it with the call") from None
+    finally:
+        close = getattr(messages, "aclose", None)
         if close is not None:
             await close()
 

@@ -32,6 +32,18 @@ budget, so every answer stays under the 4 MiB a client accepts by default.
                                   (interceptors.tolerant_deserializer), and a server
                                   running only the auth service receives no more
     PAGE_BUDGET_BYTES      1 MiB  ListFiles and Changes pages end before passing it
+
+Requests of calls without a token (Auth but ChangePassword, health checks) are read
+only once ``auth_gate.AuthGate`` admits them; beyond a bound a call waits for a slot,
+and gets RESOURCE_EXHAUSTED, unread, if none frees in time (grpc takes in up to
+4 MiB per message before a size check can see it):
+
+    TOKENLESS_RECEIVING         16   such requests being received at once, in all
+    TOKENLESS_RECEIVING_PER_ADDRESS 4  ... from one client address
+    TOKENLESS_WAIT_SECONDS       1   time such a call waits for a slot
+    TOKENLESS_RECEIVE_SECONDS    5   time for such a request to arrive once admitted
+                                     (DEADLINE_EXCEEDED after: a client that never
+                                     sends its message holds its slot no longer)
 """
 
 from __future__ import annotations
@@ -51,6 +63,10 @@ MAX_USERNAME_INPUT_CHARS = 256
 CLIENT_MESSAGE_BYTES = 4 * 1024 * 1024
 PAGE_BUDGET_BYTES = 1024 * 1024
 AUTH_REQUEST_BYTES = 16 * 1024
+TOKENLESS_RECEIVING = 16
+TOKENLESS_RECEIVING_PER_ADDRESS = 4
+TOKENLESS_WAIT_SECONDS = 1.0
+TOKENLESS_RECEIVE_SECONDS = 5.0
 
 # Methods (by prefix) whose requests are smaller than the server's receive limit.
 _REQUEST_BYTES_LIMITS = (("/auth.AuthService/", AUTH_REQUEST_BYTES),)

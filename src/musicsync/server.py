@@ -34,6 +34,7 @@ from . import filemodes, tls
 from .auth.accounts import Accounts, LoginPolicy
 from .auth.passwords import PasswordHasher
 from .auth.tokens import AccessTokens
+from .auth_gate import AuthGate
 from .config import SERVICES, Settings
 from .db import Database
 from .db.channel import ChangeListener
@@ -44,7 +45,8 @@ from .keys import load_or_create_key
 from .library.audio_check.checker import AudioChecker
 from .library.files import Files
 from .library.uploads import Uploads
-from .limits import AUTH_REQUEST_BYTES
+from .limits import (AUTH_REQUEST_BYTES, TOKENLESS_RECEIVING, TOKENLESS_RECEIVING_PER_ADDRESS,
+                     TOKENLESS_WAIT_SECONDS)
 from .memory import tune_allocator
 from .metrics import Metrics, MetricsEndpoint, NullMetrics
 from .proto import auth_pb2, auth_pb2_grpc, file_pb2, sync_pb2, sync_pb2_grpc
@@ -186,8 +188,12 @@ class App:
             await self._open_files()
         if "sync" in self.services:
             await self._open_feed()
+        # Token-less requests are read only once admitted (limits.py has the bounds).
+        self.auth_gate = AuthGate(TOKENLESS_RECEIVING, TOKENLESS_RECEIVING_PER_ADDRESS,
+                                  TOKENLESS_WAIT_SECONDS)
         self._interceptor = ServerInterceptor(self.accounts, observe=observe,
-                                              max_calls=MAX_CONCURRENT_CALLS)
+                                              max_calls=MAX_CONCURRENT_CALLS,
+                                              gate=self.auth_gate)
         self._server = grpc.aio.server(
             interceptors=[self._interceptor],
             options=(*_grpc_options(self.services), ("grpc.max_allowed_incoming_connections",

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from urllib.parse import unquote
-
 from ..auth.accounts import Accounts
+from ..auth_gate import peer_address
 from ..auth.tokens import TokenPair
 from ..auth.rules import PASSWORD_MAX_BYTES
 from ..errors import InvalidArgument
@@ -30,18 +29,6 @@ def _checked_password(password: str, field: str = "password") -> str:
 
 def _checked_secret(value: str, field: str) -> str:
     return check_chars(value, field, MAX_SECRET_CHARS)
-
-
-def peer_address(peer: str | None) -> str:
-    """The client's IP address from grpc's peer ("ipv4:1.2.3.4:5678", "ipv6:[::1]:5678"),
-    without the port; other peers ("unix:...") as they are."""
-    peer = unquote(peer or "")
-    kind, _, rest = peer.partition(":")
-    if kind == "ipv4":
-        return rest.rpartition(":")[0]
-    if kind == "ipv6":
-        return rest.rpartition(":")[0].strip("[]")
-    return peer
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
