@@ -1,4 +1,9 @@
-"""Shared fixtures: real servers on loopback ports, real SQLite files in tmp_path."""
+"""Shared fixtures: real servers on loopback ports, real SQLite files in tmp_path.
+
+The service suites (BOTH_DATABASES) run each test twice: on SQLite and on a real
+PostgreSQL database of its own (tests/pg_cluster.py); ``@pytest.mark.sqlite_only``
+keeps a test about SQLite itself (its file, its locks) to the first.
+"""
 
 from __future__ import annotations
 
@@ -46,9 +51,42 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+# Test modules whose servers run on both databases.
+BOTH_DATABASES = frozenset({
+    "test_auth", "test_auth_throttling", "test_file_transfer", "test_file_resumable",
+    "test_file_limits", "test_sync", "test_sync_convergence", "test_maintenance", "test_paths",
+})
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "sqlite_only: runs on SQLite alone (it is about "
+                            "SQLite itself), in the modules that run on both databases")
+
+
+def pytest_generate_tests(metafunc) -> None:
+    module = metafunc.module.__name__.rpartition(".")[2]
+    if module in BOTH_DATABASES and "database_kind" in metafunc.fixturenames:
+        kinds = ["sqlite"]
+        if metafunc.definition.get_closest_marker("sqlite_only") is None:
+            kinds.append("postgresql")
+        metafunc.parametrize("database_kind", kinds, indirect=True)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path / "data")
+def database_kind(request) -> str:
+    """Which database the test's server runs on: "sqlite", or "postgresql" (see above)."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def database_url(database_kind: str, request) -> str | None:
+    """The test server's DATABASE_URL: None (SQLite in its data folder) or PostgreSQL's."""
+    return request.getfixturevalue("postgres_url") if database_kind == "postgresql" else None
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str | None) -> Settings:
+    return make_settings(tmp_path / "data", database_url=database_url)
 
 
 @pytest.fixture

@@ -149,3 +149,30 @@ _SERVER_ENV = {"DATA_DIR", "DATABASE_URL", "SECURITY_KEY", "SECRET_KEY", "ANONYM
                "AUTH_PORT", "FILE_PORT", "SYNC_PORT", "REGISTRATION", "S3_ENDPOINT", "HOST",
                "TLS", "TLS_CERT", "TLS_KEY", "TLS_HOSTNAMES"}
 
+
+
+def query(settings, statement: str, *params) -> list[tuple]:
+    """Runs one SQL statement (``?`` placeholders) on the test server's database, SQLite
+    or PostgreSQL, as an outside program would, and returns its rows (none for a write)."""
+    import sqlite3
+
+    if not settings.database_url:
+        with sqlite3.connect(settings.data_dir / "musicsync.db") as db:
+            return db.execute(statement, params).fetchall()
+    import asyncio
+    import re
+    from concurrent.futures import ThreadPoolExecutor
+
+    import asyncpg
+
+    numbered = iter(range(1, statement.count("?") + 1))
+    statement = re.sub(r"\?", lambda _: f"${next(numbered)}", statement)
+
+    async def run() -> list[tuple]:
+        connection = await asyncpg.connect(settings.database_url)
+        try:
+            return [tuple(row) for row in await connection.fetch(statement, *params)]
+        finally:
+            await connection.close()
+    with ThreadPoolExecutor(1) as thread:  # a loop of its own, whoever calls
+        return thread.submit(asyncio.run, run()).result()

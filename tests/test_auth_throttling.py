@@ -124,11 +124,13 @@ async def test_throttling_is_counted_in_the_metrics(tmp_path, clock):
 async def test_user_unlock_lets_the_owner_in_at_once(app, client, alice, settings):
     await fail(client, 5)
     assert (await login(client))[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
-    unlocked = musicsync("user", "unlock", "ALICE", data_dir=settings.data_dir)
+    unlocked = musicsync("user", "unlock", "ALICE", data_dir=settings.data_dir,
+                         database_url=settings.database_url)
     assert unlocked.returncode == 0, unlocked.stderr
     assert "cleared 5 failed sign-ins" in unlocked.stdout
     assert (await login(client))[0] == grpc.StatusCode.OK
-    missing = musicsync("user", "unlock", "nobody", data_dir=settings.data_dir)
+    missing = musicsync("user", "unlock", "nobody", data_dir=settings.data_dir,
+                        database_url=settings.database_url)
     assert missing.returncode == 1 and "no user named" in missing.stderr
 
 

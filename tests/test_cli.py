@@ -22,8 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 CHEAP_ARGON2 = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "1024", "ARGON2_PARALLELISM": "1"}
 
 
-def musicsync(*args: str, data_dir: Path, stdin: str = "") -> subprocess.CompletedProcess:
+def musicsync(*args: str, data_dir: Path, stdin: str = "",
+              database_url: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, **CHEAP_ARGON2, "DATA_DIR": str(data_dir)}
+    if database_url:
+        env["DATABASE_URL"] = database_url
     return subprocess.run([sys.executable, "-m", "musicsync.cli", *args], input=stdin,
                           capture_output=True, text=True, env=env, timeout=60)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 
 import grpc
 
@@ -11,7 +10,7 @@ from musicsync.proto import auth_pb2, file_pb2
 from musicsync.server import App
 
 from .conftest import PASSWORD, REGISTRATION_KEY
-from .helpers import Client, sha, status_of, wait_until
+from .helpers import Client, query, sha, status_of, wait_until
 from .transfer import download, leftovers, stored_blobs, upload_requests, wav_bytes
 
 SONG = wav_bytes(40, salt=b"resumable")  # 640 KB
@@ -243,8 +242,7 @@ async def test_a_session_whose_blob_was_published_before_a_crash_completes_after
 
 
 def open_sessions(settings) -> int:
-    with sqlite3.connect(settings.data_dir / "musicsync.db") as db:
-        return db.execute("SELECT count(*) FROM upload_sessions").fetchone()[0]
+    return query(settings, "SELECT count(*) FROM upload_sessions")[0][0]
 
 
 async def test_a_finished_upload_ends_its_session_with_the_listing(client, alice, settings):

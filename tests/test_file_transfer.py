@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sqlite3
 
 import grpc
 import pytest
@@ -13,7 +12,7 @@ from musicsync.errors import NotFound
 from musicsync.proto import auth_pb2, file_pb2
 
 from .conftest import PASSWORD, REGISTRATION_KEY
-from .helpers import status_of
+from .helpers import query, status_of
 from .transfer import download, leftovers, stored_blobs, stream_status, upload, upload_requests, wav_bytes
 
 
@@ -25,9 +24,8 @@ async def bob(client):
 
 
 def changes(settings, user_id: int) -> list[tuple[int, int]]:
-    with sqlite3.connect(settings.data_dir / "musicsync.db") as db:
-        return db.execute("SELECT seq, kind FROM changes WHERE user_id = ? ORDER BY seq",
-                          (user_id,)).fetchall()
+    return query(settings, "SELECT seq, kind FROM changes WHERE user_id = ? ORDER BY seq",
+                 user_id)
 
 
 async def test_upload_returns_the_sha256_and_download_returns_the_same_bytes(client, alice):
@@ -263,9 +261,8 @@ async def test_concurrent_uploads_and_deletes_of_shared_content_never_lose_a_blo
     async with asyncio.TaskGroup() as group:  # a failure cancels and awaits the other
         group.create_task(churn(client.token))
         group.create_task(churn(bob))
-    with sqlite3.connect(settings.data_dir / "musicsync.db") as db:
-        listed = db.execute("SELECT count(*) FROM library").fetchone()[0]
-        blob_rows = db.execute("SELECT count(*) FROM blobs").fetchone()[0]
+    [(listed,)] = query(settings, "SELECT count(*) FROM library")
+    [(blob_rows,)] = query(settings, "SELECT count(*) FROM blobs")
     assert listed == 2 and blob_rows == 1
     assert [p.name for p in stored_blobs(settings.data_dir)] == [sha]
     for token in (client.token, bob):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import sqlite3
 import time
 
 import grpc
@@ -16,7 +15,7 @@ from musicsync.proto import auth_pb2, file_pb2
 from musicsync.server import App
 
 from .conftest import PASSWORD, REGISTRATION_KEY, make_settings
-from .helpers import Client, FakeClock, free_port, sha, status_of
+from .helpers import Client, FakeClock, free_port, query, sha, status_of
 from .transfer import download, leftovers, stored_blobs, upload, wav_bytes
 
 SONG = wav_bytes(2, salt=b"maintenance one")
@@ -30,6 +29,14 @@ async def run_cli(capsys, *argv: str) -> tuple[int, str]:
     capsys.readouterr()
     code = await asyncio.to_thread(cli.main, list(argv))
     return code, capsys.readouterr().out
+
+
+def where(settings) -> list[str]:
+    """The command-line options naming the test server's data and database."""
+    options = ["--data-dir", str(settings.data_dir)]
+    if settings.database_url:
+        options += ["--database-url", settings.database_url]
+    return options
 
 
 def blob_path(settings, digest: str):
@@ -77,7 +84,7 @@ async def download_status(client, digest: str) -> tuple[grpc.StatusCode, str]:
 async def test_fsck_says_all_is_well_for_a_healthy_library(client, alice, settings, capsys):
     await upload(client, SONG, file_pb2.FileMetadata(filename="one.wav"))
     await upload(client, OTHER, file_pb2.FileMetadata(filename="two.wav"))
-    code, out = await run_cli(capsys, "fsck", "--data-dir", str(settings.data_dir))
+    code, out = await run_cli(capsys, "fsck", *where(settings))
     assert code == 0, out
     assert "checked 2 library entries and 2 blobs" in out and "all is well" in out
 
@@ -86,9 +93,9 @@ async def test_fsck_reports_a_lost_blob_and_downloads_answer_data_loss(client, a
                                                                        capsys):
     await upload(client, SONG)
     blob_path(settings, sha(SONG)).unlink()
-    code, out = await run_cli(capsys, "fsck", "--data-dir", str(settings.data_dir))
+    code, out = await run_cli(capsys, "fsck", *where(settings))
     assert code == 1 and "missing" in out and sha(SONG) in out
-    code, out = await run_cli(capsys, "fsck", "--repair", "--data-dir", str(settings.data_dir))
+    code, out = await run_cli(capsys, "fsck", "--repair", *where(settings))
     assert code == 1 and "marked corrupt" in out
     status, message = await download_status(client, sha(SONG))
     assert status == grpc.StatusCode.DATA_LOSS and "upload" in message
@@ -103,16 +110,16 @@ async def test_fsck_repair_marks_a_corrupt_blob_until_it_is_uploaded_again(
     damaged = bytearray(path.read_bytes())
     damaged[1000] ^= 0xFF  # one flipped byte: same size, other content
     path.write_bytes(bytes(damaged))
-    code, out = await run_cli(capsys, "fsck", "--data-dir", str(settings.data_dir))
+    code, out = await run_cli(capsys, "fsck", *where(settings))
     assert code == 1 and "corrupt" in out and sha(SONG) in out
     assert (await download_status(client, sha(SONG)))[0] == grpc.StatusCode.OK  # not yet marked
-    code, out = await run_cli(capsys, "fsck", "--repair", "--data-dir", str(settings.data_dir))
+    code, out = await run_cli(capsys, "fsck", "--repair", *where(settings))
     assert code == 1 and "marked corrupt" in out
     status, message = await download_status(client, sha(SONG))
     assert status == grpc.StatusCode.DATA_LOSS and "damaged" in message
     await upload(client, SONG, file_pb2.FileMetadata(filename="one.wav"))  # heals it
     assert (await download(client, sha(SONG)))[0] == SONG
-    code, out = await run_cli(capsys, "fsck", "--data-dir", str(settings.data_dir))
+    code, out = await run_cli(capsys, "fsck", *where(settings))
     assert code == 0, out
 
 
@@ -122,7 +129,7 @@ async def test_fsck_quick_mode_skips_rehashing(client, alice, settings, capsys):
     damaged = bytearray(path.read_bytes())
     damaged[1000] ^= 0xFF
     path.write_bytes(bytes(damaged))
-    code, out = await run_cli(capsys, "fsck", "--no-rehash", "--data-dir", str(settings.data_dir))
+    code, out = await run_cli(capsys, "fsck", "--no-rehash", *where(settings))
     assert code == 0 and "re-hashed" not in out
 
 
@@ -131,26 +138,24 @@ async def test_orphans_are_removed_only_once_older_than_the_grace_period(
     await upload(client, SONG)
     old = orphan(settings, OTHER, age=2 * 3600)
     fresh = orphan(settings, wav_bytes(1, salt=b"fresh orphan"), age=0)
-    code, out = await run_cli(capsys, "fsck", "--data-dir", str(settings.data_dir))
+    code, out = await run_cli(capsys, "fsck", *where(settings))
     assert code == 1 and "orphan-blob" in out and sha(OTHER) in out
     assert fresh.name not in out  # maybe an upload finishing: not judged yet
-    code, out = await run_cli(capsys, "fsck", "--repair", "--data-dir", str(settings.data_dir))
+    code, out = await run_cli(capsys, "fsck", "--repair", *where(settings))
     assert code == 1 and "removed" in out
     assert not old.exists() and fresh.exists() and blob_path(settings, sha(SONG)).exists()
-    code, out = await run_cli(capsys, "gc", "--data-dir", str(settings.data_dir))
+    code, out = await run_cli(capsys, "gc", *where(settings))
     assert code == 0 and "removed 0 unreferenced blobs" in out and fresh.exists()
 
 
 async def test_fsck_leaves_a_fresh_blob_record_of_an_upload_in_progress_alone(
         client, alice, settings, capsys):
     # An upload records its blob just before the store's commit (Files.publish).
-    with sqlite3.connect(settings.data_dir / "musicsync.db") as db:
-        db.execute("INSERT INTO blobs (sha256, size, created_at, corrupt) VALUES (?, 5, ?, 0)",
-                   (bytes.fromhex(sha(SONG)), int(time.time())))
-    code, out = await run_cli(capsys, "fsck", "--data-dir", str(settings.data_dir))
+    query(settings, "INSERT INTO blobs (sha256, size, created_at) VALUES (?, 5, ?)",
+          bytes.fromhex(sha(SONG)), int(time.time()))
+    code, out = await run_cli(capsys, "fsck", *where(settings))
     assert code == 0, out
-    code, out = await run_cli(capsys, "fsck", "--grace", "0s", "--data-dir",
-                              str(settings.data_dir))
+    code, out = await run_cli(capsys, "fsck", "--grace", "0s", *where(settings))
     assert code == 1 and "orphan-row" in out and sha(SONG) in out
 
 
@@ -158,9 +163,9 @@ async def test_gc_removes_unreferenced_blobs_and_dry_run_removes_nothing(
         client, alice, settings, capsys):
     await upload(client, SONG)
     stray = orphan(settings, OTHER, age=2 * 3600)
-    code, out = await run_cli(capsys, "gc", "--dry-run", "--data-dir", str(settings.data_dir))
+    code, out = await run_cli(capsys, "gc", "--dry-run", *where(settings))
     assert code == 0 and f"would remove blob {sha(OTHER)}" in out and stray.exists()
-    code, out = await run_cli(capsys, "gc", "--data-dir", str(settings.data_dir))
+    code, out = await run_cli(capsys, "gc", *where(settings))
     assert code == 0 and f"removed blob {sha(OTHER)} ({len(OTHER)} bytes)" in out
     assert not stray.exists()
     assert (await download(client, sha(SONG)))[0] == SONG  # the listed song is untouched
@@ -177,7 +182,7 @@ async def test_gc_drops_expired_upload_sessions_and_keeps_live_ones(tmp_path, ca
             client.token = (await client.auth.Login(auth_pb2.LoginRequest(
                 username="alice", password=PASSWORD))).token
         assert len(leftovers(settings.data_dir)) == 2
-        code, out = await run_cli(capsys, "gc", "--data-dir", str(settings.data_dir))
+        code, out = await run_cli(capsys, "gc", *where(settings))
         assert code == 0 and "1 expired upload sessions and 1 partial files" in out
         assert len(leftovers(settings.data_dir)) == 1
         resumed = await client.file.StartUpload(file_pb2.StartUploadRequest(
@@ -196,10 +201,10 @@ async def test_gc_leaves_an_upload_in_progress_alone(client, alice, settings, ca
             break
         await asyncio.sleep(0.02)
     assert leftovers(settings.data_dir)
-    code, out = await run_cli(capsys, "gc", "--grace", "0s", "--data-dir", str(settings.data_dir))
+    code, out = await run_cli(capsys, "gc", "--grace", "0s", *where(settings))
     assert code == 0
     code, out = await run_cli(capsys, "fsck", "--repair", "--grace", "0s",
-                              "--data-dir", str(settings.data_dir))
+                              *where(settings))
     assert code == 0, out
     await call.write(file_pb2.UploadRequest(chunk=LONG_ONE[300_000:]))
     await call.done_writing()
@@ -217,7 +222,7 @@ async def test_fsck_without_a_database_is_a_usage_error(tmp_path, capsys):
 async def test_fsck_finds_a_corrupt_object_in_s3(tmp_path, s3_server, s3_bucket, capsys):
     s3 = s3_server.settings(s3_bucket)
     settings = make_settings(tmp_path / "data", **s3)
-    flags = ["--data-dir", str(settings.data_dir), "--s3-endpoint", s3["s3_endpoint"],
+    flags = [*where(settings), "--s3-endpoint", s3["s3_endpoint"],
              "--s3-access-key", s3["s3_access_key"], "--s3-secret-key", s3["s3_secret_key"],
              "--s3-bucket", s3_bucket]
     async with App(settings) as app:
@@ -248,7 +253,7 @@ async def test_user_delete_removes_the_songs_no_other_library_holds_at_once(
     assert len(leftovers(settings.data_dir)) == 1
 
     code = await asyncio.to_thread(cli.main, ["user", "delete", "alice", "--yes",
-                                              "--data-dir", str(settings.data_dir)])
+                                              *where(settings)])
     out, err = capsys.readouterr()
     assert code == 0, err
     assert stored_blobs(settings.data_dir) == [blob_path(settings, sha(OTHER))]
@@ -256,11 +261,9 @@ async def test_user_delete_removes_the_songs_no_other_library_holds_at_once(
     assert "deleted alice" in out and "removed 1 files" in out and "kept 1" in out
     assert "1 unfinished uploads" in out
     assert (await download(client, sha(OTHER), token=bob))[0] == OTHER
-    code, out = await run_cli(capsys, "fsck", "--grace", "0s", "--data-dir",
-                              str(settings.data_dir))
+    code, out = await run_cli(capsys, "fsck", "--grace", "0s", *where(settings))
     assert code == 0 and "all is well" in out, out
-    code, out = await run_cli(capsys, "gc", "--grace", "0s", "--data-dir",
-                              str(settings.data_dir))
+    code, out = await run_cli(capsys, "gc", "--grace", "0s", *where(settings))
     assert code == 0 and "removed 0 unreferenced blobs" in out and "0 stale blob records" in out
 
 
@@ -270,7 +273,7 @@ async def test_user_delete_with_the_storage_down_deletes_the_user_and_leaves_blo
     unreachable = ["--s3-endpoint", f"127.0.0.1:{free_port()}", "--s3-access-key", "key",
                    "--s3-secret-key", "secret", "--storage-timeout", "5s"]
     code = await asyncio.to_thread(cli.main, ["user", "delete", "alice", "--yes", *unreachable,
-                                              "--data-dir", str(settings.data_dir)])
+                                              *where(settings)])
     out, err = capsys.readouterr()
     assert code == 1
     assert "deleted alice" in out
@@ -280,8 +283,7 @@ async def test_user_delete_with_the_storage_down_deletes_the_user_and_leaves_blo
         username="alice", password=PASSWORD)))
     assert code == grpc.StatusCode.UNAUTHENTICATED
     assert blob_path(settings, sha(SONG)).exists()
-    code, out = await run_cli(capsys, "gc", "--grace", "0s", "--data-dir",
-                              str(settings.data_dir))
+    code, out = await run_cli(capsys, "gc", "--grace", "0s", *where(settings))
     assert code == 0 and f"removed blob {sha(SONG)}" in out
     assert stored_blobs(settings.data_dir) == []
 
@@ -295,12 +297,12 @@ async def test_user_delete_given_other_storage_than_the_servers_says_so_and_keep
         client = await registered_client(app)
         await upload(client, SONG)
         code = await asyncio.to_thread(cli.main, ["user", "delete", "alice", "--yes",
-                                                  "--data-dir", str(settings.data_dir)])
+                                                  *where(settings)])
         out, err = capsys.readouterr()
         assert code == 1
         assert "removed 0 files" in out
         assert "1 files of alice were not in local folder" in err and "S3_ENDPOINT" in err
-        flags = ["--data-dir", str(settings.data_dir), "--s3-endpoint", s3["s3_endpoint"],
+        flags = [*where(settings), "--s3-endpoint", s3["s3_endpoint"],
                  "--s3-access-key", s3["s3_access_key"], "--s3-secret-key",
                  s3["s3_secret_key"], "--s3-bucket", s3_bucket, "--grace", "0s"]
         code, out = await run_cli(capsys, "gc", *flags)

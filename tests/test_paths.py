@@ -241,6 +241,7 @@ def row_of(settings, hash_text: str) -> tuple | None:
                           (bytes.fromhex(hash_text),)).fetchone()
 
 
+@pytest.mark.sqlite_only  # reads and writes the SQLite file directly
 async def test_a_replace_is_one_added_event_in_the_old_place_and_the_old_song_goes(
         client, alice, settings):
     old_data, new_data = song(b"before the tag edit"), wav_bytes(0.1, salt=b"after")
@@ -314,6 +315,7 @@ async def test_a_replace_with_a_malformed_hash_is_invalid_argument(client, alice
     assert await listing(client) == []
 
 
+@pytest.mark.sqlite_only  # reads and writes the SQLite file directly
 async def test_a_replace_counts_the_replaced_songs_bytes_as_freed_against_the_quota(
         client, alice, settings):
     old = await put(client, song(b"quota old"), "song.wav")
@@ -327,6 +329,7 @@ async def test_a_replace_counts_the_replaced_songs_bytes_as_freed_against_the_qu
     assert await listing(client) == [(replaced.hash, "song.wav", "song.wav")]
 
 
+@pytest.mark.sqlite_only  # reads and writes the SQLite file directly
 async def test_pages_of_songs_with_the_longest_paths_stay_under_a_clients_message_limit(
         client, alice, settings):
     deep = "/".join(["f" * 254] * 16)  # 4,079 bytes, then "/NNNN.wav"

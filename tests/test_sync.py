@@ -25,9 +25,9 @@ UPDATED = sync_pb2.CHANGE_KIND_UPDATED
 
 
 @pytest.fixture
-def settings(tmp_path):
+def settings(tmp_path, database_url):
     """Tombstones kept ten minutes, so the clock can pass them while tokens still work."""
-    return make_settings(tmp_path / "data", tombstone_retention=600)
+    return make_settings(tmp_path / "data", database_url=database_url, tombstone_retention=600)
 
 
 async def register(client: Client, username: str) -> str:

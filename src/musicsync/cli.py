@@ -302,6 +302,10 @@ def _backup(args, settings: Settings) -> int:
     from .ops.backup import backup_database
 
     source = require_database(settings)
+    if source is None:
+        raise ConfigError("`musicsync backup` copies an SQLite database; back PostgreSQL up "
+                          "with its own tools (pg_dump), or copy it to an SQLite file with "
+                          "`musicsync db copy`")
     result = backup_database(source, args.file.expanduser(), force=args.force)
     print(f"backed up {source} to {result.path}: {result.size} bytes, "
           f"schema version {result.schema_version}, {result.users} users")

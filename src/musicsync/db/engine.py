@@ -16,8 +16,9 @@ the domain the same five ways in, so the domain never asks which it has:
 
 from __future__ import annotations
 
+import asyncio
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from pathlib import Path
 from typing import TypeVar
@@ -25,6 +26,7 @@ from typing import TypeVar
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
+from sqlalchemy.util.concurrency import await_, in_greenlet
 
 from ..errors import ConfigError, MusicsyncError
 
@@ -130,6 +132,16 @@ class Database:
 
     async def close(self) -> None:
         raise NotImplementedError
+
+
+def await_in_work(awaitable: Awaitable[T], loop: asyncio.AbstractEventLoop) -> T:
+    """The result of ``awaitable``, from inside a work function of grouped_write or
+    quick_read: on SQLite the work runs in a worker thread, which hands the awaitable to
+    the event loop and waits; on PostgreSQL it runs in the event loop's own thread, in
+    SQLAlchemy's greenlet, which awaits it there."""
+    if in_greenlet():
+        return await_(awaitable)
+    return asyncio.run_coroutine_threadsafe(awaitable, loop).result()
 
 
 def database_failure(exc: BaseException) -> MusicsyncError | None:

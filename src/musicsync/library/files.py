@@ -23,6 +23,7 @@ from sqlalchemy import bindparam, delete, exists, func, select
 from sqlalchemy.orm import Session
 
 from ..db import Database
+from ..db.engine import await_in_work
 from ..db.models import Blob, LibraryEntry, UploadSession, User
 from ..errors import (DataLoss, InvalidArgument, MusicsyncError, NotFound, ResourceExhausted,
                      StorageUnavailable, Unavailable)
@@ -238,8 +239,7 @@ class Files:
         def list_it(session: Session) -> Stored:
             # `musicsync gc` (another process) removes blobs inside its own write
             # transaction: checked in ours, the blob cannot vanish unseen.
-            if asyncio.run_coroutine_threadsafe(self.store.size(sha256.hex()),
-                                                loop).result() is None:
+            if await_in_work(self.store.size(sha256.hex()), loop) is None:
                 raise Unavailable("the stored copy of this file was removed by maintenance "
                                   "while it was being uploaded; send the file again")
             self._check_quota(session, user_id, sha256, size, placement.replaces)

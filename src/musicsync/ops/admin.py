@@ -5,6 +5,7 @@ the settings name and refuses, naming the path it looked at, when there is
 none: run from the wrong folder, `musicsync user add` would otherwise start a
 new, empty database there that the running server never sees. The first
 `user add` before the first `serve` says so explicitly with ``--create``.
+On PostgreSQL the same holds for a database without musicsync's schema.
 """
 
 from __future__ import annotations
@@ -19,26 +20,30 @@ from ..auth.passwords import PasswordHasher
 from ..auth.tokens import AccessTokens
 from ..config import Settings
 from ..db import Database
-from ..db.engine import database_file, sqlalchemy_url
-from ..db.migrations import migrate
+from ..db.engine import database_file, is_postgres, sqlalchemy_url
+from ..db.migrations import has_schema, migrate
 from ..errors import ConfigError
 
 
-def database_path(settings: Settings) -> Path:
-    """The absolute path of the SQLite file the settings name."""
-    return database_file(sqlalchemy_url(settings.database_path_or_url())).expanduser().resolve()
+def database_path(settings: Settings) -> Path | None:
+    """The absolute path of the SQLite file the settings name (None: PostgreSQL)."""
+    url = sqlalchemy_url(settings.database_path_or_url())
+    return None if is_postgres(url) else database_file(url).expanduser().resolve()
 
 
-def require_database(settings: Settings, *, can_create: bool = False) -> Path:
-    """The database's path; ConfigError naming it when there is no such file.
+def require_database(settings: Settings, *, can_create: bool = False) -> Path | None:
+    """The SQLite database's path; ConfigError naming it when there is no such file.
 
-    ``can_create``: the command takes ``--create``, and the message says so."""
+    On PostgreSQL (None) open_database checks for the schema instead. ``can_create``:
+    the command takes ``--create``, and the message says so."""
     path = database_path(settings)
-    if not path.is_file():
-        create = ", or --create to start a new one" if can_create else ""
+    if path is not None and not path.is_file():
         raise ConfigError(f"no musicsync database at {path}; pass --data-dir or DATABASE_URL "
-                          f"of the server's data{create}")
+                          f"of the server's data{_CREATE_HINT if can_create else ''}")
     return path
+
+
+_CREATE_HINT = ", or --create to start a new one"
 
 
 @asynccontextmanager
@@ -55,6 +60,12 @@ async def open_database(settings: Settings, *, create: bool = False,
         require_database(settings, can_create=can_create)
     db = Database(settings.database_path_or_url())
     try:
+        if not create and db.dialect == "postgresql":
+            async with db.engine.connect() as connection:
+                found = await has_schema(connection)
+            if not found:
+                raise ConfigError(f"{db.description} holds no musicsync database; check "
+                                  f"DATABASE_URL{_CREATE_HINT if can_create else ''}")
         await migrate(db.writer_engine())
         yield db
     finally:

@@ -119,6 +119,11 @@ async def schema_of(conn: AsyncConnection) -> tuple[str, int]:
     return f"revision {found or '(none)'}", -1 if found is None else 1
 
 
+async def has_schema(conn: AsyncConnection) -> bool:
+    """Whether the database holds musicsync's tables at all (any version of them)."""
+    return not await _is_empty(conn)
+
+
 async def _postgres_revision(conn: AsyncConnection) -> str | None:
     # Not to_regclass(): after waiting for the lock it may answer from this connection's
     # catalog cache, from before another starter created the table.
