@@ -168,6 +168,15 @@ class TempCluster:
         finally:
             self._remove_folder()
 
+    def pause(self) -> None:
+        """Stops the server as an outage would (its clients' connections drop), keeping
+        its data and port for ``resume``."""
+        self._run("pg_ctl", "stop", "--mode", "fast", "--wait", "--pgdata", str(self.data_dir))
+
+    def resume(self) -> None:
+        self._run("pg_ctl", "start", "--wait", "--timeout", "60", "--pgdata",
+                  str(self.data_dir), "--log", str(self.log_file))
+
     def __enter__(self) -> PgServer:
         return self.start()
 
