@@ -9,8 +9,8 @@ import pytest
 from musicsync.auth.throttle import LoginPolicy, address_key
 from musicsync.errors import ResourceExhausted, Unauthenticated
 from musicsync.proto import auth_pb2
+from musicsync.peers import parse_networks, peer_address
 from musicsync.server import App
-from musicsync.services.auth_service import peer_address
 
 from .conftest import PASSWORD, REGISTRATION_KEY, make_settings
 from .helpers import Client, status_of
@@ -19,14 +19,19 @@ from .test_cli import musicsync
 WRONG = "wrong password"
 
 
-def login(client: Client, username: str = "alice", password: str = PASSWORD):
+def login(client: Client, username: str = "alice", password: str = PASSWORD, *,
+          forwarded_for: str | None = None):
+    metadata = (("x-forwarded-for", forwarded_for),) if forwarded_for else ()
     return status_of(client.auth.Login(auth_pb2.LoginRequest(username=username,
-                                                             password=password)))
+                                                             password=password),
+                                       metadata=metadata))
 
 
-async def fail(client: Client, times: int, username: str = "alice") -> None:
+async def fail(client: Client, times: int, username: str = "alice", *,
+               forwarded_for: str | None = None) -> None:
     for _ in range(times):
-        assert (await login(client, username, WRONG))[0] == grpc.StatusCode.UNAUTHENTICATED
+        code, _ = await login(client, username, WRONG, forwarded_for=forwarded_for)
+        assert code == grpc.StatusCode.UNAUTHENTICATED
 
 
 @pytest.fixture
@@ -160,3 +165,24 @@ async def test_wrong_security_keys_from_an_address_wait_growing_delays(client, c
 def test_client_address_is_the_peer_without_its_port_and_ipv6_counts_by_64(peer, address, key):
     assert peer_address(peer) == address
     assert address_key(address) == key
+
+
+async def test_behind_a_trusted_proxy_each_phone_is_throttled_at_its_own_address(
+        tmp_path, clock):
+    settings = make_settings(tmp_path / "data", trusted_proxies=parse_networks("127.0.0.1"))
+    async with App(settings, clock=clock) as app, Client(app) as client:
+        await client.auth.Register(auth_pb2.RegisterRequest(
+            username="alice", password=PASSWORD, security_key=REGISTRATION_KEY))
+        # What a phone writes in the header itself stays on the left, ignored.
+        await fail(client, 5, forwarded_for="198.51.100.1, 203.0.113.5")
+        code, message = await login(client, forwarded_for="198.51.100.9, 203.0.113.5")
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "from your address" in message
+        assert (await login(client, forwarded_for="203.0.113.6"))[0] == grpc.StatusCode.OK
+
+
+async def test_x_forwarded_for_from_an_untrusted_peer_changes_nothing(client, alice):
+    for n in range(5):  # a guesser cannot spread its failures over made-up addresses
+        await fail(client, 1, forwarded_for=f"203.0.113.{n}")
+    code, _ = await login(client, forwarded_for="203.0.113.99")
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+

@@ -386,12 +386,13 @@ async def main():
         pass
 
 asyncio.run(main())
-print(sorted({name.split(".")[0] for name in sys.modules} & {"alembic", "mako"}))
+print(sorted({name.split(".")[0] for name in sys.modules} & {"alembic", "mako", "asyncpg"}))
 """
 
 
 def tools_a_server_start_imported(data_dir: Path, database_url: str) -> str:
-    """Which of Alembic and Mako a server process had imported once started (then stopped)."""
+    """Which of Alembic, Mako and asyncpg a server process had imported once started (then
+    stopped)."""
     result = subprocess.run([sys.executable, "-c", START_SERVER, str(data_dir), database_url,
                              secrets.token_urlsafe(32)],
                             capture_output=True, text=True, timeout=120,
@@ -400,11 +401,13 @@ def tools_a_server_start_imported(data_dir: Path, database_url: str) -> str:
     return result.stdout.strip()
 
 
-async def test_a_server_imports_alembic_only_when_an_upgrade_is_due(database_url, tmp_path):
+async def test_a_server_imports_alembic_only_when_an_upgrade_is_due_and_asyncpg_only_on_postgresql(
+        database_url, tmp_path):
     # About 10 MiB of the idle server's 80 MiB budget.
     data_dir = tmp_path / "data"
-    assert tools_a_server_start_imported(data_dir, database_url) == "[]"  # a new database
-    assert tools_a_server_start_imported(data_dir, database_url) == "[]"  # up to date
+    driver = "['asyncpg']" if database_url.startswith("postgresql") else "[]"
+    assert tools_a_server_start_imported(data_dir, database_url) == driver  # a new database
+    assert tools_a_server_start_imported(data_dir, database_url) == driver  # up to date
     if database_url.startswith("postgresql"):
         return
     legacy_file = tmp_path / "legacy.db"

@@ -22,21 +22,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from urllib.parse import unquote
 
 from .errors import ResourceExhausted
-
-
-def peer_address(peer: str | None) -> str:
-    """The client's IP address from grpc's peer ("ipv4:1.2.3.4:5678", "ipv6:[::1]:5678"),
-    without the port; other peers ("unix:...") as they are."""
-    peer = unquote(peer or "")
-    kind, _, rest = peer.partition(":")
-    if kind == "ipv4":
-        return rest.rpartition(":")[0]
-    if kind == "ipv6":
-        return rest.rpartition(":")[0].strip("[]")
-    return peer
 
 
 class AuthGate:

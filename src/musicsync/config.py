@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .keys import GENERATE_HINT, registration_key_weakness, signing_key_weakness
+from .peers import parse_networks
 
 SERVICES = ("auth", "file", "sync")
 DEFAULT_PORTS = {"auth": 50051, "file": 50052, "sync": 50053}
@@ -155,6 +156,10 @@ OPTIONS: tuple[Option, ...] = (
            "::1 and the machine's host name)", "NAMES"),
     Option("metrics_host", "METRICS_HOST", str, "address the metrics endpoint listens on; "
            "it has no authentication (default 127.0.0.1: this machine only)", "ADDR"),
+    Option("trusted_proxies", "TRUSTED_PROXIES", parse_networks, "addresses or networks of "
+           "proxies whose x-forwarded-for names the client, for sign-in throttling, "
+           "comma-separated (default: none; the scale deployments set their proxy's)",
+           "CIDRS"),
     # Secrets from files (Docker/Kubernetes secrets): flags show in `ps`, files do not.
     Option("secret_key_file", "SECRET_KEY_FILE", Path,
            "read SECRET_KEY from this file instead", "FILE"),
@@ -214,6 +219,7 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_hostnames: tuple[str, ...] = ()
+    trusted_proxies: tuple = ()
     metrics_host: str = "127.0.0.1"
     secret_key_file: Path | None = None
     security_key_file: Path | None = None

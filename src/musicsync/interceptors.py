@@ -43,13 +43,14 @@ import grpc
 from google.protobuf import descriptor_pool
 from google.protobuf.message import DecodeError
 
-from .auth.accounts import Accounts, Principal
 from . import memory
-from .auth_gate import AuthGate, peer_address
+from .auth.accounts import Accounts, Principal
+from .auth_gate import AuthGate
 from .db.engine import database_failure
 from .errors import (DeadlineExceeded, InvalidArgument, MusicsyncError, ResourceExhausted,
                      Unauthenticated)
 from .limits import TOKENLESS_RECEIVE_SECONDS, request_bytes_limit
+from .peers import ClientAddresses
 
 log = logging.getLogger("musicsync.rpc")
 
@@ -85,10 +86,12 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, accounts: Accounts | None,
                  observe: Callable[[str, grpc.StatusCode, float], None] | None = None, *,
-                 max_calls: int | None = None, gate: AuthGate | None = None) -> None:
+                 max_calls: int | None = None, gate: AuthGate | None = None,
+                 addresses: ClientAddresses | None = None) -> None:
         # accounts is None only in a server without authenticated services.
         self._accounts = accounts
         self.gate = gate
+        self.addresses = addresses or ClientAddresses()
         self._observe = observe
         self._running: set[asyncio.Task] = set()
         self._max_calls = max_calls
@@ -128,6 +131,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         if not handler.request_streaming and (authenticated or self.gate is not None):
             # Read the request once admitted; a stream of one message on the wire.
             call.admission = None if authenticated else self.gate
+            call.addresses = self.addresses
             if handler.unary_unary:
                 return grpc.stream_unary_rpc_method_handler(
                     call.unary(handler.unary_unary, late_request=True), deserializer,
@@ -302,8 +306,10 @@ class _Call:
         self.user_id: int | None = None
         self.code = grpc.StatusCode.OK
         self.started = time.perf_counter()
-        # With a late request: the gate admitting the call (None: its token does).
+        # With a late request: the gate admitting the call (None: its token does), and
+        # who the caller is for it.
         self.admission: AuthGate | None = None
+        self.addresses = ClientAddresses()
 
     async def _arguments(self, request, context: grpc.aio.ServicerContext,
                          streaming_request: bool, late_request: bool):
@@ -318,7 +324,7 @@ class _Call:
         """The one message of a unary request, read once the call is admitted."""
         if self.admission is None:  # admitted by its token: read as grpc would
             return await _one_message(requests, None)
-        admitted = await self.admission.enter(peer_address(context.peer()))
+        admitted = await self.admission.enter(self.addresses.of(context))
         try:
             return await _one_message(requests, TOKENLESS_RECEIVE_SECONDS)
         finally:

@@ -49,6 +49,7 @@ from .limits import (AUTH_REQUEST_BYTES, TOKENLESS_RECEIVING, TOKENLESS_RECEIVIN
                      TOKENLESS_WAIT_SECONDS)
 from .memory import tune_allocator
 from .metrics import Metrics, MetricsEndpoint, NullMetrics
+from .peers import ClientAddresses
 from .proto import auth_pb2, auth_pb2_grpc, file_pb2, sync_pb2, sync_pb2_grpc
 from .services import file_service
 from .services.auth_service import AuthServicer
@@ -134,6 +135,7 @@ class App:
         self._listener: ChangeListener | None = None
         self._storage_trouble = asyncio.Event()  # set when a store call met an error
         self.streams = StreamLimits()  # each account's open streams, per kind
+        self.addresses = ClientAddresses(settings.trusted_proxies)
 
     async def __aenter__(self) -> App:
         try:
@@ -171,7 +173,7 @@ class App:
             self._stack.push_async_callback(self._listener.close)
         servicers = {
             "auth": lambda: auth_pb2_grpc.add_AuthServiceServicer_to_server(
-                AuthServicer(self.accounts), self._server),
+                AuthServicer(self.accounts, self.addresses), self._server),
             "file": lambda: file_service.add_to_server(self._file_servicer(), self._server),
             "sync": lambda: sync_pb2_grpc.add_SyncServiceServicer_to_server(
                 self._sync_servicer(), self._server),
@@ -193,7 +195,7 @@ class App:
                                   TOKENLESS_WAIT_SECONDS)
         self._interceptor = ServerInterceptor(self.accounts, observe=observe,
                                               max_calls=MAX_CONCURRENT_CALLS,
-                                              gate=self.auth_gate)
+                                              gate=self.auth_gate, addresses=self.addresses)
         self._server = grpc.aio.server(
             interceptors=[self._interceptor],
             options=(*_grpc_options(self.services), ("grpc.max_allowed_incoming_connections",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..auth.accounts import Accounts
-from ..auth_gate import peer_address
+from ..peers import ClientAddresses
 from ..auth.tokens import TokenPair
 from ..auth.rules import PASSWORD_MAX_BYTES
 from ..errors import InvalidArgument
@@ -32,19 +32,20 @@ def _checked_secret(value: str, field: str) -> str:
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, accounts: Accounts) -> None:
+    def __init__(self, accounts: Accounts, addresses: ClientAddresses | None = None) -> None:
         self._accounts = accounts
+        self._addresses = addresses or ClientAddresses()
 
     async def Register(self, request, context):
         pair = await self._accounts.register(
             _checked_username(request.username), _checked_password(request.password),
-            _checked_secret(request.security_key, "security_key"), peer_address(context.peer()))
+            _checked_secret(request.security_key, "security_key"), self._addresses.of(context))
         return auth_pb2.RegisterResponse(**_pair_fields(pair))
 
     async def Login(self, request, context):
         pair = await self._accounts.login(_checked_username(request.username),
                                           _checked_password(request.password),
-                                          peer_address(context.peer()))
+                                          self._addresses.of(context))
         return auth_pb2.LoginResponse(**_pair_fields(pair))
 
     async def Refresh(self, request, context):
@@ -61,5 +62,5 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             current_principal().user_id,
             _checked_password(request.current_password, "current_password"),
             _checked_password(request.new_password, "new_password"),
-            peer_address(context.peer()))
+            self._addresses.of(context))
         return auth_pb2.ChangePasswordResponse(**_pair_fields(pair))
