@@ -15,7 +15,7 @@ from musicsync.proto import auth_pb2, file_pb2, sync_pb2
 from musicsync.server import App
 
 from .conftest import PASSWORD, REGISTRATION_KEY, make_settings
-from .helpers import Client, status_of
+from .helpers import Client, query, status_of
 from .sync_device import run_diff
 from .transfer import upload, wav_bytes
 
@@ -525,3 +525,28 @@ async def test_device_names_are_stored_without_touching_cursors(app, client, ali
     await client.sync.Ack(sync_pb2.AckRequest(device=sync_pb2.Device(id=PHONE.id), cursor=1),
                           metadata=client.meta())
     assert await device_rows(app) == {"phone-install-1": ("Pixel", 1)}
+
+
+async def test_events_of_other_subjects_reach_only_the_clients_that_ask_for_them(
+        client, alice, settings):
+    song = wav_bytes(1, salt=b"a song among other events")
+    await upload(client, song)
+    # A playlist's deletion as the playlist service records it: the next seq, no song hash.
+    query(settings, "UPDATE users SET last_seq = last_seq + 1")
+    query(settings, "INSERT INTO changes (user_id, seq, kind, sha256, at, subject, subject_id) "
+          "VALUES (1, 2, 3, ?, 0, 1, 7)", b"")
+    songs_only = await client.sync.Changes(sync_pb2.ChangesRequest(since=0),
+                                           metadata=client.meta())
+    assert [event.hash for event in songs_only.events] == [hashlib.sha256(song).hexdigest()]
+    assert songs_only.events[0].subject == sync_pb2.SUBJECT_SONG
+    assert songs_only.cursor == 2 and not songs_only.has_more  # passed the playlist event
+    both = await client.sync.Changes(sync_pb2.ChangesRequest(
+        since=0, subjects=[sync_pb2.SUBJECT_SONG, sync_pb2.SUBJECT_PLAYLIST]),
+        metadata=client.meta())
+    assert [event.subject for event in both.events] == [sync_pb2.SUBJECT_SONG,
+                                                        sync_pb2.SUBJECT_PLAYLIST]
+    assert both.events[1].playlist.id == 7 and both.events[1].hash == ""
+    assert both.events[1].kind == sync_pb2.CHANGE_KIND_DELETED
+    code, message = await status_of(client.sync.Changes(
+        sync_pb2.ChangesRequest(subjects=[42]), metadata=client.meta()))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "unknown subject 42" in message

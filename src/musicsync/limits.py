@@ -21,6 +21,9 @@ budget, so every answer stays under the 4 MiB a client accepts by default.
     MAX_SECRET_CHARS       1024   security_key, refresh_token
     MAX_USERNAME_INPUT_CHARS 256  a username as sent (a new one must have 3-64
                                   characters once normalized; see auth/rules.py)
+    MAX_PLAYLIST_NAME_CHARS  256  a playlist's name
+    MAX_PLAYLIST_DESCRIPTION_CHARS 4096  a playlist's description
+    MAX_SUBJECTS               8  ChangesRequest/WatchRequest.subjects
     (passwords: at most 1024 bytes of UTF-8, auth/rules.py; hashes: 64 hex
     characters, files.parse_hash.)
 
@@ -59,6 +62,9 @@ MAX_PAGE_TOKEN_CHARS = 128
 MAX_ID_CHARS = 128
 MAX_SECRET_CHARS = 1024
 MAX_USERNAME_INPUT_CHARS = 256
+MAX_PLAYLIST_NAME_CHARS = 256
+MAX_PLAYLIST_DESCRIPTION_CHARS = 4096
+MAX_SUBJECTS = 8
 
 CLIENT_MESSAGE_BYTES = 4 * 1024 * 1024
 PAGE_BUDGET_BYTES = 1024 * 1024

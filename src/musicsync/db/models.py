@@ -144,6 +144,8 @@ class LibraryEntry(Base):
     updated_at: Mapped[int] = mapped_column(BigInt, nullable=False)
     # seq of the change event that last touched this entry.
     seq: Mapped[int] = mapped_column(BigInt, nullable=False)
+    # SHA-256 of the song's embedded cover picture (art_images), if it has one.
+    art_sha256: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class Change(Base):
@@ -160,6 +162,10 @@ class Change(Base):
     at: Mapped[int] = mapped_column(BigInt, nullable=False)
     # On an added event: the hash of the entry this song replaced (gone with it).
     replaces: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # What the event is about (sync/changes.Subject): 0 a song (sha256 names it), 1 a
+    # playlist (subject_id; sha256 empty), 2 a song's stats (sha256 names the song).
+    subject: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default=NO)
+    subject_id: Mapped[int | None] = mapped_column(BigInt, nullable=True)
 
 
 class Device(Base):
@@ -193,3 +199,111 @@ class UploadSession(Base):
     committed: Mapped[int] = mapped_column(BigInt, nullable=False, default=0, server_default=NO)
     created_at: Mapped[int] = mapped_column(BigInt, nullable=False)
     expires_at: Mapped[int] = mapped_column(BigInt, nullable=False)
+
+
+class Playlist(Base):
+    """A user's playlist; its entries are PlaylistEntry rows."""
+
+    __tablename__ = "playlists"
+    __table_args__ = (UniqueConstraint("user_id", "name", name="uq_playlists_user_name"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        BigInt, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="",
+                                             server_default=EMPTY)
+    # One more with every change: what an edit's base version is compared with.
+    version: Mapped[int] = mapped_column(BigInt, nullable=False, default=1,
+                                         server_default=text("1"))
+    entry_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default=NO)
+    created_at: Mapped[int] = mapped_column(BigInt, nullable=False)
+    updated_at: Mapped[int] = mapped_column(BigInt, nullable=False)
+
+
+class PlaylistEntry(Base):
+    """A place in a playlist: the library entry it holds (None once the song is deleted:
+    "missing"), with the song's last hash and path to show and to find it again."""
+
+    __tablename__ = "playlist_entries"
+    __table_args__ = (Index("ix_playlist_entries_library", "library_id"),)
+
+    playlist_id: Mapped[int] = mapped_column(
+        BigInt, ForeignKey("playlists.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    library_id: Mapped[int | None] = mapped_column(
+        BigInt, ForeignKey("library.id", ondelete="SET NULL"), nullable=True)
+    sha256: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    path: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class SongStats(Base):
+    """A song's favourite, rating and play counts (kept through replaces and moves: the
+    library entry keeps its id)."""
+
+    __tablename__ = "song_stats"
+    __table_args__ = (Index("ix_song_stats_user", "user_id"),)
+
+    library_id: Mapped[int] = mapped_column(
+        BigInt, ForeignKey("library.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        BigInt, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    starred: Mapped[bool] = mapped_column(Flag, nullable=False, default=False,
+                                          server_default=false())
+    rating: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default=NO)
+    # Device clock, Unix milliseconds: the latest star or rating wins.
+    rated_at_ms: Mapped[int] = mapped_column(BigInt, nullable=False, default=0, server_default=NO)
+    play_count: Mapped[int] = mapped_column(BigInt, nullable=False, default=0, server_default=NO)
+    skip_count: Mapped[int] = mapped_column(BigInt, nullable=False, default=0, server_default=NO)
+    last_played_ms: Mapped[int] = mapped_column(BigInt, nullable=False, default=0,
+                                                server_default=NO)
+
+
+class PlayRecord(Base):
+    """One play a device recorded; its id (made by the device) makes a resend count once."""
+
+    __tablename__ = "plays"
+    __table_args__ = (Index("ix_plays_library", "library_id", "started_at_ms"),)
+
+    user_id: Mapped[int] = mapped_column(
+        BigInt, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    play_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    library_id: Mapped[int] = mapped_column(
+        BigInt, ForeignKey("library.id", ondelete="CASCADE"), nullable=False)
+    started_at_ms: Mapped[int] = mapped_column(BigInt, nullable=False)
+    seconds_played: Mapped[int] = mapped_column(Integer, nullable=False, default=0,
+                                                server_default=NO)
+    completed: Mapped[bool] = mapped_column(Flag, nullable=False, default=False,
+                                            server_default=false())
+    skipped: Mapped[bool] = mapped_column(Flag, nullable=False, default=False,
+                                          server_default=false())
+    received_at: Mapped[int] = mapped_column(BigInt, nullable=False)
+
+
+class ArtImage(Base):
+    """A cover picture, stored once by the SHA-256 of its bytes (songs of an album share it)."""
+
+    __tablename__ = "art_images"
+
+    sha256: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    mime_type: Mapped[str] = mapped_column(Text, nullable=False)
+    width: Mapped[int] = mapped_column(Integer, nullable=False)
+    height: Mapped[int] = mapped_column(Integer, nullable=False)
+    size: Mapped[int] = mapped_column(BigInt, nullable=False)
+    created_at: Mapped[int] = mapped_column(BigInt, nullable=False)
+
+
+class ArtResized(Base):
+    """A resized copy of a cover picture, kept for the next request of that size."""
+
+    __tablename__ = "art_resized"
+
+    art_sha256: Mapped[bytes] = mapped_column(
+        LargeBinary, ForeignKey("art_images.sha256", ondelete="CASCADE"), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    mime_type: Mapped[str] = mapped_column(Text, nullable=False)
+    width: Mapped[int] = mapped_column(Integer, nullable=False)
+    height: Mapped[int] = mapped_column(Integer, nullable=False)
+    bytes: Mapped[int] = mapped_column(BigInt, nullable=False)
+

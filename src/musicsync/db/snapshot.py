@@ -15,7 +15,8 @@ from .sqlite import BUSY_TIMEOUT_MS
 
 
 def vacuum_into(source: Path, destination: Path) -> None:
-    """Writes a consistent copy of the database file ``source`` into the empty file ``destination``."""
+    """Writes a consistent copy of the database file ``source`` into the empty file
+    ``destination``."""
     # mode=rw: never create an empty database where the real one is missing.
     connection = sqlite3.connect(f"{source.resolve().as_uri()}?mode=rw", uri=True,
                                  isolation_level=None)

@@ -35,6 +35,8 @@ import asyncio
 import fcntl
 import logging
 import os
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -220,6 +222,23 @@ class _WriterLock:
             self._fd = None
 
 
+def _switch_to_wal(cursor) -> None:
+    """PRAGMA journal_mode = WAL, tried again while another connection holds the lock.
+
+    Only a new database file is still in rollback mode; switching it needs a lock that
+    SQLite does not wait for (no busy handler), so processes starting together on a new
+    file met "database is locked" here."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _install_sqlite_hooks(sync_engine) -> None:
     @event.listens_for(sync_engine, "connect")
     def on_connect(dbapi_connection, _record) -> None:
@@ -228,7 +247,7 @@ def _install_sqlite_hooks(sync_engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(cursor)
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()

@@ -23,48 +23,51 @@ _sym_db = _symbol_database.Default()
 
 
 from . import file_pb2 as file__pb2
+from . import library_pb2 as library__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nsync.proto\x12\x04sync\x1a\nfile.proto\x1a\x1bgoogle/protobuf/empty.proto\"0\n\x0fGetSyncResponse\x12\x1d\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x0e.sync.FileInfo\"8\n\x08\x46ileInfo\x12\x0c\n\x04hash\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\"9\n\x10ListFilesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"L\n\x11ListFilesResponse\x12\x1e\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x0f.file.FileEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x06\x44\x65vice\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"K\n\x0b\x44iffRequest\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x04\x12\x1c\n\x06\x64\x65vice\x18\x03 \x01(\x0b\x32\x0c.sync.Device\"a\n\x0c\x44iffResponse\x12\x0e\n\x06upload\x18\x01 \x03(\x0c\x12!\n\x08\x64ownload\x18\x02 \x03(\x0b\x32\x0f.file.FileEntry\x12\x0e\n\x06\x64\x65lete\x18\x03 \x03(\x0c\x12\x0e\n\x06\x63ursor\x18\x04 \x01(\x04\"\x85\x01\n\x0b\x43hangeEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x1e\n\x04kind\x18\x02 \x01(\x0e\x32\x10.sync.ChangeKind\x12\x0c\n\x04hash\x18\x03 \x01(\t\x12\x1d\n\x04\x66ile\x18\x04 \x01(\x0b\x32\x0f.file.FileEntry\x12\n\n\x02\x61t\x18\x05 \x01(\x03\x12\x10\n\x08replaces\x18\x06 \x01(\t\"L\n\x0e\x43hangesRequest\x12\r\n\x05since\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x1c\n\x06\x64\x65vice\x18\x03 \x01(\x0b\x32\x0c.sync.Device\"V\n\x0f\x43hangesResponse\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.sync.ChangeEvent\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x04\x12\x10\n\x08has_more\x18\x03 \x01(\x08\"V\n\x0cWatchRequest\x12\r\n\x05since\x18\x01 \x01(\x04\x12\x1c\n\x06\x64\x65vice\x18\x02 \x01(\x0b\x32\x0c.sync.Device\x12\x19\n\x11heartbeat_seconds\x18\x03 \x01(\x05\"\x17\n\tHeartbeat\x12\n\n\x02\x61t\x18\x01 \x01(\x03\"q\n\rWatchResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x11.sync.ChangeEventH\x00\x12$\n\theartbeat\x18\x02 \x01(\x0b\x32\x0f.sync.HeartbeatH\x00\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\x04\x42\x06\n\x04kind\":\n\nAckRequest\x12\x1c\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x0c.sync.Device\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x04\"\r\n\x0b\x41\x63kResponse*r\n\nChangeKind\x12\x1b\n\x17\x43HANGE_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43HANGE_KIND_ADDED\x10\x01\x12\x17\n\x13\x43HANGE_KIND_UPDATED\x10\x02\x12\x17\n\x13\x43HANGE_KIND_DELETED\x10\x03\x32\xd0\x02\n\x0bSyncService\x12\x38\n\x07GetSync\x12\x16.google.protobuf.Empty\x1a\x15.sync.GetSyncResponse\x12<\n\tListFiles\x12\x16.sync.ListFilesRequest\x1a\x17.sync.ListFilesResponse\x12\x31\n\x04\x44iff\x12\x11.sync.DiffRequest\x1a\x12.sync.DiffResponse(\x01\x30\x01\x12\x36\n\x07\x43hanges\x12\x14.sync.ChangesRequest\x1a\x15.sync.ChangesResponse\x12\x32\n\x05Watch\x12\x12.sync.WatchRequest\x1a\x13.sync.WatchResponse0\x01\x12*\n\x03\x41\x63k\x12\x10.sync.AckRequest\x1a\x11.sync.AckResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nsync.proto\x12\x04sync\x1a\nfile.proto\x1a\rlibrary.proto\x1a\x1bgoogle/protobuf/empty.proto\"0\n\x0fGetSyncResponse\x12\x1d\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x0e.sync.FileInfo\"8\n\x08\x46ileInfo\x12\x0c\n\x04hash\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\"9\n\x10ListFilesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"L\n\x11ListFilesResponse\x12\x1e\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x0f.file.FileEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x06\x44\x65vice\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"K\n\x0b\x44iffRequest\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x04\x12\x1c\n\x06\x64\x65vice\x18\x03 \x01(\x0b\x32\x0c.sync.Device\"a\n\x0c\x44iffResponse\x12\x0e\n\x06upload\x18\x01 \x03(\x0c\x12!\n\x08\x64ownload\x18\x02 \x03(\x0b\x32\x0f.file.FileEntry\x12\x0e\n\x06\x64\x65lete\x18\x03 \x03(\x0c\x12\x0e\n\x06\x63ursor\x18\x04 \x01(\x04\"\xed\x01\n\x0b\x43hangeEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x1e\n\x04kind\x18\x02 \x01(\x0e\x32\x10.sync.ChangeKind\x12\x0c\n\x04hash\x18\x03 \x01(\t\x12\x1d\n\x04\x66ile\x18\x04 \x01(\x0b\x32\x0f.file.FileEntry\x12\n\n\x02\x61t\x18\x05 \x01(\x03\x12\x10\n\x08replaces\x18\x06 \x01(\t\x12\x1e\n\x07subject\x18\x07 \x01(\x0e\x32\r.sync.Subject\x12#\n\x08playlist\x18\x08 \x01(\x0b\x32\x11.library.Playlist\x12!\n\x05stats\x18\t \x01(\x0b\x32\x12.library.SongStats\"m\n\x0e\x43hangesRequest\x12\r\n\x05since\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x1c\n\x06\x64\x65vice\x18\x03 \x01(\x0b\x32\x0c.sync.Device\x12\x1f\n\x08subjects\x18\x04 \x03(\x0e\x32\r.sync.Subject\"V\n\x0f\x43hangesResponse\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.sync.ChangeEvent\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x04\x12\x10\n\x08has_more\x18\x03 \x01(\x08\"w\n\x0cWatchRequest\x12\r\n\x05since\x18\x01 \x01(\x04\x12\x1c\n\x06\x64\x65vice\x18\x02 \x01(\x0b\x32\x0c.sync.Device\x12\x19\n\x11heartbeat_seconds\x18\x03 \x01(\x05\x12\x1f\n\x08subjects\x18\x04 \x03(\x0e\x32\r.sync.Subject\"\x17\n\tHeartbeat\x12\n\n\x02\x61t\x18\x01 \x01(\x03\"q\n\rWatchResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x11.sync.ChangeEventH\x00\x12$\n\theartbeat\x18\x02 \x01(\x0b\x32\x0f.sync.HeartbeatH\x00\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\x04\x42\x06\n\x04kind\":\n\nAckRequest\x12\x1c\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x0c.sync.Device\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x04\"\r\n\x0b\x41\x63kResponse*r\n\nChangeKind\x12\x1b\n\x17\x43HANGE_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43HANGE_KIND_ADDED\x10\x01\x12\x17\n\x13\x43HANGE_KIND_UPDATED\x10\x02\x12\x17\n\x13\x43HANGE_KIND_DELETED\x10\x03*b\n\x07Subject\x12\x17\n\x13SUBJECT_UNSPECIFIED\x10\x00\x12\x10\n\x0cSUBJECT_SONG\x10\x01\x12\x14\n\x10SUBJECT_PLAYLIST\x10\x02\x12\x16\n\x12SUBJECT_SONG_STATS\x10\x03\x32\xd0\x02\n\x0bSyncService\x12\x38\n\x07GetSync\x12\x16.google.protobuf.Empty\x1a\x15.sync.GetSyncResponse\x12<\n\tListFiles\x12\x16.sync.ListFilesRequest\x1a\x17.sync.ListFilesResponse\x12\x31\n\x04\x44iff\x12\x11.sync.DiffRequest\x1a\x12.sync.DiffResponse(\x01\x30\x01\x12\x36\n\x07\x43hanges\x12\x14.sync.ChangesRequest\x1a\x15.sync.ChangesResponse\x12\x32\n\x05Watch\x12\x12.sync.WatchRequest\x1a\x13.sync.WatchResponse0\x01\x12*\n\x03\x41\x63k\x12\x10.sync.AckRequest\x1a\x11.sync.AckResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sync_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CHANGEKIND']._serialized_start=1123
-  _globals['_CHANGEKIND']._serialized_end=1237
-  _globals['_GETSYNCRESPONSE']._serialized_start=61
-  _globals['_GETSYNCRESPONSE']._serialized_end=109
-  _globals['_FILEINFO']._serialized_start=111
-  _globals['_FILEINFO']._serialized_end=167
-  _globals['_LISTFILESREQUEST']._serialized_start=169
-  _globals['_LISTFILESREQUEST']._serialized_end=226
-  _globals['_LISTFILESRESPONSE']._serialized_start=228
-  _globals['_LISTFILESRESPONSE']._serialized_end=304
-  _globals['_DEVICE']._serialized_start=306
-  _globals['_DEVICE']._serialized_end=340
-  _globals['_DIFFREQUEST']._serialized_start=342
-  _globals['_DIFFREQUEST']._serialized_end=417
-  _globals['_DIFFRESPONSE']._serialized_start=419
-  _globals['_DIFFRESPONSE']._serialized_end=516
-  _globals['_CHANGEEVENT']._serialized_start=519
-  _globals['_CHANGEEVENT']._serialized_end=652
-  _globals['_CHANGESREQUEST']._serialized_start=654
-  _globals['_CHANGESREQUEST']._serialized_end=730
-  _globals['_CHANGESRESPONSE']._serialized_start=732
-  _globals['_CHANGESRESPONSE']._serialized_end=818
-  _globals['_WATCHREQUEST']._serialized_start=820
-  _globals['_WATCHREQUEST']._serialized_end=906
-  _globals['_HEARTBEAT']._serialized_start=908
-  _globals['_HEARTBEAT']._serialized_end=931
-  _globals['_WATCHRESPONSE']._serialized_start=933
-  _globals['_WATCHRESPONSE']._serialized_end=1046
-  _globals['_ACKREQUEST']._serialized_start=1048
-  _globals['_ACKREQUEST']._serialized_end=1106
-  _globals['_ACKRESPONSE']._serialized_start=1108
-  _globals['_ACKRESPONSE']._serialized_end=1121
-  _globals['_SYNCSERVICE']._serialized_start=1240
-  _globals['_SYNCSERVICE']._serialized_end=1576
+  _globals['_CHANGEKIND']._serialized_start=1308
+  _globals['_CHANGEKIND']._serialized_end=1422
+  _globals['_SUBJECT']._serialized_start=1424
+  _globals['_SUBJECT']._serialized_end=1522
+  _globals['_GETSYNCRESPONSE']._serialized_start=76
+  _globals['_GETSYNCRESPONSE']._serialized_end=124
+  _globals['_FILEINFO']._serialized_start=126
+  _globals['_FILEINFO']._serialized_end=182
+  _globals['_LISTFILESREQUEST']._serialized_start=184
+  _globals['_LISTFILESREQUEST']._serialized_end=241
+  _globals['_LISTFILESRESPONSE']._serialized_start=243
+  _globals['_LISTFILESRESPONSE']._serialized_end=319
+  _globals['_DEVICE']._serialized_start=321
+  _globals['_DEVICE']._serialized_end=355
+  _globals['_DIFFREQUEST']._serialized_start=357
+  _globals['_DIFFREQUEST']._serialized_end=432
+  _globals['_DIFFRESPONSE']._serialized_start=434
+  _globals['_DIFFRESPONSE']._serialized_end=531
+  _globals['_CHANGEEVENT']._serialized_start=534
+  _globals['_CHANGEEVENT']._serialized_end=771
+  _globals['_CHANGESREQUEST']._serialized_start=773
+  _globals['_CHANGESREQUEST']._serialized_end=882
+  _globals['_CHANGESRESPONSE']._serialized_start=884
+  _globals['_CHANGESRESPONSE']._serialized_end=970
+  _globals['_WATCHREQUEST']._serialized_start=972
+  _globals['_WATCHREQUEST']._serialized_end=1091
+  _globals['_HEARTBEAT']._serialized_start=1093
+  _globals['_HEARTBEAT']._serialized_end=1116
+  _globals['_WATCHRESPONSE']._serialized_start=1118
+  _globals['_WATCHRESPONSE']._serialized_end=1231
+  _globals['_ACKREQUEST']._serialized_start=1233
+  _globals['_ACKREQUEST']._serialized_end=1291
+  _globals['_ACKRESPONSE']._serialized_start=1293
+  _globals['_ACKRESPONSE']._serialized_end=1306
+  _globals['_SYNCSERVICE']._serialized_start=1525
+  _globals['_SYNCSERVICE']._serialized_end=1861
 # @@protoc_insertion_point(module_scope)

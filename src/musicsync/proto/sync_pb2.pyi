@@ -1,4 +1,5 @@
 from . import file_pb2 as _file_pb2
+from . import library_pb2 as _library_pb2
 from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -15,10 +16,21 @@ class ChangeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CHANGE_KIND_ADDED: _ClassVar[ChangeKind]
     CHANGE_KIND_UPDATED: _ClassVar[ChangeKind]
     CHANGE_KIND_DELETED: _ClassVar[ChangeKind]
+
+class Subject(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SUBJECT_UNSPECIFIED: _ClassVar[Subject]
+    SUBJECT_SONG: _ClassVar[Subject]
+    SUBJECT_PLAYLIST: _ClassVar[Subject]
+    SUBJECT_SONG_STATS: _ClassVar[Subject]
 CHANGE_KIND_UNSPECIFIED: ChangeKind
 CHANGE_KIND_ADDED: ChangeKind
 CHANGE_KIND_UPDATED: ChangeKind
 CHANGE_KIND_DELETED: ChangeKind
+SUBJECT_UNSPECIFIED: Subject
+SUBJECT_SONG: Subject
+SUBJECT_PLAYLIST: Subject
+SUBJECT_SONG_STATS: Subject
 
 class GetSyncResponse(_message.Message):
     __slots__ = ("files",)
@@ -83,30 +95,38 @@ class DiffResponse(_message.Message):
     def __init__(self, upload: _Optional[_Iterable[bytes]] = ..., download: _Optional[_Iterable[_Union[_file_pb2.FileEntry, _Mapping]]] = ..., delete: _Optional[_Iterable[bytes]] = ..., cursor: _Optional[int] = ...) -> None: ...
 
 class ChangeEvent(_message.Message):
-    __slots__ = ("seq", "kind", "hash", "file", "at", "replaces")
+    __slots__ = ("seq", "kind", "hash", "file", "at", "replaces", "subject", "playlist", "stats")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     HASH_FIELD_NUMBER: _ClassVar[int]
     FILE_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
     REPLACES_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    PLAYLIST_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
     seq: int
     kind: ChangeKind
     hash: str
     file: _file_pb2.FileEntry
     at: int
     replaces: str
-    def __init__(self, seq: _Optional[int] = ..., kind: _Optional[_Union[ChangeKind, str]] = ..., hash: _Optional[str] = ..., file: _Optional[_Union[_file_pb2.FileEntry, _Mapping]] = ..., at: _Optional[int] = ..., replaces: _Optional[str] = ...) -> None: ...
+    subject: Subject
+    playlist: _library_pb2.Playlist
+    stats: _library_pb2.SongStats
+    def __init__(self, seq: _Optional[int] = ..., kind: _Optional[_Union[ChangeKind, str]] = ..., hash: _Optional[str] = ..., file: _Optional[_Union[_file_pb2.FileEntry, _Mapping]] = ..., at: _Optional[int] = ..., replaces: _Optional[str] = ..., subject: _Optional[_Union[Subject, str]] = ..., playlist: _Optional[_Union[_library_pb2.Playlist, _Mapping]] = ..., stats: _Optional[_Union[_library_pb2.SongStats, _Mapping]] = ...) -> None: ...
 
 class ChangesRequest(_message.Message):
-    __slots__ = ("since", "limit", "device")
+    __slots__ = ("since", "limit", "device", "subjects")
     SINCE_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECTS_FIELD_NUMBER: _ClassVar[int]
     since: int
     limit: int
     device: Device
-    def __init__(self, since: _Optional[int] = ..., limit: _Optional[int] = ..., device: _Optional[_Union[Device, _Mapping]] = ...) -> None: ...
+    subjects: _containers.RepeatedScalarFieldContainer[Subject]
+    def __init__(self, since: _Optional[int] = ..., limit: _Optional[int] = ..., device: _Optional[_Union[Device, _Mapping]] = ..., subjects: _Optional[_Iterable[_Union[Subject, str]]] = ...) -> None: ...
 
 class ChangesResponse(_message.Message):
     __slots__ = ("events", "cursor", "has_more")
@@ -119,14 +139,16 @@ class ChangesResponse(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[ChangeEvent, _Mapping]]] = ..., cursor: _Optional[int] = ..., has_more: _Optional[bool] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
-    __slots__ = ("since", "device", "heartbeat_seconds")
+    __slots__ = ("since", "device", "heartbeat_seconds", "subjects")
     SINCE_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SUBJECTS_FIELD_NUMBER: _ClassVar[int]
     since: int
     device: Device
     heartbeat_seconds: int
-    def __init__(self, since: _Optional[int] = ..., device: _Optional[_Union[Device, _Mapping]] = ..., heartbeat_seconds: _Optional[int] = ...) -> None: ...
+    subjects: _containers.RepeatedScalarFieldContainer[Subject]
+    def __init__(self, since: _Optional[int] = ..., device: _Optional[_Union[Device, _Mapping]] = ..., heartbeat_seconds: _Optional[int] = ..., subjects: _Optional[_Iterable[_Union[Subject, str]]] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("at",)

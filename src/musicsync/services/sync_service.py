@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 
 from ..db import Database
 from ..errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
 from ..interceptors import current_principal
 from ..library import listing
-from ..limits import CLIENT_MESSAGE_BYTES, PAGE_BUDGET_BYTES
+from ..limits import CLIENT_MESSAGE_BYTES, MAX_SUBJECTS, PAGE_BUDGET_BYTES
 from ..proto import sync_pb2, sync_pb2_grpc
+from ..sync.changes import SONGS, Subject
 from ..sync.diff import DiffPart, DiffSlots, HeldHashes, diff
 from ..sync.feed import DeviceRef, Feed, page_size, parse_device
-from .convert import change_event, encoded_size, file_entry, filename, path, within_budget
+from .convert import (WIRE_SUBJECTS, change_event, encoded_size, file_entry, filename, path,
+                      within_budget)
 from .streams import StreamLimits
 
 HASHES_PER_MESSAGE = 25_000
@@ -89,7 +91,8 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
     async def Changes(self, request, context):
         user_id = current_principal().user_id
         device = parse_device(request.device.id, request.device.name)
-        page = await self._feed.page(user_id, request.since, page_size(request.limit))
+        page = await self._feed.page(user_id, request.since, page_size(request.limit),
+                                     subjects_of(request.subjects))
         await self._feed.read_from(user_id, device, request.since)  # page checked it
         events = [change_event(e) for e in page.events]
         cursor, has_more = page.cursor, page.has_more
@@ -101,6 +104,7 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
     async def Watch(self, request, context):
         user_id = current_principal().user_id
         device = parse_device(request.device.id, request.device.name)
+        subjects = subjects_of(request.subjects)
         heartbeat = request.heartbeat_seconds or DEFAULT_HEARTBEAT
         if not self._min_heartbeat <= heartbeat <= MAX_HEARTBEAT:
             raise InvalidArgument(f"heartbeat_seconds must be between {self._min_heartbeat} "
@@ -110,7 +114,7 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
             # Checked before it is recorded as the device's cursor.
             await self._feed.check_cursor(user_id, request.since, zero_means_full=False)
             await self._feed.read_from(user_id, device, request.since)
-            async for item in self._feed.watch(user_id, request.since, heartbeat):
+            async for item in self._feed.watch(user_id, request.since, heartbeat, subjects):
                 if isinstance(item, int):
                     yield sync_pb2.WatchResponse(
                         heartbeat=sync_pb2.Heartbeat(at=self._feed.now()), cursor=item)
@@ -124,6 +128,18 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
             raise InvalidArgument("Ack needs device.id: the device whose cursor to remember")
         await self._feed.acknowledge(current_principal().user_id, device, request.cursor)
         return sync_pb2.AckResponse()
+
+
+def subjects_of(wire: Sequence[int]) -> frozenset[Subject]:
+    """The subjects a Changes or Watch asks for: songs alone when it names none."""
+    if not wire:
+        return SONGS
+    if len(wire) > MAX_SUBJECTS:
+        raise InvalidArgument(f"subjects may name at most {MAX_SUBJECTS} subjects")
+    unknown = [value for value in wire if value not in WIRE_SUBJECTS]
+    if unknown:
+        raise InvalidArgument(f"subjects: unknown subject {unknown[0]}; see sync.Subject")
+    return frozenset(WIRE_SUBJECTS[value] for value in wire)
 
 
 async def _idle_limited(requests: AsyncIterator, seconds: float) -> AsyncIterator:

@@ -29,6 +29,18 @@ class ChangeKind(enum.IntEnum):
     DELETED = 3
 
 
+class Subject(enum.IntEnum):
+    """What a change is about, as stored in changes.subject (sync.Subject on the wire)."""
+
+    SONG = 0  # sha256 names the song
+    PLAYLIST = 1  # subject_id names the playlist; sha256 is empty
+    SONG_STATS = 2  # sha256 names the song whose favourite, rating or plays changed
+
+
+# What clients that name no subjects get: the song events they always had.
+SONGS = frozenset({Subject.SONG})
+
+
 # Built once: building statements per upload took most of its library transaction.
 _NEXT_SEQ = (update(User.__table__).where(User.__table__.c.id == bindparam("user_id"))
              .values(last_seq=User.__table__.c.last_seq + 1)
@@ -45,10 +57,12 @@ def next_seq(session: Session, user_id: int) -> int:
 
 
 def record_change(session: Session, user_id: int, seq: int, kind: ChangeKind,
-                  sha256: bytes, now: int, *, replaces: bytes | None = None) -> None:
+                  sha256: bytes, now: int, *, replaces: bytes | None = None,
+                  subject: Subject = Subject.SONG, subject_id: int | None = None) -> None:
     """Writes change ``seq`` (taken with next_seq in the same transaction); once it
     commits, the Watch streams of other replicas hear of it (db/channel.py)."""
     connection = session.connection()
     connection.execute(_INSERT_CHANGE, dict(
-        user_id=user_id, seq=seq, kind=int(kind), sha256=sha256, at=now, replaces=replaces))
+        user_id=user_id, seq=seq, kind=int(kind), sha256=sha256, at=now, replaces=replaces,
+        subject=int(subject), subject_id=subject_id))
     announce_change(connection, user_id, seq)

@@ -33,7 +33,7 @@ from sqlalchemy import select
 from ..db import Database
 from ..db.models import Change, Device, LibraryEntry
 from ..errors import InvalidArgument, ResourceExhausted
-from .changes import ChangeKind
+from .changes import ChangeKind, Subject
 from .feed import feed_state
 
 HASH_BYTES = 32
@@ -204,7 +204,8 @@ async def diff(db: Database, user_id: int, held: HeldHashes, cursor: int,
                                                               state.pruned_seq)):
             deleted = set(await session.scalars(
                 select(Change.sha256).where(Change.user_id == user_id, Change.seq > cursor,
-                                            Change.kind == int(ChangeKind.DELETED))))
+                                            Change.kind == int(ChangeKind.DELETED),
+                                            Change.subject == int(Subject.SONG))))
             deleted.update(await session.scalars(  # replaced songs went too
                 select(Change.replaces).where(Change.user_id == user_id, Change.seq > cursor,
                                               Change.replaces.is_not(None))))

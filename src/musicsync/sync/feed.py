@@ -26,9 +26,10 @@ from sqlalchemy.orm import Session
 
 from ..db import Database
 from ..db.dialect import greatest, insert_for
-from ..db.models import Change, Device, LibraryEntry, User
+from ..db.models import Change, Device, LibraryEntry, Playlist, SongStats, User
 from ..errors import FailedPrecondition, InvalidArgument
 from ..limits import MAX_DEVICE_ID_CHARS, MAX_DEVICE_NAME_CHARS
+from .changes import SONGS, Subject
 from .notifier import ChangeNotifier
 
 log = logging.getLogger(__name__)
@@ -112,10 +113,13 @@ async def feed_state(session: AsyncSession, user_id: int) -> FeedState:
 
 @dataclass(frozen=True)
 class Event:
-    """One change, with the entry as it is now (None once deleted)."""
+    """One change, with what it is about as it is now (None once deleted): the song's
+    library entry; for a playlist event the playlist; for a stats event the song's stats."""
 
     change: Change
     entry: LibraryEntry | None
+    playlist: Playlist | None = None
+    stats: SongStats | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,25 @@ class Page:
     events: list[Event]
     cursor: int
     has_more: bool
+
+
+def _events_query(user_id: int, since: int, limit: int, subjects: frozenset[Subject]):
+    """Events after ``since`` about ``subjects``, each with what it is about."""
+    song = (LibraryEntry.user_id == Change.user_id) & (LibraryEntry.sha256 == Change.sha256)
+    if subjects == SONGS:  # the hot path of every device: nothing else to join
+        return (select(Change, LibraryEntry).outerjoin(LibraryEntry, song)
+                .where(Change.user_id == user_id, Change.seq > since,
+                       Change.subject == int(Subject.SONG))
+                .order_by(Change.seq).limit(limit + 1))
+    return (select(Change, LibraryEntry, Playlist, SongStats)
+            .outerjoin(LibraryEntry, song & (Change.subject != int(Subject.PLAYLIST)))
+            .outerjoin(Playlist, (Change.subject == int(Subject.PLAYLIST))
+                       & (Playlist.id == Change.subject_id) & (Playlist.user_id == user_id))
+            .outerjoin(SongStats, (Change.subject == int(Subject.SONG_STATS))
+                       & (SongStats.library_id == LibraryEntry.id))
+            .where(Change.user_id == user_id, Change.seq > since,
+                   Change.subject.in_([int(subject) for subject in subjects]))
+            .order_by(Change.seq).limit(limit + 1))
 
 
 class Feed:
@@ -141,23 +164,27 @@ class Feed:
     def now(self) -> int:
         return int(self._clock())
 
-    async def page(self, user_id: int, since: int, limit: int) -> Page:
-        """The events after ``since``, at most ``limit`` of them."""
-        def read(session: Session) -> list:
-            _read_state(session, user_id).check(since, zero_means_full=False)
-            return session.execute(
-                select(Change, LibraryEntry)
-                .outerjoin(LibraryEntry, (LibraryEntry.user_id == Change.user_id)
-                           & (LibraryEntry.sha256 == Change.sha256))
-                .where(Change.user_id == user_id, Change.seq > since)
-                .order_by(Change.seq).limit(limit + 1)).all()
-        rows = await self._db.quick_read(read)
-        events = [Event(change, entry) for change, entry in rows[:limit]]
-        cursor = events[-1].change.seq if events else since
-        return Page(events, cursor, len(rows) > limit)
+    async def page(self, user_id: int, since: int, limit: int,
+                   subjects: frozenset[Subject] = SONGS) -> Page:
+        """The events about ``subjects`` after ``since``, at most ``limit`` of them.
 
-    async def watch(self, user_id: int, since: int, heartbeat: float
-                    ) -> AsyncIterator[Event | int]:
+        The cursor passes events of other subjects by: on the last page it is the
+        feed's newest seq, whatever that event was about."""
+        def read(session: Session) -> tuple[list, int]:
+            state = _read_state(session, user_id)
+            state.check(since, zero_means_full=False)
+            return session.execute(_events_query(user_id, since, limit, subjects)).all(), \
+                state.last_seq
+        rows, newest = await self._db.quick_read(read)
+        events = [Event(*row) for row in rows[:limit]]
+        has_more = len(rows) > limit
+        cursor = events[-1].change.seq if events else since
+        if not has_more:
+            cursor = max(cursor, newest)
+        return Page(events, cursor, has_more)
+
+    async def watch(self, user_id: int, since: int, heartbeat: float,
+                    subjects: frozenset[Subject] = SONGS) -> AsyncIterator[Event | int]:
         """Events after ``since``, then each new one as it commits; forever.
 
         Yields an ``Event``, or the current cursor (an int) when nothing happened
@@ -166,7 +193,7 @@ class Feed:
         cursor = since
         quiet_since = time.monotonic()
         while not self._notifier.closed:
-            page = await self.page(user_id, cursor, DEFAULT_PAGE)
+            page = await self.page(user_id, cursor, DEFAULT_PAGE, subjects)
             for event in page.events:
                 yield event
             cursor = page.cursor

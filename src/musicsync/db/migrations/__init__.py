@@ -38,7 +38,7 @@ from . import legacy
 log = logging.getLogger(__name__)
 
 # The newest revision in versions/ (tests/test_migrations.py checks it).
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 # The revision whose schema is legacy version 4: where databases from before Alembic start.
 LEGACY_REVISION = "0001"
 # PRAGMA user_version of an SQLite database that Alembic manages (see above).
