@@ -155,9 +155,11 @@ def query(settings, statement: str, *params) -> list[tuple]:
     """Runs one SQL statement (``?`` placeholders) on the test server's database, SQLite
     or PostgreSQL, as an outside program would, and returns its rows (none for a write)."""
     import sqlite3
+    from contextlib import closing
 
     if not settings.database_url:
-        with sqlite3.connect(settings.data_dir / "musicsync.db") as db:
+        # Closed at once: the last connection to close folds the WAL back in.
+        with closing(sqlite3.connect(settings.data_dir / "musicsync.db")) as db, db:
             return db.execute(statement, params).fetchall()
     import asyncio
     import re

@@ -4,6 +4,7 @@ PostgreSQL with nothing lost, verified, into an empty target only."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from musicsync.proto import auth_pb2, file_pb2, sync_pb2
 from musicsync.server import App
 
 from .conftest import PASSWORD, REGISTRATION_KEY, make_settings
-from .helpers import Client, free_port, sha, status_of
+from .helpers import Client, free_port, query, sha, status_of
 from .sync_device import run_diff
 from .transfer import upload, upload_requests, wav_bytes
 
@@ -75,7 +76,32 @@ async def populate(settings: Settings) -> Populated:
         # A new refresh token for the copy to honour (the login's was used by nobody).
         refreshed = await client.auth.Refresh(auth_pb2.RefreshRequest(
             refresh_token=login.refresh_token))
+    add_player_data(settings)
     return Populated(settings, refreshed.token, refreshed.refresh_token, songs, cursor)
+
+
+def add_player_data(settings) -> None:
+    """A playlist, a song's stats and a play, cover art: rows of every player table."""
+    [(entry_id, digest, path)] = query(settings, "SELECT id, sha256, path FROM library "
+                                       "WHERE user_id = 1 ORDER BY id LIMIT 1")
+    art = hashlib.sha256(b"a cover").digest()
+    for statement, *values in (
+            ("INSERT INTO playlists (id, user_id, name, description, version, entry_count, "
+             "created_at, updated_at) VALUES (1, 1, 'Road trip', 'Ünïcode', 3, 1, 1, 2)",),
+            ("INSERT INTO playlist_entries (playlist_id, position, library_id, sha256, path) "
+             "VALUES (1, 0, ?, ?, ?)", entry_id, digest, path),
+            ("INSERT INTO song_stats (library_id, user_id, starred, rating, rated_at_ms, "
+             "play_count, skip_count, last_played_ms) VALUES (?, 1, ?, 4, 5, 2, 1, 6)",
+             entry_id, True),
+            ("INSERT INTO plays (user_id, play_id, library_id, started_at_ms, seconds_played, "
+             "completed, skipped, received_at) VALUES (1, 'phone-1', ?, 6, 200, ?, ?, 7)",
+             entry_id, True, False),
+            ("INSERT INTO art_images (sha256, mime_type, width, height, size, created_at) "
+             "VALUES (?, 'image/jpeg', 600, 600, 12345, 8)", art),
+            ("INSERT INTO art_resized (art_sha256, size, sha256, mime_type, width, height, "
+             "bytes) VALUES (?, 128, ?, 'image/jpeg', 128, 128, 999)", art, art[::-1]),
+            ("UPDATE library SET art_sha256 = ? WHERE id = ?", art, entry_id)):
+        query(settings, statement, *values)
 
 
 @pytest.fixture
