@@ -143,6 +143,8 @@ async def list_services(port: int) -> set[str]:
 
 async def test_reflection_lists_every_service_on_every_port(app):
     expected = {"auth.AuthService", "file.FileService", "sync.SyncService",
+                "library.PlaylistService", "library.ListeningService", "library.ArtService",
+                "library.BrowseService",
                 "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
                 "grpc.reflection.v1.ServerReflection"}
     for port in app.ports.values():
@@ -226,8 +228,9 @@ async def test_single_service_mode_serves_only_that_service(tmp_path):
             code, _ = await status_of(client.sync.GetSync(empty_pb2.Empty()))
             assert code == grpc.StatusCode.UNAUTHENTICATED
         assert await list_services(app.ports["sync"]) == {
-            "sync.SyncService", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
-            "grpc.reflection.v1.ServerReflection"}
+            "sync.SyncService", "library.PlaylistService", "library.ListeningService",
+            "library.BrowseService", "grpc.health.v1.Health",
+            "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"}
         assert await health_of(app.ports["sync"], "sync.SyncService") == \
             health_pb2.HealthCheckResponse.SERVING
 

@@ -63,7 +63,7 @@ _principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
     "musicsync_principal", default=None)
 
 # Methods of these services, and these single methods, need a signed-in caller.
-AUTHENTICATED_SERVICES = ("/file.FileService/", "/sync.SyncService/")
+AUTHENTICATED_SERVICES = ("/file.FileService/", "/sync.SyncService/", "/library.")
 AUTHENTICATED_METHODS = frozenset({"/auth.AuthService/ChangePassword"})
 # Probes call this every few seconds: keep it out of the INFO log.
 QUIET_METHODS = frozenset({"/grpc.health.v1.Health/Check"})

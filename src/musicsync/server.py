@@ -50,10 +50,16 @@ from .limits import (AUTH_REQUEST_BYTES, TOKENLESS_RECEIVING, TOKENLESS_RECEIVIN
 from .memory import tune_allocator
 from .metrics import Metrics, MetricsEndpoint, NullMetrics
 from .peers import ClientAddresses
-from .proto import auth_pb2, auth_pb2_grpc, file_pb2, sync_pb2, sync_pb2_grpc
+from .players.context import PlayerContext
+from .proto import (auth_pb2, auth_pb2_grpc, file_pb2, library_pb2, library_pb2_grpc, sync_pb2,
+                    sync_pb2_grpc)
 from .services import file_service
+from .services.art_service import ArtServicer
 from .services.auth_service import AuthServicer
+from .services.browse_service import BrowseServicer
 from .services.file_service import FileServicer
+from .services.listening_service import ListeningServicer
+from .services.playlist_service import PlaylistServicer
 from .services.streams import StreamLimits
 from .services.sync_service import SyncServicer
 from .storage import open_blob_store
@@ -66,6 +72,12 @@ SERVICE_NAMES = {
     "auth": auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
     "file": file_pb2.DESCRIPTOR.services_by_name["FileService"].full_name,
     "sync": sync_pb2.DESCRIPTOR.services_by_name["SyncService"].full_name,
+}
+# The player services (library.proto) ride with the service whose data they need.
+PLAYER_SERVICE_NAMES = {
+    "file": (library_pb2.DESCRIPTOR.services_by_name["ArtService"].full_name,),
+    "sync": tuple(library_pb2.DESCRIPTOR.services_by_name[name].full_name
+                  for name in ("PlaylistService", "ListeningService", "BrowseService")),
 }
 # How often a sync service without the file service in-process looks for changes.
 FEED_POLL_INTERVAL = 1.0
@@ -174,9 +186,8 @@ class App:
         servicers = {
             "auth": lambda: auth_pb2_grpc.add_AuthServiceServicer_to_server(
                 AuthServicer(self.accounts, self.addresses), self._server),
-            "file": lambda: file_service.add_to_server(self._file_servicer(), self._server),
-            "sync": lambda: sync_pb2_grpc.add_SyncServiceServicer_to_server(
-                self._sync_servicer(), self._server),
+            "file": self._add_file_services,
+            "sync": self._add_sync_services,
         }
         observe = None
         if settings.metrics_port is not None:
@@ -205,7 +216,8 @@ class App:
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         names = [SERVICE_NAMES[s] for s in self.services]
-        _serve_reflection([*names, health.SERVICE_NAME], self._server)
+        players = [name for s in self.services for name in PLAYER_SERVICE_NAMES.get(s, ())]
+        _serve_reflection([*names, *players, health.SERVICE_NAME], self._server)
         self._bind()
         await self._server.start()
         self._stack.push_async_callback(self._stop_server)
@@ -322,6 +334,26 @@ class App:
             up = self._database_ready and (name != SERVICE_NAMES["file"] or self._storage_ready)
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING if up
                                    else health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    def _add_file_services(self) -> None:
+        """file.FileService, and library.ArtService (cover art lives in the blob store)."""
+        file_service.add_to_server(self._file_servicer(), self._server)
+        library_pb2_grpc.add_ArtServiceServicer_to_server(
+            ArtServicer(self._player_context()), self._server)
+
+    def _add_sync_services(self) -> None:
+        """sync.SyncService, and the player services whose changes travel the feed."""
+        sync_pb2_grpc.add_SyncServiceServicer_to_server(self._sync_servicer(), self._server)
+        context = self._player_context()
+        library_pb2_grpc.add_PlaylistServiceServicer_to_server(
+            PlaylistServicer(context), self._server)
+        library_pb2_grpc.add_ListeningServiceServicer_to_server(
+            ListeningServicer(context), self._server)
+        library_pb2_grpc.add_BrowseServiceServicer_to_server(
+            BrowseServicer(context), self._server)
+
+    def _player_context(self) -> PlayerContext:
+        return PlayerContext(self.db, self.notifier, getattr(self, "store", None), self.clock)
 
     def _file_servicer(self) -> FileServicer:
         return FileServicer(self.files, self.uploads, self.streams)
