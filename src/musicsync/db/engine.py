@@ -103,6 +103,13 @@ class Database:
                 cls = SQLiteDatabase
         return super().__new__(cls)
 
+    # The task inside a write transaction of this process, if any (set by write()).
+    _writing: asyncio.Task | None = None
+
+    def _refuse_nested_write(self) -> None:
+        if self._writing is not None and self._writing is asyncio.current_task():
+            raise RuntimeError("a write transaction inside another would wait for itself")
+
     def read(self) -> AbstractAsyncContextManager[AsyncSession]:
         raise NotImplementedError
 

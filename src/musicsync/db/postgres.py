@@ -106,8 +106,7 @@ class PostgresDatabase(Database):
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A session whose transaction holds the writers' lock; commits on success."""
-        if self._writing is not None and self._writing is asyncio.current_task():
-            raise RuntimeError("a write transaction inside another would wait for itself")
+        self._refuse_nested_write()
         async with self._write_turn:
             self._writing = asyncio.current_task()
             try:

@@ -128,10 +128,6 @@ class SQLiteDatabase(Database):
         self._refuse_nested_write()
         return await self._group.run(work)
 
-    def _refuse_nested_write(self) -> None:
-        if self._writing is not None and self._writing is asyncio.current_task():
-            raise RuntimeError("a write transaction inside another would wait for itself")
-
     @asynccontextmanager
     async def _write_turn_held(self) -> AsyncIterator[None]:
         """This process's writers in turn, then every process's (see above)."""
