@@ -12,6 +12,7 @@ from musicsync.limits import (MAX_PLAYS_PER_BATCH, MAX_STATS_HASHES, PLAY_BEFORE
                               PLAY_CLOCK_SKEW_MS)
 from musicsync.proto import (auth_pb2, file_pb2, library_pb2, library_pb2_grpc, sync_pb2)
 
+from .client_support import song_file, target_of
 from .conftest import PASSWORD, REGISTRATION_KEY
 from .helpers import Client, query, sha, status_of
 from .transfer import upload, wav_bytes
@@ -340,3 +341,52 @@ async def test_nothing_of_another_users_songs_is_shown_changed_or_counted(
     assert (alices.starred, alices.rating, alices.play_count, alices.last_played_ms) == (
         True, 5, 1, now - DAY_MS)
     assert [e.hash for e in await stats_events(client)] == [song, song]
+
+
+# -- the client library and the commands --------------------------------------------------
+
+async def test_the_client_sends_plays_in_batches_the_server_takes_and_reads_stats(
+        app, library, tmp_path, clock):
+    from musicsync.client.listening import Play
+
+    song = (await library.upload(song_file(tmp_path, "one.wav"))).entry.hash
+    start = now_ms(clock) - DAY_MS
+    plays = [Play(f"phone-{n}", song, start + n, 120, completed=True, skipped=n % 3 == 0)
+             for n in range(MAX_PLAYS_PER_BATCH + 500)]
+
+    results = await library.listening.record_plays(plays)
+    again = await library.listening.record_plays(plays[:2])
+
+    assert [r.outcome for r in results] == ["recorded"] * len(plays)
+    assert [r.outcome for r in again] == ["duplicate", "duplicate"]
+    stats = (await library.listening.stats([song, sha(b"unknown")]))
+    assert list(stats) == [song]
+    assert (stats[song].play_count, stats[song].skip_count) == (1000, 500)
+    rated = await library.listening.rate(song, starred=True, rating=4)
+    assert (rated.starred, rated.rating) == (True, 4) and rated.rated_at_ms > 0
+
+
+@pytest.mark.sqlite_only
+async def test_star_unstar_and_rate_commands(app, library, cli, tmp_path):
+    first = await library.upload(song_file(tmp_path, "one.wav"), path="A/one.wav")
+    second = await library.upload(song_file(tmp_path, "two.wav"), path="A/two.wav")
+    code, _, err = await cli("login", target_of(app), "--user", "alice", "--password-stdin",
+                             stdin=PASSWORD + "\n")
+    assert code == 0, err
+
+    code, out, err = await cli("star", "A/one.wav", second.entry.hash)
+    assert code == 0, err
+    assert "starred A/one.wav" in out and "starred A/two.wav" in out
+    code, out, err = await cli("unstar", "A/two.wav")
+    assert (code, out.strip()) == (0, "unstarred A/two.wav"), err
+    code, out, err = await cli("rate", "A/one.wav", "4")
+    assert code == 0 and "rated A/one.wav 4/5" in out, err
+
+    stats = await library.listening.stats([first.entry.hash, second.entry.hash])
+    assert (stats[first.entry.hash].starred, stats[first.entry.hash].rating) == (True, 4)
+    assert (stats[second.entry.hash].starred, stats[second.entry.hash].rating) == (False, 0)
+
+    code, _, err = await cli("rate", "A/one.wav", "6")
+    assert code == 2 and "0 (no rating) to 5" in err
+    code, _, err = await cli("star", "A/nothing.wav")
+    assert code == 1 and "A/nothing.wav: no such song" in err

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..errors import InvalidArgument, ResourceExhausted
 from ..interceptors import current_principal
 from ..library.files import parse_hash
-from ..limits import MAX_PLAYS_PER_BATCH, MAX_STATS_HASHES
+from ..limits import MAX_PLAY_ID_CHARS, MAX_PLAYS_PER_BATCH, MAX_STATS_HASHES
 from ..players.context import PlayerContext
 from ..players.listening import Listening, Play, Rating, Stats
 from ..proto import library_pb2, library_pb2_grpc
@@ -33,7 +33,7 @@ class ListeningServicer(library_pb2_grpc.ListeningServiceServicer):
                  for p in request.plays]
         outcomes = await self._listening.record_plays(current_principal().user_id, plays)
         return library_pb2.RecordPlaysResponse(results=[
-            library_pb2.PlayResult(id=o.id[:64], outcome=int(o.outcome), error=o.error)
+            library_pb2.PlayResult(id=o.id[:MAX_PLAY_ID_CHARS], outcome=int(o.outcome), error=o.error)
             for o in outcomes])
 
     async def GetSongStats(self, request, context):
