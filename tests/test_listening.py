@@ -390,3 +390,19 @@ async def test_star_unstar_and_rate_commands(app, library, cli, tmp_path):
     assert code == 2 and "0 (no rating) to 5" in err
     code, _, err = await cli("star", "A/nothing.wav")
     assert code == 1 and "A/nothing.wav: no such song" in err
+
+
+async def test_extreme_values_get_a_clear_answer_never_an_internal_error(
+        client, alice, listening, clock):
+    song = await add_song(client, b"one")
+    for fields in (dict(at_ms=2**63 - 1, rating=2), dict(at_ms=-2**63, starred=True),
+                   dict(at_ms=now_ms(clock), rating=2**31 - 1),
+                   dict(at_ms=now_ms(clock), rating=-2**31)):
+        code, message = await status_of(listening.RateSong(
+            library_pb2.RateSongRequest(hash=song, **fields), metadata=client.meta()))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, (fields, code, message)
+    results = await record(listening, client, [
+        play("max", song, 2**63 - 1), play("min", song, -2**63),
+        play("long", song, now_ms(clock) - DAY_MS, 2**32 - 1)])
+    assert [outcome for _, outcome, _ in results] == [INVALID] * 3
+    assert (await stats_of(listening, client, song))[song] == library_pb2.SongStats(hash=song)

@@ -33,7 +33,8 @@ class ListeningServicer(library_pb2_grpc.ListeningServiceServicer):
                  for p in request.plays]
         outcomes = await self._listening.record_plays(current_principal().user_id, plays)
         return library_pb2.RecordPlaysResponse(results=[
-            library_pb2.PlayResult(id=o.id[:MAX_PLAY_ID_CHARS], outcome=int(o.outcome), error=o.error)
+            library_pb2.PlayResult(id=o.id[:MAX_PLAY_ID_CHARS], outcome=int(o.outcome),
+                                   error=o.error)
             for o in outcomes])
 
     async def GetSongStats(self, request, context):
