@@ -24,6 +24,14 @@ budget, so every answer stays under the 4 MiB a client accepts by default.
     MAX_PLAYLIST_NAME_CHARS  256  a playlist's name
     MAX_PLAYLIST_DESCRIPTION_CHARS 4096  a playlist's description
     MAX_SUBJECTS               8  ChangesRequest/WatchRequest.subjects
+    MAX_PLAYS_PER_BATCH     1000  RecordPlaysRequest.plays (RESOURCE_EXHAUSTED)
+    MAX_STATS_HASHES        1000  GetSongStatsRequest.hashes
+    MAX_PLAY_ID_CHARS         64  Play.id (a play over it is refused alone, as are:)
+    MAX_SECONDS_PLAYED     86400  Play.seconds_played (a day)
+    PLAY_CLOCK_SKEW_MS    300000  how far Play.started_at_ms and RateSongRequest.at_ms
+                                  may be ahead of the server's clock (5 minutes)
+    PLAY_BEFORE_ADDED_MS  90 days how long before the song entered the library a play
+                                  may have started (players/listening.py says why)
     (passwords: at most 1024 bytes of UTF-8, auth/rules.py; hashes: 64 hex
     characters, files.parse_hash.)
 
@@ -65,6 +73,12 @@ MAX_USERNAME_INPUT_CHARS = 256
 MAX_PLAYLIST_NAME_CHARS = 256
 MAX_PLAYLIST_DESCRIPTION_CHARS = 4096
 MAX_SUBJECTS = 8
+MAX_PLAYS_PER_BATCH = 1000
+MAX_STATS_HASHES = 1000
+MAX_PLAY_ID_CHARS = 64
+MAX_SECONDS_PLAYED = 24 * 3600
+PLAY_CLOCK_SKEW_MS = 5 * 60 * 1000
+PLAY_BEFORE_ADDED_MS = 90 * 24 * 3600 * 1000
 
 CLIENT_MESSAGE_BYTES = 4 * 1024 * 1024
 PAGE_BUDGET_BYTES = 1024 * 1024

@@ -12,6 +12,7 @@ from ..proto import auth_pb2, auth_pb2_grpc, file_pb2, file_pb2_grpc, sync_pb2, 
 from . import transfer
 from .connection import open_channel, service_targets
 from .errors import ClientError, NotSignedIn, translate
+from .listening import Listening
 from .models import (
     ChangeEvent,
     Device,
@@ -61,6 +62,9 @@ class Client:
         self._sync = sync_pb2_grpc.SyncServiceStub(self._channels[addresses["sync"]])
         self._tokens = TokenKeeper(self._auth, target, tokens, on_tokens, clock, shared_tokens)
         self._closed = False
+        self._clock = clock
+        self._sync_channel = self._channels[addresses["sync"]]
+        self._listening: Listening | None = None
 
     async def __aenter__(self) -> Client:
         return self
@@ -73,6 +77,13 @@ class Client:
             self._closed = True
             for channel in self._channels.values():
                 await channel.close()
+
+    @property
+    def listening(self) -> Listening:
+        """Stars, ratings and plays (client/listening.py)."""
+        if self._listening is None:
+            self._listening = Listening(self, self._sync_channel, self._clock)
+        return self._listening
 
     @property
     def tokens(self) -> Tokens | None:

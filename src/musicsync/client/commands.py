@@ -70,6 +70,14 @@ def add_client_commands(commands) -> None:
     rm = command("rm", "remove songs from your library")
     rm.add_argument("songs", nargs="+", metavar="HASH|PATH")
 
+    star = command("star", "star songs of your library (favourites)")
+    star.add_argument("songs", nargs="+", metavar="HASH|PATH")
+    unstar = command("unstar", "unstar songs of your library")
+    unstar.add_argument("songs", nargs="+", metavar="HASH|PATH")
+    rate = command("rate", "rate a song of your library, 1 to 5 stars (0: no rating)")
+    rate.add_argument("song", metavar="HASH|PATH")
+    rate.add_argument("rating", type=_rating, metavar="N", help="0 (none) to 5")
+
     watch = command("watch", "print the library's changes as they happen, until Ctrl-C")
     watch.add_argument("--since", type=int, metavar="CURSOR",
                        help="start after this cursor (default: changes from now on)")
@@ -106,6 +114,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def _rating(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= value <= 5:
+        raise argparse.ArgumentTypeError("must be 0 (no rating) to 5")
     return value
 
 
@@ -159,6 +177,8 @@ _COMMANDS = {
     "whoami": ("account", "whoami"), "ls": ("library", "ls"), "push": ("library", "push"),
     "pull": ("library", "pull"), "mv": ("library", "mv"), "rm": ("library", "rm"),
     "watch": ("library", "watch"), "sync": ("commands", "sync"),
+    "star": ("favourites", "star"), "unstar": ("favourites", "unstar"),
+    "rate": ("favourites", "rate"),
 }
 
 
