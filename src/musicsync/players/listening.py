@@ -31,17 +31,16 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from ..db.dialect import PerDialect, greatest
-from ..db.channel import announce_change
-from ..db.models import Change, LibraryEntry, PlayRecord, SongStats, User
+from ..db.models import Change, LibraryEntry, PlayRecord, SongStats
 from ..errors import InvalidArgument, NotFound
 from ..limits import (MAX_PLAY_ID_CHARS, MAX_SECONDS_PLAYED, PLAY_BEFORE_ADDED_MS,
                       PLAY_CLOCK_SKEW_MS)
 from ..storage import is_sha256_hex
-from ..sync.changes import ChangeKind, Subject, next_seq, record_change
+from ..sync.changes import ChangeKind, Subject, next_seq, record_change, record_changes
 from .context import PlayerContext
 
 MAX_RATING = 5
@@ -49,11 +48,6 @@ MAX_RATING = 5
 _MAX_REPLACE_HOPS = 8
 _STATS = SongStats.__table__
 _INSERT_PLAY = insert(PlayRecord.__table__)
-_INSERT_CHANGE = insert(Change.__table__)
-_USERS = User.__table__
-_TAKE_SEQS = (update(_USERS).where(_USERS.c.id == bindparam("user_id"))
-              .values(last_seq=_USERS.c.last_seq + bindparam("count"))
-              .returning(_USERS.c.last_seq))
 
 
 class Outcome(enum.IntEnum):
@@ -239,9 +233,9 @@ class Listening:
                 dict(library_id=library_id, user_id=user_id, play_count=plays_,
                      skip_count=skips, last_played_ms=last)
                 for library_id, (plays_, skips, last, _) in counts.items()])
-            seq = _record_stats_changes(session, user_id,
-                                        [count[3] for count in counts.values()],
-                                        now_ms // 1000)
+            seq = record_changes(session, user_id, ChangeKind.UPDATED,
+                                 [count[3] for count in counts.values()], now_ms // 1000,
+                                 subject=Subject.SONG_STATS)
             return outcomes, seq
 
         async with self._context.db.write() as session:
@@ -264,26 +258,6 @@ class Listening:
             return [found[sha] for sha in wanted if sha in found]
 
         return await self._context.db.quick_read(work)
-
-
-def _record_stats_changes(session: Session, user_id: int, hashes: list[bytes],
-                          now: int) -> int:
-    """One SONG_STATS event for each of ``hashes``, in order; the last one's seq.
-
-    sync.changes.next_seq and record_change a song at a time, in bulk: a batch of plays
-    of 1,000 songs spent 600 ms on their 2,000 statements, and takes a few ms so. The
-    sequence numbers are taken at once (the UPDATE locks the user's row as next_seq's
-    does), the rows written in one executemany, and the commit announced once: a Watch
-    woken by the last seq reads every event before it."""
-    last = session.connection().execute(_TAKE_SEQS, {"user_id": user_id,
-                                                     "count": len(hashes)}).scalar_one()
-    first = last - len(hashes) + 1
-    session.connection().execute(_INSERT_CHANGE, [
-        dict(user_id=user_id, seq=first + n, kind=int(ChangeKind.UPDATED), sha256=sha256,
-             at=now, replaces=None, subject=int(Subject.SONG_STATS), subject_id=None)
-        for n, sha256 in enumerate(hashes)])
-    announce_change(session.connection(), user_id, last)
-    return last
 
 
 def _stats(sha256: bytes, row: SongStats | None) -> Stats:

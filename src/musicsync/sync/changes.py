@@ -46,6 +46,9 @@ _NEXT_SEQ = (update(User.__table__).where(User.__table__.c.id == bindparam("user
              .values(last_seq=User.__table__.c.last_seq + 1)
              .returning(User.__table__.c.last_seq))
 _INSERT_CHANGE = insert(Change.__table__)
+_TAKE_SEQS = (update(User.__table__).where(User.__table__.c.id == bindparam("user_id"))
+              .values(last_seq=User.__table__.c.last_seq + bindparam("count"))
+              .returning(User.__table__.c.last_seq))
 
 
 def next_seq(session: Session, user_id: int) -> int:
@@ -66,3 +69,25 @@ def record_change(session: Session, user_id: int, seq: int, kind: ChangeKind,
         user_id=user_id, seq=seq, kind=int(kind), sha256=sha256, at=now, replaces=replaces,
         subject=int(subject), subject_id=subject_id))
     announce_change(connection, user_id, seq)
+
+
+def record_changes(session: Session, user_id: int, kind: ChangeKind, hashes: list[bytes],
+                   now: int, *, subject: Subject) -> int:
+    """One change per hash, in order, in bulk; returns the last one's seq.
+
+    next_seq and record_change a change at a time cost two statements each: a batch of
+    plays of 1,000 songs spent 600 ms on them (bench/plays.py), a few ms this way. The
+    numbers are taken at once (the UPDATE locks the user's row as next_seq's does), the
+    rows written in one executemany, and the commit announced once: a Watch woken by the
+    last seq reads every change before it."""
+    connection = session.connection()
+    last = connection.execute(_TAKE_SEQS, {"user_id": user_id,
+                                           "count": len(hashes)}).scalar_one()
+    first = last - len(hashes) + 1
+    connection.execute(_INSERT_CHANGE, [
+        dict(user_id=user_id, seq=first + n, kind=int(kind), sha256=sha256, at=now,
+             replaces=None, subject=int(subject), subject_id=None)
+        for n, sha256 in enumerate(hashes)])
+    announce_change(connection, user_id, last)
+    return last
+
