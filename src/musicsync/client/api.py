@@ -59,6 +59,8 @@ class Client:
         self._auth = auth_pb2_grpc.AuthServiceStub(self._channels[addresses["auth"]])
         self._file = file_pb2_grpc.FileServiceStub(self._channels[addresses["file"]])
         self._sync = sync_pb2_grpc.SyncServiceStub(self._channels[addresses["sync"]])
+        self._sync_channel = self._channels[addresses["sync"]]  # the player services' too
+        self._playlists = None
         self._tokens = TokenKeeper(self._auth, target, tokens, on_tokens, clock, shared_tokens)
         self._closed = False
 
@@ -73,6 +75,16 @@ class Client:
             self._closed = True
             for channel in self._channels.values():
                 await channel.close()
+
+    @property
+    def playlists(self):
+        """The user's playlists (client/playlists.py: list, get, create, edit, save...)."""
+        if self._playlists is None:
+            from ..proto import library_pb2_grpc
+            from .playlists import Playlists
+            self._playlists = Playlists(
+                self, library_pb2_grpc.PlaylistServiceStub(self._sync_channel))
+        return self._playlists
 
     @property
     def tokens(self) -> Tokens | None:
