@@ -221,7 +221,10 @@ class Playlists:
 
     async def save(self, base: RemotePlaylist, wanted: Sequence[str]) -> RemotePlaylist:
         """Makes the playlist's songs ``wanted``, ``base`` being the version the device
-        started from; another device's change since is merged in (module docstring)."""
+        started from (fetched with ``get``: with its songs); another device's change
+        since is merged in (module docstring)."""
+        if len(base.songs) != base.entry_count:
+            raise ValueError("save needs the playlist as fetched with get(), songs and all")
         now = base
         for _ in range(SAVE_ATTEMPTS):
             target = wanted if now is base else merge(base.hashes, wanted, now.hashes)
