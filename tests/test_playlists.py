@@ -300,6 +300,17 @@ async def test_limits_are_named_when_reached(device, monkeypatch):
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "at most 1000 songs" in message
 
 
+async def test_a_list_too_big_with_descriptions_comes_without_them(device, monkeypatch):
+    from musicsync.services import playlist_service
+    await device.create("Described", description="d" * 4096)
+    listed = (await device.call("ListPlaylists", library_pb2.ListPlaylistsRequest())).playlists
+    assert listed[0].description == "d" * 4096
+    monkeypatch.setattr(playlist_service, "LIST_BUDGET_BYTES", 4000)
+    listed = (await device.call("ListPlaylists", library_pb2.ListPlaylistsRequest())).playlists
+    assert (listed[0].name, listed[0].description) == ("Described", "")
+    assert (await device.get(listed[0].id)).description == "d" * 4096
+
+
 # -- isolation -----------------------------------------------------------------------------
 
 async def register(client, username: str) -> Device:

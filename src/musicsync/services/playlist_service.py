@@ -9,7 +9,10 @@ from ..players import playlists
 from ..players.context import PlayerContext
 from ..players.playlists import Insert, Move, Playlists, Remove, ShownEntry
 from ..proto import library_pb2, library_pb2_grpc
-from .convert import path, playlist_message, within_budget
+from .convert import encoded_size, path, playlist_message, within_budget
+
+# ListPlaylists answers with descriptions while they fit in this much.
+LIST_BUDGET_BYTES = 3 * 1024 * 1024
 
 
 class PlaylistServicer(library_pb2_grpc.PlaylistServiceServicer):
@@ -34,8 +37,14 @@ class PlaylistServicer(library_pb2_grpc.PlaylistServiceServicer):
         return library_pb2.GetPlaylistResponse(playlist=message)
 
     async def ListPlaylists(self, request, context):
-        found = await self._playlists.of_user(current_principal().user_id)
-        return library_pb2.ListPlaylistsResponse(playlists=[playlist_message(p) for p in found])
+        found = [playlist_message(p) for p in await self._playlists.of_user(
+            current_principal().user_id)]
+        if encoded_size(found) > LIST_BUDGET_BYTES:
+            # 1,000 long descriptions would pass 4 MiB (the list has no pages): without
+            # them it stays near 1 MiB. GetPlaylist has each one.
+            for message in found:
+                message.description = ""
+        return library_pb2.ListPlaylistsResponse(playlists=found)
 
     async def UpdatePlaylist(self, request, context):
         playlist = await self._playlists.update(
