@@ -23,6 +23,11 @@ budget, so every answer stays under the 4 MiB a client accepts by default.
                                   characters once normalized; see auth/rules.py)
     MAX_PLAYLIST_NAME_CHARS  256  a playlist's name
     MAX_PLAYLIST_DESCRIPTION_CHARS 4096  a playlist's description
+    MAX_PLAYLISTS_PER_USER  1000  playlists one user keeps (RESOURCE_EXHAUSTED)
+    MAX_PLAYLIST_ENTRIES   10000  entries of one playlist (RESOURCE_EXHAUSTED)
+    MAX_PLAYLIST_OPERATIONS 1000  operations of one EditPlaylist
+    MAX_PLAYLIST_HASHES_PER_REQUEST 1000  songs one CreatePlaylist or EditPlaylist
+                                  names, all its inserts together
     MAX_SUBJECTS               8  ChangesRequest/WatchRequest.subjects
     MAX_PLAYS_PER_BATCH     1000  RecordPlaysRequest.plays (RESOURCE_EXHAUSTED)
     MAX_STATS_HASHES        1000  GetSongStatsRequest.hashes
@@ -72,6 +77,10 @@ MAX_SECRET_CHARS = 1024
 MAX_USERNAME_INPUT_CHARS = 256
 MAX_PLAYLIST_NAME_CHARS = 256
 MAX_PLAYLIST_DESCRIPTION_CHARS = 4096
+MAX_PLAYLISTS_PER_USER = 1000
+MAX_PLAYLIST_ENTRIES = 10_000
+MAX_PLAYLIST_OPERATIONS = 1000
+MAX_PLAYLIST_HASHES_PER_REQUEST = 1000
 MAX_SUBJECTS = 8
 MAX_PLAYS_PER_BATCH = 1000
 MAX_STATS_HASHES = 1000

@@ -60,11 +60,12 @@ class Client:
         self._auth = auth_pb2_grpc.AuthServiceStub(self._channels[addresses["auth"]])
         self._file = file_pb2_grpc.FileServiceStub(self._channels[addresses["file"]])
         self._sync = sync_pb2_grpc.SyncServiceStub(self._channels[addresses["sync"]])
+        self._sync_channel = self._channels[addresses["sync"]]  # the player services' too
         self._tokens = TokenKeeper(self._auth, target, tokens, on_tokens, clock, shared_tokens)
         self._closed = False
         self._clock = clock
-        self._sync_channel = self._channels[addresses["sync"]]
         self._listening: Listening | None = None
+        self._playlists = None
 
     async def __aenter__(self) -> Client:
         return self
@@ -84,6 +85,16 @@ class Client:
         if self._listening is None:
             self._listening = Listening(self, self._sync_channel, self._clock)
         return self._listening
+
+    @property
+    def playlists(self):
+        """The user's playlists (client/playlists.py: list, get, create, edit, save...)."""
+        if self._playlists is None:
+            from ..proto import library_pb2_grpc
+            from .playlists import Playlists
+            self._playlists = Playlists(
+                self, library_pb2_grpc.PlaylistServiceStub(self._sync_channel))
+        return self._playlists
 
     @property
     def tokens(self) -> Tokens | None:

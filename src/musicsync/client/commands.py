@@ -82,6 +82,33 @@ def add_client_commands(commands) -> None:
     watch.add_argument("--since", type=int, metavar="CURSOR",
                        help="start after this cursor (default: changes from now on)")
 
+    playlist = command("playlist", "list, show, import and export your playlists",
+                       "Your playlists: list them, show one, import an M3U8 file (songs "
+                       "matched by their path in the library) or export one as M3U8.")
+    actions = playlist.add_subparsers(dest="playlist_command", metavar="ACTION", required=True)
+    actions.add_parser("ls", help="list your playlists (name, songs, version)")
+    show = actions.add_parser("show", help="a playlist's songs, in order")
+    show.add_argument("name", metavar="NAME")
+    root_help = ("the music folder whose layout matches the library's paths (default: "
+                 "the folder the playlist file is in)")
+    importing = actions.add_parser(
+        "import", help="make a playlist of an M3U8 file's songs",
+        description="Make a playlist of the songs an M3U8 file names, matched by their path "
+                    "in the library relative to --root; lines naming no song of the "
+                    "library are reported and left out. A playlist of that name gets the "
+                    "file's songs.")
+    importing.add_argument("file", metavar="FILE.m3u8")
+    importing.add_argument("--name", help="the playlist's name (default: the file's name)")
+    importing.add_argument("--root", metavar="DIR", help=root_help)
+    exporting = actions.add_parser(
+        "export", help="write a playlist as an M3U8 file",
+        description="Write a playlist as M3U8 (#EXTM3U, #EXTINF), each song's path relative "
+                    "to the file's folder (songs under --root at their library paths). "
+                    "Without FILE, to standard output (paths from the current folder).")
+    exporting.add_argument("name", metavar="NAME")
+    exporting.add_argument("file", metavar="FILE", nargs="?")
+    exporting.add_argument("--root", metavar="DIR", help=root_help)
+
     sync = command("sync", "keep a music folder and your library in step",
                    "Two-way sync of a folder tree with your library. Exit codes: 0 all "
                    "synced, 1 some files failed or the server could not be reached, 2 "
@@ -179,6 +206,7 @@ _COMMANDS = {
     "watch": ("library", "watch"), "sync": ("commands", "sync"),
     "star": ("favourites", "star"), "unstar": ("favourites", "unstar"),
     "rate": ("favourites", "rate"),
+    "playlist": ("playlist_commands", "playlist"),
 }
 
 

@@ -226,7 +226,8 @@ class PlaylistEntry(Base):
     "missing"), with the song's last hash and path to show and to find it again."""
 
     __tablename__ = "playlist_entries"
-    __table_args__ = (Index("ix_playlist_entries_library", "library_id"),)
+    # By library row (a song deleted), and missing entries (NULL) by hash (a song back).
+    __table_args__ = (Index("ix_playlist_entries_library", "library_id", "sha256"),)
 
     playlist_id: Mapped[int] = mapped_column(
         BigInt, ForeignKey("playlists.id", ondelete="CASCADE"), primary_key=True)

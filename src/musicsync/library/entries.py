@@ -9,6 +9,13 @@ replaced hash.
 
 Each entry sits at a path unique within its library (paths.py).
 
+Playlist entries (players/playlists.py) point at library rows by id, so a replace and
+a move keep a song's places. A deleted song's playlist entries stay as "missing":
+remove_entry stores the song's last hash and path in them before the row goes (its
+foreign key then clears their ``library_id``), and put_entry links them again when
+the same content comes back (``relink_missing``). Neither changes a playlist's
+version: no position moves.
+
 The functions here run inside a write session the caller owns: sync functions of a
 sync Session, for Database.grouped_write (async sessions call them through
 ``AsyncSession.run_sync``); after the commit, the caller tells the
@@ -19,11 +26,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..db.dialect import PerDialect
-from ..db.models import Blob, LibraryEntry
+from ..db.models import Blob, LibraryEntry, Playlist, PlaylistEntry
 from ..errors import FailedPrecondition
 from ..sync.changes import ChangeKind, next_seq, record_change
 from . import paths
@@ -144,6 +151,7 @@ def put_entry(session: Session, user_id: int, sha256: bytes, size: int,
         replaced.updated_at, replaced.seq = now, seq
         record_change(session, user_id, seq, ChangeKind.ADDED, sha256, now, replaces=old_sha)
         session.flush()
+        relink_missing(session, user_id, sha256, replaced.id, path)
         return Stored(replaced, ChangeKind.ADDED, replaced=old_sha)
     if placement.path is not None:
         path = placement.path
@@ -156,6 +164,7 @@ def put_entry(session: Session, user_id: int, sha256: bytes, size: int,
     # A Core insert (see _INSERT_ENTRY): the entry returned is not in the session.
     entry_id = session.connection().execute(_INSERT_ENTRY, values).scalar_one()
     record_change(session, user_id, seq, ChangeKind.ADDED, sha256, now)
+    relink_missing(session, user_id, sha256, entry_id, path)
     return Stored(LibraryEntry(id=entry_id, **values), ChangeKind.ADDED)
 
 
@@ -252,7 +261,11 @@ def free_path(session: Session, user_id: int, wanted: str,
 
 
 def remove_entry(session: Session, user_id: int, sha256: bytes, now: int) -> bool:
-    """Deletes a song from the library, leaving a tombstone; False if it was not there."""
+    """Deletes a song from the library, leaving a tombstone; False if it was not there.
+
+    Its playlist entries stay, "missing", with its last hash and path (see above)."""
+    connection = session.connection()
+    connection.execute(_KEEP_LAST_KNOWN, {"owner": user_id, "song": sha256})
     removed = session.execute(
         delete(LibraryEntry).where(LibraryEntry.user_id == user_id, LibraryEntry.sha256 == sha256)
         .returning(LibraryEntry.id)).first()
@@ -261,6 +274,35 @@ def remove_entry(session: Session, user_id: int, sha256: bytes, now: int) -> boo
     seq = next_seq(session, user_id)
     record_change(session, user_id, seq, ChangeKind.DELETED, sha256, now)
     return True
+
+
+# A song about to go: its playlist entries keep its hash and path as they are now (they
+# held the ones of when it was added: a replace or a move since changed them).
+_library = LibraryEntry.__table__
+_places = PlaylistEntry.__table__
+_KEEP_LAST_KNOWN = (
+    update(_places)
+    .where(_places.c.library_id == select(_library.c.id).where(
+        _library.c.user_id == bindparam("owner"),
+        _library.c.sha256 == bindparam("song")).scalar_subquery())
+    .values(sha256=bindparam("song"),
+            path=select(_library.c.path).where(_library.c.id == _places.c.library_id)
+            .scalar_subquery()))
+# The user's missing entries of a song back in the library.
+_RELINK = (
+    update(_places)
+    .where(_places.c.library_id.is_(None), _places.c.sha256 == bindparam("song"),
+           _places.c.playlist_id.in_(select(Playlist.__table__.c.id).where(
+               Playlist.__table__.c.user_id == bindparam("owner"))))
+    .values(library_id=bindparam("row"), path=bindparam("where")))
+
+
+def relink_missing(session: Session, user_id: int, sha256: bytes, entry_id: int,
+                   path: str) -> None:
+    """Links the user's "missing" playlist entries of ``sha256`` to library row ``entry_id``
+    (content uploaded again after a delete)."""
+    session.connection().execute(_RELINK, {"owner": user_id, "song": sha256, "row": entry_id,
+                                           "where": path})
 
 
 def blob_is_referenced(session: Session, sha256: bytes) -> bool:

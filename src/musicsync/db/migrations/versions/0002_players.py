@@ -55,7 +55,8 @@ def upgrade() -> None:
         sa.Column("sha256", sa.LargeBinary(), nullable=False),
         sa.Column("path", sa.Text(), nullable=False),
     )
-    op.create_index("ix_playlist_entries_library", "playlist_entries", ["library_id"])
+    op.create_index("ix_playlist_entries_library", "playlist_entries",
+                    ["library_id", "sha256"])
     op.create_table(
         "song_stats",
         sa.Column("library_id", BigInt, sa.ForeignKey("library.id", ondelete="CASCADE"),
