@@ -324,6 +324,18 @@ async def test_another_users_song_or_album_is_not_found(client, alice):
     assert (await cover(client, token=bob, hash=sha(song)))[0] == picture
 
 
+async def test_a_picture_too_large_to_decode_is_refused_at_resize_and_served_as_stored(
+        client, alice):
+    out = io.BytesIO()
+    Image.new("RGBA", (4000, 4000), (1, 2, 3, 4)).save(out, "PNG")  # 62 MiB decoded
+    picture = out.getvalue()
+    song = with_picture("mp3", picture, "image/png")
+    await upload(client, song)
+    code, message = await cover_status(client, hash=sha(song), size=64)
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "size 0" in message
+    assert (await cover(client, hash=sha(song)))[0] == picture
+
+
 def test_a_picture_whose_header_declares_too_many_pixels_is_refused_before_decoding():
     with pytest.raises(CannotResize, match="pixels"):  # Pillow says it first
         resize(png_bomb(), 64)

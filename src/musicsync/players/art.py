@@ -9,10 +9,10 @@ A size (16 to 2048) asks for the picture scaled so that its longest side is that
 many pixels: the aspect ratio kept, never enlarged, a JPEG (a PNG when the
 picture has transparency). Each resized copy is kept (art_resized and the blob
 store) and served from there next time. Resizing is Pillow's work, imported on
-the first resize only, in a thread (it blocks), one picture at a time (a large
-PNG decodes to up to 128 MiB), and only after the picture's header has been
-checked against the bounds again: a picture whose header lies (a "decompression
-bomb") is refused before it is decoded.
+the first resize only, in a thread (it blocks), one picture at a time (a
+picture decodes to up to MAX_DECODED_BYTES), and only after the picture's header
+has been checked against the bounds again: a picture whose header lies (a
+"decompression bomb") is refused before it is decoded.
 
 Songs and albums are looked up in the caller's library only.
 """
@@ -43,9 +43,15 @@ log = logging.getLogger(__name__)
 MIN_SIZE, MAX_SIZE = 16, 2048  # pixels, the longest side of a resized copy
 CHUNK_BYTES = 256 * 1024  # of a GetCoverArt message
 RESIZES_AT_ONCE = 1  # each may hold a large picture decoded in memory
+# A picture decoded for a resize, at the scale it decodes at (a JPEG at 1/2 to 1/8 of
+# its size when that still covers the size asked): 12 Mpx of RGB(A), 48 Mpx of grey.
+# Only a flat-coloured PNG, GIF, WebP or BMP fits 8 MiB and is larger; it is served
+# as stored (size 0) only. A resize peaks at about twice this.
+MAX_DECODED_BYTES = 48 * 1024 * 1024
 JPEG_QUALITY = 85
 NO_ART = "this song has no cover art"
 _SERVED_AS_STORED = ("image/jpeg", "image/png")  # at its own size, no need to re-encode
+_SCALED_AS_THEY_ARE = ("RGB", "RGBA", "L", "LA")  # Pillow modes thumbnail() handles well
 
 
 @dataclass(frozen=True)
@@ -147,8 +153,9 @@ class CoverArt:
             data, mime, width, height = await asyncio.to_thread(resize, original, size)
         except CannotResize as exc:
             log.warning("cover picture %s cannot be resized: %s", picture.sha256.hex(), exc)
-            raise FailedPrecondition("this cover picture is damaged and cannot be resized; "
-                                     "ask for size 0 to get it as stored") from None
+            raise FailedPrecondition("this cover picture cannot be resized (it is damaged, "
+                                     "or too large to decode); ask for size 0 to get it as "
+                                     "stored") from None
         del original
         resized = Picture(hashlib.sha256(data).digest(), mime, width, height, len(data))
         try:
@@ -235,8 +242,19 @@ def resize(data: bytes, size: int) -> tuple[bytes, str, int, int]:
             alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
                 image.mode == "P" and "transparency" in image.info)
             image.draft("RGB", (size, size))  # a JPEG decodes at 1/2 to 1/8 scale if it can
-            frame = image.convert("RGBA" if alpha else "RGB")
-        frame.thumbnail((size, size), Image.Resampling.LANCZOS)
+            decoded = image.width * image.height * (4 if len(image.getbands()) > 1 else 1)
+            if decoded > MAX_DECODED_BYTES:
+                raise CannotResize(f"{width}x{height} pixels would take {decoded >> 20} MiB "
+                                   f"decoded, over {MAX_DECODED_BYTES >> 20} MiB")
+            target = "RGBA" if alpha else "RGB"
+            if image.mode in _SCALED_AS_THEY_ARE:
+                # Scaled first (decoded once, reduced in place), converted when small: a
+                # conversion first would hold a second full-size copy.
+                image.thumbnail((size, size), Image.Resampling.LANCZOS)
+                frame = image.convert(target)
+            else:  # palette, CMYK, 1-bit...: Pillow scales these poorly or not at all
+                frame = image.convert(target)
+                frame.thumbnail((size, size), Image.Resampling.LANCZOS)
         out = io.BytesIO()
         if alpha:
             frame.save(out, "PNG", optimize=True)
