@@ -7,7 +7,8 @@ the wire is decoded). Rows stored before these bounds existed are clipped when
 they are put on the wire, and paged answers stop adding entries at a byte
 budget, so every answer stays under the 4 MiB a client accepts by default.
 
-    MAX_TAG_CHARS          1024   FileMetadata title, artist, album, album_artist, genre
+    MAX_TAG_CHARS          1024   FileMetadata title, artist, album, album_artist, genre;
+                                  GetCoverArtRequest.album (album_artist, album)
                                   (tags read from the audio file are clipped to it)
     MAX_FILENAME_BYTES      255   the last path component of FileMetadata.filename, and
                                   each segment of a song's path (FileMetadata.path,

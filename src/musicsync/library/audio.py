@@ -78,9 +78,21 @@ def looks_like_audio(head: bytes) -> bool:
 
 
 @dataclass(frozen=True)
+class CoverPicture:
+    """A song's embedded cover picture, checked to be an image of a sane size
+    (audio_check/pictures.py): its bytes, format and pixel size from its header."""
+
+    data: bytes
+    mime_type: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
 class AudioInfo:
     tags: Tags  # including codec and stream properties
     extension: str  # the usual file extension of the container, with its dot
+    picture: CoverPicture | None = None  # the embedded cover, when the audio check kept one
 
 
 # Our name of each format: its mutagen class, file extension and tagging scheme.
@@ -108,13 +120,14 @@ def read_audio(fileobj: BinaryIO) -> AudioInfo | None:
     return None if parsed is None else audio_info(*parsed)
 
 
-def audio_info(fields: dict, extension: str) -> AudioInfo:
+def audio_info(fields: dict, extension: str, picture: CoverPicture | None = None) -> AudioInfo:
     """What parse_audio found, as the server keeps it (texts cut to the tag limit)."""
     from .entries import Tags
     from ..limits import clip
 
     return AudioInfo(tags=Tags(**{key: clip(value) if isinstance(value, str) else value
-                                  for key, value in fields.items()}), extension=extension)
+                                  for key, value in fields.items()}), extension=extension,
+                     picture=picture)
 
 
 def parse_audio(fileobj: BinaryIO, *,
@@ -123,6 +136,36 @@ def parse_audio(fileobj: BinaryIO, *,
 
     ``passthrough``: errors of the reader itself (not the file's fault), raised as they are.
     """
+    parsed = _parse(fileobj, passthrough)
+    return None if parsed is None else (parsed[2], _FORMATS[parsed[0]][2])
+
+
+def parse_audio_and_picture(fileobj: BinaryIO, *,
+                            passthrough: tuple[type[BaseException], ...] = ()
+                            ) -> tuple[dict, str, tuple[bytes, str] | None, str] | None:
+    """parse_audio, then the embedded cover picture (embedded_picture) and why it was
+    left out ("" if it was not, or there is none). The picture is not yet known to be an
+    image: see audio_check/pictures.py. None if not audio."""
+    parsed = _parse(fileobj, passthrough)
+    if parsed is None:
+        return None
+    name, audio, fields = parsed
+    picture, skipped = None, ""
+    try:
+        picture = embedded_picture(name, audio, fileobj)
+    except passthrough:
+        raise
+    except MemoryError:
+        raise
+    except PictureTooLarge as exc:
+        skipped = f"{exc}, over {MAX_EMBEDDED_PICTURE >> 20} MiB"
+    except Exception as exc:  # noqa: BLE001 - a damaged picture tag: the song still counts
+        skipped = f"unreadable ({type(exc).__name__}: {exc})"
+    return fields, _FORMATS[name][2], picture, skipped
+
+
+def _parse(fileobj: BinaryIO, passthrough: tuple[type[BaseException], ...]):
+    """(our format name, mutagen's object, the fields of a Tags), or None if not audio."""
     for name in _candidates(fileobj):
         module, cls, _, _ = _FORMATS[name]
         fileobj.seek(0)
@@ -137,7 +180,7 @@ def parse_audio(fileobj: BinaryIO, *,
             continue
         fields = _describe(name, audio, fileobj)
         if fields is not None:
-            return fields, _FORMATS[name][2]
+            return name, audio, fields
     return None
 
 
@@ -366,3 +409,82 @@ def _leading_number(text: str) -> int:
 def _year(text: str) -> int:
     match = re.search(r"(?<!\d)(\d{4})(?!\d)", text)
     return int(match.group(1)) if match else 0
+
+
+# -- Embedded cover pictures ------------------------------------------------------------
+
+# Bytes of a picture worth passing on; a larger one is left where it is (the audio
+# check logs it). audio_check/pictures.py holds the same bound and checks the rest.
+MAX_EMBEDDED_PICTURE = 8 * 1024 * 1024
+FRONT_COVER = 3  # the picture type of ID3 APIC, FLAC PICTURE and ASF WM/Picture
+
+
+class PictureTooLarge(Exception):
+    """The song's cover picture is over MAX_EMBEDDED_PICTURE bytes: its size in the text."""
+
+
+def embedded_picture(name: str, audio, fileobj: BinaryIO) -> tuple[bytes, str] | None:
+    """The front cover (else the first picture) of a parsed file: bytes and declared MIME
+    type. None if it has none; PictureTooLarge if it is over MAX_EMBEDDED_PICTURE."""
+    scheme = _FORMATS[name][3]
+    if scheme == "id3":
+        tags = _id3_before_adts(fileobj) if name == "aac" else audio.tags
+        found = [(frame.type, frame.data, frame.mime)
+                 for frame in (tags.getall("APIC") if hasattr(tags, "getall") else [])]
+    elif scheme == "vorbis":
+        found = [(p.type, p.data, p.mime) for p in getattr(audio, "pictures", [])]  # FLAC
+        found += _vorbis_pictures(audio.tags)
+    elif scheme == "mp4":
+        found = [(FRONT_COVER, bytes(cover), _MP4_COVER_TYPES.get(cover.imageformat, ""))
+                 for cover in (audio.tags.get("covr") or [] if audio.tags is not None else [])]
+    else:  # asf
+        found = [_asf_picture(getattr(value, "value", b""))
+                 for value in (audio.tags.get("WM/Picture") or [] if audio.tags is not None
+                               else [])]
+        found = [picture for picture in found if picture is not None]
+    if not found:
+        return None
+    kind, data, mime = next((p for p in found if p[0] == FRONT_COVER), found[0])
+    if len(data) > MAX_EMBEDDED_PICTURE:
+        raise PictureTooLarge(f"{len(data):,} bytes")
+    return bytes(data), str(mime or "")
+
+
+_MP4_COVER_TYPES = {13: "image/jpeg", 14: "image/png", 27: "image/bmp"}
+
+
+def _vorbis_pictures(tags) -> list[tuple[int, bytes, str]]:
+    """METADATA_BLOCK_PICTURE comments (base64 of a FLAC picture block), as Ogg files and
+    some FLAC taggers carry them; base64 over the size bound is left undecoded."""
+    import base64
+
+    from mutagen.flac import Picture
+
+    found = []
+    for text in (tags.get("metadata_block_picture") or [] if tags is not None else []):
+        if len(text) > MAX_EMBEDDED_PICTURE * 4 // 3 + 1024:
+            raise PictureTooLarge(f"about {len(text) * 3 // 4:,} bytes")
+        try:
+            picture = Picture(base64.b64decode(text))
+        except Exception as exc:  # noqa: BLE001 - damaged: the other pictures still count
+            log.debug("a damaged METADATA_BLOCK_PICTURE: %s", exc)
+            continue
+        found.append((picture.type, picture.data, picture.mime))
+    return found
+
+
+def _asf_picture(value: bytes) -> tuple[int, bytes, str] | None:
+    """WM/Picture: type (1 byte), data size (4, little-endian), MIME type and description
+    (NUL-terminated UTF-16LE), then the data."""
+    if len(value) < 5:
+        return None
+    kind, size = struct.unpack("<BI", value[:5])
+    texts, position = [], 5
+    for _ in range(2):
+        end = position
+        while end + 1 < len(value) and value[end:end + 2] != b"\0\0":
+            end += 2
+        texts.append(value[position:end].decode("utf-16-le", errors="replace"))
+        position = end + 2
+    data = value[position:position + size]
+    return (kind, data, texts[0]) if data else None

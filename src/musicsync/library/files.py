@@ -13,23 +13,27 @@ well within.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import bindparam, delete, exists, func, select
+from sqlalchemy import bindparam, delete, exists, func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..db import Database
+from ..db.dialect import PerDialect
 from ..db.engine import await_in_work
-from ..db.models import Blob, LibraryEntry, UploadSession, User
+from ..db.models import ArtImage, Blob, LibraryEntry, UploadSession, User
 from ..errors import (DataLoss, InvalidArgument, MusicsyncError, NotFound, ResourceExhausted,
-                     StorageUnavailable, Unavailable)
+                     StorageFull, StorageUnavailable, Unavailable)
 from ..metrics import NullMetrics
 from ..storage import BlobMissing, BlobStore, StagedBlob, is_sha256_hex
 from ..sync.notifier import ChangeNotifier
+from .audio import CoverPicture
 from .entries import (Placement, Stored, Tags, blob_is_referenced, ensure_blob, move_entry,
                       put_entry, record_blob_to_come, remove_entry)
 from .paths import normalise_path
@@ -218,17 +222,21 @@ class Files:
 
     async def publish(self, user_id: int, staged: StagedBlob, placement: Placement,
                       tags: Tags, *, with_record: Callable[[Session], None] | None = None,
-                      with_listing: Callable[[Session], None] | None = None) -> Stored:
+                      with_listing: Callable[[Session], None] | None = None,
+                      art: CoverPicture | None = None) -> Stored:
         """Commits a verified staged blob and lists it in the user's library (put_entry).
 
         A replaced entry's blob goes with its last reference, as after a Delete.
         ``with_record`` runs in the transaction that records the blob before the
         store's commit, ``with_listing`` in the one that lists it (a resumable
-        upload's session: recorded as complete, then ended)."""
+        upload's session: recorded as complete, then ended). ``art``: the song's
+        cover picture, stored once by its hash and linked to the entry (see
+        store_art); the entry of a song without one (a replace) is linked to none."""
         sha256 = bytes.fromhex(staged.hexdigest())
         size = staged.size
         now = self.now()
         loop = asyncio.get_running_loop()
+        art_sha = await self.store_art(art) if art is not None else None
 
         def record(session: Session) -> bool:
             record_blob_to_come(session, sha256, size, now)
@@ -245,6 +253,17 @@ class Files:
             self._check_quota(session, user_id, sha256, size, placement.replaces)
             ensure_blob(session, sha256, size, now)
             stored = put_entry(session, user_id, sha256, size, placement, tags, now)
+            linked = art_sha
+            if linked is not None and await_in_work(self.store.size(linked.hex()),
+                                                    loop) is None:
+                # `musicsync gc` took an unlinked picture of the same bytes meanwhile.
+                log.warning("cover art %s was removed by maintenance during an upload; the "
+                            "song is stored without it", linked.hex())
+                linked = None
+            if linked is not None:
+                record_art(session, linked, art, now)
+            if linked is not None or stored.replaced is not None:
+                link_art(session, stored.entry, linked)
             if with_listing is not None:
                 with_listing(session)
             return stored
@@ -268,6 +287,27 @@ class Files:
         if stored.change is not None:
             await self.notifier.published(user_id, stored.entry.seq)
         return stored
+
+    async def store_art(self, picture: CoverPicture) -> bytes | None:
+        """Puts a song's cover picture in the blob store, once (named by its SHA-256, as
+        songs are): its hash, or None (logged) if the store would not take it, as the
+        song may still fit. Its art_images row comes with the song's listing (publish):
+        until then, `musicsync gc` leaves it alone for its grace period, as it does
+        a song's blob before its record."""
+        sha = hashlib.sha256(picture.data).digest()
+        try:
+            if await self.store.size(sha.hex()) == len(picture.data):
+                return sha
+            staged = await self.store.stage(sha.hex())
+            try:
+                await staged.write([picture.data])
+                await staged.commit()
+            finally:
+                await staged.abort()
+        except (StorageUnavailable, StorageFull, DataLoss) as exc:
+            log.warning("could not store an upload's cover picture %s: %s", sha.hex(), exc)
+            return None
+        return sha
 
     async def recover(self) -> int:
         """Undoes the publishes a crash interrupted; returns how many.
@@ -422,6 +462,29 @@ class Files:
             await self.retire_if_unreferenced(sha256)
         await self.notifier.published(user_id, seq)
         return True
+
+
+_RECORD_ART = PerDialect(lambda insert: insert(ArtImage.__table__).values(
+    sha256=bindparam("sha256"), mime_type=bindparam("mime_type"), width=bindparam("width"),
+    height=bindparam("height"), size=bindparam("size"), created_at=bindparam("now"))
+    .on_conflict_do_nothing(index_elements=[ArtImage.__table__.c.sha256]))
+_LINK_ART = (update(LibraryEntry.__table__)
+             .where(LibraryEntry.__table__.c.id == bindparam("entry_id"))
+             .values(art_sha256=bindparam("art")))
+
+
+def record_art(session: Session, sha256: bytes, picture: CoverPicture, now: int) -> None:
+    """Records a stored cover picture (kept as it is if recorded)."""
+    connection = session.connection()
+    connection.execute(_RECORD_ART.on(connection), {
+        "sha256": sha256, "mime_type": picture.mime_type, "width": picture.width,
+        "height": picture.height, "size": len(picture.data), "now": now})
+
+
+def link_art(session: Session, entry: LibraryEntry, art_sha256: bytes | None) -> None:
+    """Points the entry at its cover picture (None: it has none)."""
+    session.connection().execute(_LINK_ART, {"entry_id": entry.id, "art": art_sha256})
+    set_committed_value(entry, "art_sha256", art_sha256)  # the row says so already
 
 
 def tags_with_overrides(read: Tags, **client: object) -> Tags:

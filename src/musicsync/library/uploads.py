@@ -185,11 +185,12 @@ class Uploads:
         self.files.metrics.bytes_received(staged.size)
         if upload_id is None:
             return await self.files.publish(user_id, staged,
-                                            _with_filename(placement, filename), tags)
+                                            _with_filename(placement, filename), tags,
+                                            art=info.picture)
         with_record, with_listing = self.sessions.completion(upload_id, staged.size)
         return await self.files.publish(user_id, staged, _with_filename(placement, filename),
                                         tags, with_record=with_record,
-                                        with_listing=with_listing)
+                                        with_listing=with_listing, art=info.picture)
 
     async def _retag(self, user_id: int, entry: LibraryEntry, meta: UploadMetadata,
                      placement: Placement) -> Stored:

@@ -8,6 +8,15 @@ library entry lists it. The server checks, inside its own write transaction,
 that the blob of a new entry still exists: either side sees the other's
 commit, so a blob can never vanish under a fresh library entry.
 
+Cover pictures live in the same store, named by their SHA-256 too: an object
+that art_images or art_resized lists is no orphan. A picture no song links any
+more (its songs deleted or replaced) is gc's to remove, with its resized copies,
+once its record is older than the grace period; an upload that links the same
+bytes again checks in its write transaction that they are still stored
+(library/files.py). fsck checks pictures as it checks songs; its repair of a
+lost or damaged picture unlinks it from its songs (they show no art until they
+are uploaded again), and of a resized copy drops it (made again when asked).
+
 `musicsync user delete` removes the deleted user's blobs the same way, at once
 (no grace period: those blobs were listed until the user's deletion committed).
 An upload of the same content by another user that is publishing right then
@@ -23,12 +32,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, exists, func, select, update
 
 from ..auth.accounts import LeftBehind
 from ..config import Settings
 from ..db import Database
-from ..db.models import Blob, LibraryEntry
+from ..db.models import ArtImage, ArtResized, Blob, LibraryEntry
 from ..errors import StorageUnavailable
 from ..library.entries import blob_is_referenced
 from ..library.files import Files
@@ -44,7 +53,9 @@ DEFAULT_GRACE = 3600  # seconds: a blob stored this recently may be an upload fi
 class Finding:
     """One problem fsck found, and what --repair did about it."""
 
-    kind: str  # missing | corrupt | size-mismatch | orphan-blob | orphan-row
+    # missing | corrupt | size-mismatch | orphan-blob | orphan-row, and for cover
+    # pictures and their resized copies: missing-art | corrupt-art | art-size
+    kind: str
     sha256: str
     detail: str
     repaired: str = ""
@@ -72,6 +83,7 @@ class GcReport:
     rows: int = 0  # blob records without an entry or a stored object
     sessions: int = 0  # expired upload sessions
     partials: int = 0  # partial files without a session
+    art: int = 0  # cover pictures no song linked (their objects are among ``blobs``)
 
     @property
     def freed(self) -> int:
@@ -127,11 +139,19 @@ class Maintenance:
                                                   Blob.created_at))).all()}
             listed = set((await session.scalars(select(LibraryEntry.sha256).distinct())).all())
             report.entries = await session.scalar(select(func.count()).select_from(LibraryEntry))
+            art = await session.run_sync(_art_objects)
         stored: set[bytes] = set()
         async for hex_sha, size in self.store.blobs():
             sha = bytes.fromhex(hex_sha)
             stored.add(sha)
             report.blobs += 1
+            if sha in art and sha not in listed and sha not in rows:
+                finding = await self._check_art(sha, size, art[sha], rehash, report)
+                if finding is not None:
+                    if repair:
+                        finding.repaired = await self._forget_art_object(sha)
+                    report.findings.append(finding)
+                continue
             finding = await self._check_blob(sha, size, rows.get(sha), sha in listed, rehash,
                                              report)
             if finding is not None:
@@ -142,6 +162,12 @@ class Maintenance:
             finding = Finding("missing", sha.hex(), "listed in a library, not in the store")
             if repair:
                 finding.repaired = await self._mark_corrupt(sha)
+            report.findings.append(finding)
+        for sha in sorted(set(art) - stored):
+            finding = Finding("missing-art", sha.hex(), "a cover picture (or a resized copy) "
+                              "recorded, not in the store")
+            if repair:
+                finding.repaired = await self._forget_art_object(sha)
             report.findings.append(finding)
         for sha in sorted(set(rows) - stored - listed):
             if not self._settled(rows[sha][2]):
@@ -169,6 +195,35 @@ class Maintenance:
                 already = " (already marked)" if row is not None and row[1] else ""
                 return Finding("corrupt", sha.hex(), f"its bytes hash to {actual}{already}")
         return None
+
+    async def _check_art(self, sha: bytes, size: int, recorded: int, rehash: bool,
+                         report: FsckReport) -> Finding | None:
+        if recorded != size:
+            return Finding("art-size", sha.hex(), f"a cover picture stored with {size} "
+                           f"bytes, recorded as {recorded}")
+        if rehash:
+            actual = await self._digest(sha)
+            report.rehashed_bytes += size
+            if actual is not None and actual != sha.hex():
+                return Finding("corrupt-art", sha.hex(), f"a cover picture whose bytes hash "
+                               f"to {actual}")
+        return None
+
+    async def _forget_art_object(self, sha: bytes) -> str:
+        """A lost or damaged picture: unlinked from its songs, its rows and stored copies
+        gone; a resized copy: its rows and bytes gone (made again when next asked)."""
+        async with self.db.write() as session:
+            unlinked = (await session.execute(update(LibraryEntry).where(
+                LibraryEntry.art_sha256 == sha).values(art_sha256=None))).rowcount
+            objects = await session.run_sync(_drop_art_rows, [sha])
+            objects += [sha]
+            await session.run_sync(_drop_resized_rows, sha)
+            for gone in set(objects):
+                if not await session.run_sync(_object_is_referenced, gone):
+                    await self.store.delete(gone.hex())
+        if unlinked:
+            return f"unlinked from {unlinked} songs (no cover art until uploaded again)"
+        return "dropped (a resized copy is made again when asked)"
 
     async def _digest(self, sha: bytes) -> str | None:
         """The SHA-256 of the stored bytes, streamed; None if the blob went meanwhile."""
@@ -207,10 +262,11 @@ class Maintenance:
         return "record removed"
 
     async def _remove_if_unreferenced(self, sha: bytes) -> bool:
-        """Deletes the blob and its record unless a library lists it (checked and done
-        inside one write transaction, which a concurrent upload's record waits for)."""
+        """Deletes the blob and its record unless a library lists it or it is a cover
+        picture (checked and done inside one write transaction, which a concurrent
+        upload's record waits for)."""
         async with self.db.write() as session:
-            if await session.run_sync(blob_is_referenced, sha):
+            if await session.run_sync(_object_is_referenced, sha):
                 return False
             await session.execute(delete(Blob).where(Blob.sha256 == sha))
             await self.store.delete(sha.hex())
@@ -252,9 +308,19 @@ class Maintenance:
         ``sessions``, expired upload sessions and their partial data."""
         report = GcReport()
         async with self.db.read() as session:
+            unlinked = (await session.execute(select(ArtImage.sha256, ArtImage.created_at)
+                                              .where(~exists().where(
+                                                  LibraryEntry.art_sha256 == ArtImage.sha256)))
+                        ).all()
+        for sha, created in unlinked:
+            if self._settled(created):
+                report.art += 1
+                report.blobs += await self._remove_unlinked_art(sha, dry_run)
+        async with self.db.read() as session:
             recorded = {sha: created for sha, created in
                         (await session.execute(select(Blob.sha256, Blob.created_at))).all()}
             listed = set((await session.scalars(select(LibraryEntry.sha256).distinct())).all())
+            listed |= set(await session.run_sync(_art_objects))
         stored: set[bytes] = set()
         async for hex_sha, size in self.store.blobs():
             sha = bytes.fromhex(hex_sha)
@@ -270,6 +336,57 @@ class Maintenance:
         if sessions is not None and not dry_run:
             report.sessions, report.partials = await sessions.sweep()
         return report
+
+
+    async def _remove_unlinked_art(self, sha: bytes, dry_run: bool) -> list[tuple[str, int]]:
+        """Removes a cover picture no song links, with its resized copies, unless a song
+        links it again meanwhile (checked in the write transaction that removes it).
+        Returns the objects removed (or that would be) as (sha256, bytes)."""
+        async with self.db.write() as session:
+            if await session.scalar(select(LibraryEntry.id).where(
+                    LibraryEntry.art_sha256 == sha).limit(1)) is not None:
+                return []
+            sizes = dict((await session.execute(
+                select(ArtResized.sha256, ArtResized.bytes).where(ArtResized.art_sha256 == sha)
+                .union_all(select(ArtImage.sha256, ArtImage.size)
+                           .where(ArtImage.sha256 == sha)))).all())
+            if dry_run:
+                return [(gone.hex(), size) for gone, size in sizes.items()]
+            await session.run_sync(_drop_art_rows, [sha])
+            removed = []
+            for gone, size in sizes.items():
+                if not await session.run_sync(_object_is_referenced, gone):
+                    await self.store.delete(gone.hex())
+                    removed.append((gone.hex(), size))
+        return removed
+
+
+def _art_objects(session) -> dict[bytes, int]:
+    """Every stored object of cover art, original or resized, with its recorded size."""
+    objects = dict(session.execute(select(ArtResized.sha256, ArtResized.bytes)).all())
+    objects.update(session.execute(select(ArtImage.sha256, ArtImage.size)).all())
+    return objects
+
+
+def _object_is_referenced(session, sha: bytes) -> bool:
+    """Whether a library lists the object, or it is a cover picture or a resized copy."""
+    return blob_is_referenced(session, sha) or any(
+        session.scalar(select(column).where(column == sha).limit(1)) is not None
+        for column in (ArtImage.sha256, ArtResized.sha256))
+
+
+def _drop_art_rows(session, pictures: list[bytes]) -> list[bytes]:
+    """Deletes the records of cover pictures and of their resized copies; returns the
+    hashes of those copies."""
+    copies = list(session.scalars(select(ArtResized.sha256).where(
+        ArtResized.art_sha256.in_(pictures))))
+    session.execute(delete(ArtResized).where(ArtResized.art_sha256.in_(pictures)))
+    session.execute(delete(ArtImage).where(ArtImage.sha256.in_(pictures)))
+    return copies
+
+
+def _drop_resized_rows(session, copy: bytes) -> None:
+    session.execute(delete(ArtResized).where(ArtResized.sha256 == copy))
 
 
 async def remove_left_behind(settings: Settings, db: Database, left: LeftBehind) -> Removal:

@@ -24,6 +24,13 @@ a check that left them bigger than worker.RETIRE_RSS: an idle server keeps no
 worker. The worker reads the file through the server (worker.RemoteFile), so
 every blob store works and the worker needs no access to it.
 
+The worker also passes on the song's embedded cover picture (audio.py finds it):
+one of at most 8 MiB whose header says it is a JPEG, PNG, GIF, WebP or BMP of at
+most 8192 pixels a side (pictures.py), sent as one frame before its answer. The
+server holds it while the check's caller stores it, at most 8 MiB per check at
+once; it never parses it. Any other picture is left out with a log line: a
+picture never fails an upload.
+
 What a client is told:
 
 - INVALID_ARGUMENT "the file's tags are too large or complex to check (...)":
@@ -49,8 +56,9 @@ from concurrent.futures import ThreadPoolExecutor
 from ...errors import InvalidArgument, ResourceExhausted, Unavailable
 from ...limits import MAX_TAG_CHARS
 from ...storage import StagedBlob
-from ..audio import AudioInfo, audio_info
+from ..audio import AudioInfo, CoverPicture, audio_info
 from ..entries import TAG_FIELDS
+from .pictures import MAX_PICTURE_BYTES, MAX_PICTURE_SIDE, PICTURE_TYPES
 from .worker import MAX_READ, Channel
 
 log = logging.getLogger(__name__)
@@ -60,9 +68,27 @@ MEMORY_BYTES = 256 * 1024 * 1024  # a worker's address space; 16 MiB of tags tak
 WORKERS = 2  # checks at once (each worker is about 17 MiB while it lives)
 IDLE_SECONDS = 60.0  # a worker without a check this long exits
 _MAX_ANSWER = 1 << 20
+_MAX_FRAME = max(_MAX_ANSWER, MAX_PICTURE_BYTES)  # a picture (P) frame is the largest
 _READ = struct.Struct(">QI")
 _TOO_COMPLEX = ("the file's tags are too large or complex to check ({}); remove some tags or "
                 "embedded pictures and send it again")
+
+
+def _cover_picture(answer: dict, data: bytes | None) -> CoverPicture | None:
+    """The picture the worker sent, as its answer describes it; None (logged) if it left
+    it out (not an image, too large: never the upload's failure)."""
+    if answer.get("picture_skipped"):
+        log.info("an upload's embedded cover picture was ignored: %s",
+                 str(answer["picture_skipped"])[:300])
+    described = answer.get("picture")
+    if data is None or not isinstance(described, dict):
+        return None
+    mime, width, height = (described.get(key) for key in ("mime_type", "width", "height"))
+    if mime not in PICTURE_TYPES or not all(
+            isinstance(side, int) and 0 < side <= MAX_PICTURE_SIDE for side in (width, height)):
+        log.warning("the audio check described a picture as %r: ignored", described)
+        return None
+    return CoverPicture(data, mime, width, height)
 
 
 class WorkerStopped(Exception):
@@ -115,17 +141,24 @@ class _Worker:
         except (OSError, ValueError) as exc:
             raise WorkerStopped(str(exc)) from None
 
-    def check(self, staged: StagedBlob, request: dict) -> dict:
-        """Runs one check to its answer, serving the worker's reads of ``staged``."""
+    def check(self, staged: StagedBlob, request: dict) -> tuple[dict, bytes | None]:
+        """Runs one check to its answer (and the picture the worker sent before it, if
+        any), serving the worker's reads of ``staged``."""
         if self._process is None:
             self._start()
         failure: BaseException | None = None
+        picture: bytes | None = None
         with staged.open_reader() as reader:
             self._send(b"C", json.dumps(request).encode())
             while True:
-                kind, payload = self._receive(_MAX_ANSWER)
+                kind, payload = self._receive(_MAX_FRAME)
                 if kind == b"A":
+                    if len(payload) > _MAX_ANSWER:
+                        raise WorkerStopped(f"an answer of {len(payload)} bytes")
                     break
+                if kind == b"P" and picture is None:
+                    picture = payload
+                    continue
                 if kind != b"R" or len(payload) != _READ.size:
                     raise WorkerStopped(f"an unexpected frame {kind!r}")
                 offset, length = _READ.unpack(payload)
@@ -140,7 +173,7 @@ class _Worker:
         if failure is not None:
             raise failure
         try:
-            return json.loads(payload)
+            return json.loads(payload), picture
         except ValueError:
             raise WorkerStopped("an answer that is not JSON") from None
 
@@ -206,7 +239,7 @@ class AudioChecker:
                     f"the file could not be checked within {self.seconds:g} seconds (its tags "
                     "may be too complex); nothing was stored")
             try:
-                answer = work.result()
+                answer, picture = work.result()
             except WorkerStopped as exc:
                 code = await self._stop(worker, work)
                 log.warning("an audio check worker stopped (exit code %s): %s", code, exc)
@@ -226,15 +259,16 @@ class AudioChecker:
                 self._reap(worker)
             else:
                 self._keep(worker)
-        return self._verdict(answer)
+        return self._verdict(answer, picture)
 
-    def _verdict(self, answer: dict) -> AudioInfo | None:
+    def _verdict(self, answer: dict, picture: bytes | None) -> AudioInfo | None:
         verdict = answer.get("verdict")
         if verdict == "audio":
             fields = answer["fields"]
             if set(fields) != set(TAG_FIELDS):
                 raise RuntimeError(f"the audio check answered the fields {sorted(fields)}")
-            return audio_info(fields, str(answer["extension"]))
+            return audio_info(fields, str(answer["extension"]),
+                              _cover_picture(answer, picture))
         if verdict == "not_audio":
             return None
         if verdict == "too_complex":

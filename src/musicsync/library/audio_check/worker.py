@@ -14,9 +14,13 @@ big-endian length, then the payload.
                        F  that read failed on the server's side: give up this check
     worker -> server   K  ready (once, at start)
                        R  a read: offset (8 bytes) and length (4 bytes), big-endian
+                       P  the song's cover picture (at most pictures.MAX_PICTURE_BYTES,
+                          checked to be an image: pictures.py), before its answer
                        A  the answer: JSON {"verdict": ..., "retire": bool, ...}
 
-Verdicts: "audio" (with "fields" and "extension"), "not_audio", "too_complex"
+Verdicts: "audio" (with "fields", "extension", and "picture" {"mime_type", "width",
+"height"} after a P frame, or "picture_skipped": why the song's picture was left
+out), "not_audio", "too_complex"
 (with "reason"), "out_of_memory", "read_failed", "error" (a bug; with
 "reason"). A worker whose memory grew
 past RETIRE_RSS answers "retire": true and exits, returning its memory to the
@@ -89,14 +93,14 @@ class RemoteFile(RangedReader):
 
 def examine(channel: Channel, request: dict) -> dict:
     """One check: the structure's bounds first, then mutagen."""
-    from musicsync.library.audio import parse_audio
+    from musicsync.library.audio import parse_audio_and_picture
 
     from .caps import TooComplex, check_structure
 
     source = io.BufferedReader(RemoteFile(channel, request["size"]), 64 * 1024)
     try:
         check_structure(source, request["size"])
-        parsed = parse_audio(source, passthrough=(ReadFailed,))
+        parsed = parse_audio_and_picture(source, passthrough=(ReadFailed,))
     except TooComplex as exc:
         return {"verdict": "too_complex", "reason": str(exc)}
     except MemoryError:
@@ -107,11 +111,30 @@ def examine(channel: Channel, request: dict) -> dict:
         return {"verdict": "error", "reason": f"{type(exc).__name__}: {exc}"}
     if parsed is None:
         return {"verdict": "not_audio"}
-    fields, extension = parsed
+    fields, extension, picture, skipped = parsed
     limit = request["max_chars"]
     fields = {key: value[:limit] if isinstance(value, str) else value
               for key, value in fields.items()}
-    return {"verdict": "audio", "fields": fields, "extension": extension}
+    answer = {"verdict": "audio", "fields": fields, "extension": extension}
+    if picture is not None:
+        answer.update(_offer_picture(channel, *picture))
+    elif skipped:
+        answer["picture_skipped"] = skipped
+    return answer
+
+
+def _offer_picture(channel: Channel, data: bytes, declared: str) -> dict:
+    """Sends a cover picture that is an image of a sane size (a P frame, before the
+    answer); what the answer says of it, or why it was left out."""
+    from .pictures import NotAPicture, inspect
+
+    try:
+        header = inspect(data)
+    except NotAPicture as exc:
+        return {"picture_skipped": f"{str(exc)} (declared {declared[:40]!r})"}
+    channel.send(b"P", data)
+    return {"picture": {"mime_type": header.mime_type, "width": header.width,
+                        "height": header.height}}
 
 
 def _limit_cpu(seconds: float) -> None:
