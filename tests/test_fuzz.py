@@ -1,8 +1,8 @@
 """Property-based fuzzing of every RPC against one real server.
 
 Hypothesis generates requests for every method of auth.AuthService,
-file.FileService, sync.SyncService, grpc.health.v1.Health and both reflection
-services: messages built from the descriptors (with values at the edges of
+file.FileService, sync.SyncService, the player services of library.proto,
+grpc.health.v1.Health and both reflection services: messages built from the descriptors (with values at the edges of
 each type, hashes the server knows, page tokens, huge strings), request streams
 in any order (a chunk before the metadata, metadata twice, a cursor in a later
 Diff message), and raw bytes that may not decode at all. Whatever comes in,
@@ -35,7 +35,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from musicsync.proto import auth_pb2, file_pb2, sync_pb2
+from musicsync.proto import auth_pb2, file_pb2, library_pb2, sync_pb2
 from musicsync.server import App
 
 from .conftest import PASSWORD, REGISTRATION_KEY, make_settings
@@ -57,6 +57,7 @@ SERVICES = [
     auth_pb2.DESCRIPTOR.services_by_name["AuthService"],
     file_pb2.DESCRIPTOR.services_by_name["FileService"],
     sync_pb2.DESCRIPTOR.services_by_name["SyncService"],
+    *library_pb2.DESCRIPTOR.services_by_name.values(),
     health_pb2.DESCRIPTOR.services_by_name["Health"],
     reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"],
 ]

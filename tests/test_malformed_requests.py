@@ -5,13 +5,14 @@ from __future__ import annotations
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from musicsync.proto import auth_pb2, file_pb2, sync_pb2
+from musicsync.proto import auth_pb2, file_pb2, library_pb2, sync_pb2
 
 from .helpers import status_of
 
 SERVICES = [auth_pb2.DESCRIPTOR.services_by_name["AuthService"],
             file_pb2.DESCRIPTOR.services_by_name["FileService"],
             sync_pb2.DESCRIPTOR.services_by_name["SyncService"],
+            *library_pb2.DESCRIPTOR.services_by_name.values(),
             health_pb2.DESCRIPTOR.services_by_name["Health"]]
 REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 # A varint whose value never comes: no message type can parse it.
