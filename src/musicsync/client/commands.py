@@ -127,6 +127,8 @@ def add_client_commands(commands) -> None:
                       help="stop if a run would delete more than N%% of the songs on either "
                            "side (default 50%%)")
     sync.add_argument("--force", action="store_true", help="go ahead past the --max-delete stop")
+    sync.add_argument("--no-playlists", action="store_true",
+                      help="leave DIR/Playlists/*.m3u8 and your playlists alone")
     sync.add_argument("--quiet", "-q", action="store_true", help="print errors only")
     sync.add_argument("--json", action="store_true", help="print a JSON summary at the end")
     sync.add_argument("--forget", action="store_true",

@@ -33,7 +33,7 @@ def run(args) -> int:
 def options_of(args) -> PassOptions:
     return PassOptions(direction=args.direction, no_delete=args.no_delete,
                        max_delete=args.max_delete, force=args.force, dry_run=args.dry_run,
-                       jobs=args.jobs)
+                       jobs=args.jobs, playlists=not getattr(args, "no_playlists", False))
 
 
 async def main(args) -> int:

@@ -8,13 +8,18 @@
 - remote: the server's library (path, sha256, size) as it stood at the cursor,
   so the next run needs only the changes after it (folder.remote);
 - state: server address, user name, this folder's device id (made once),
-  the change-feed cursor, the last sync's time.
+  the change-feed cursor, the last sync's time;
+- playlists: per file in DIR/Playlists, the playlist it holds (id, version), the
+  entries last written to it (hash and library path each) and the written file's
+  SHA-256, size and mtime_ns, so an edit of the file is told from the sync's own
+  writing (folder.playlists).
 Each change is one transaction; WAL so a reader never waits for the writer.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import sqlite3
@@ -35,6 +40,10 @@ CREATE TABLE IF NOT EXISTS remote (
     path TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS names (local TEXT PRIMARY KEY, server TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS playlists (
+    file TEXT PRIMARY KEY, playlist_id INTEGER NOT NULL UNIQUE, version INTEGER NOT NULL,
+    entries TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL);
 """
 
 
@@ -52,6 +61,19 @@ class IndexedFile:
 class BaseEntry:
     sha256: str
     size: int
+
+
+@dataclass(frozen=True)
+class PlaylistFile:
+    """A playlist file as the sync last wrote it (entries: (sha256, library path))."""
+
+    file: str  # its name in DIR/Playlists
+    playlist_id: int
+    version: int
+    entries: tuple[tuple[str, str], ...]
+    sha256: str
+    size: int
+    mtime_ns: int
 
 
 @dataclass(frozen=True)
@@ -169,10 +191,33 @@ class FolderIndex:
         """Forgets the last sync (base, server snapshot, cursor; not the scan's hashes): the
         next run starts afresh, deleting nothing on either side."""
         with self.transaction():
-            for table in ("base", "remote"):
+            for table in ("base", "remote", "playlists"):
                 self._db.execute(f"DELETE FROM {table}")
             self._db.execute("DELETE FROM state WHERE key IN "
                              "('cursor', 'last_sync', 'server', 'username')")
+
+    # -- playlist files -------------------------------------------------------------------
+
+    def playlists(self) -> dict[str, PlaylistFile]:
+        rows = self._db.execute("SELECT file, playlist_id, version, entries, sha256, size, "
+                                "mtime_ns FROM playlists")
+        return {row[0]: PlaylistFile(row[0], row[1], row[2],
+                                     tuple(tuple(e) for e in json.loads(row[3])), *row[4:])
+                for row in rows}
+
+    def put_playlist(self, record: PlaylistFile) -> None:
+        """Remembers ``record`` (replacing what was kept for its file or its playlist)."""
+        with self.transaction():
+            self._db.execute("DELETE FROM playlists WHERE file = ? OR playlist_id = ?",
+                             (record.file, record.playlist_id))
+            self._db.execute("INSERT INTO playlists VALUES (?, ?, ?, ?, ?, ?, ?)", (
+                record.file, record.playlist_id, record.version,
+                json.dumps([list(e) for e in record.entries], ensure_ascii=False),
+                record.sha256, record.size, record.mtime_ns))
+
+    def drop_playlist(self, file: str) -> None:
+        with self.transaction():
+            self._db.execute("DELETE FROM playlists WHERE file = ?", (file,))
 
     # -- mapped names ---------------------------------------------------------------------
 

@@ -45,11 +45,12 @@ class Summary:
     plan: dict | None = None  # --dry-run: what would be done
     cursor: int | None = None  # the library's change-feed position this pass reached
     changed_meanwhile: bool = False  # another device changed the library during the pass
+    playlists: list = field(default_factory=list)  # playlists.PlaylistAction, in order
 
     def did_something(self) -> bool:
         return bool(self.uploaded or self.downloaded or self.deleted_local
                     or self.deleted_remote or self.moved_local or self.moved_remote
-                    or self.conflicts or self.failed)
+                    or self.conflicts or self.failed or self.playlists)
 
     def as_json(self) -> dict:
         data = {
@@ -65,6 +66,7 @@ class Summary:
             "seconds": round(self.seconds, 3),
             "failures": [{"path": p, "error": why} for p, why in self.failed],
             "skips": [{"path": p, "reason": why} for p, why in self.skipped],
+            "playlists": [action.as_json() for action in self.playlists],
         }
         if self.dry_run:
             data["dry_run"] = True
@@ -75,7 +77,8 @@ class Summary:
         return (f"uploaded {self.uploaded}, downloaded {self.downloaded}, deleted "
                 f"{self.deleted_local} here and {self.deleted_remote} on the server, moved "
                 f"{self.moved_local + self.moved_remote}, conflicts {self.conflicts}, skipped "
-                f"{len(self.skipped)}, failed {len(self.failed)}; sent "
+                f"{len(self.skipped)}, failed {len(self.failed)}"
+                f"{f', playlists {len(self.playlists)}' if self.playlists else ''}; sent "
                 f"{human_size(self.bytes_sent)}, received {human_size(self.bytes_received)}, "
                 f"hashed {self.files_hashed} files, in {self.seconds:.1f} s")
 

@@ -31,6 +31,7 @@ from .index import FolderIndex
 from .ledger import Ledger
 from .names import NameMap, NameRules, Unstorable
 from .plan import Download, Options, Plan, Upload, plan, sequence_moves, unique_songs
+from .playlists import PlaylistSync
 from .report import HashingBar, Reporter, Summary, plan_as_json, plan_lines
 from .scan import scan
 from .trash import Trash
@@ -50,6 +51,7 @@ class PassOptions:
     force: bool = False
     dry_run: bool = False
     jobs: int = 4
+    playlists: bool = True  # DIR/Playlists/*.m3u8 both ways (folder.playlists)
 
     def plan_options(self) -> Options:
         return Options(direction=self.direction, no_delete=self.no_delete,
@@ -107,8 +109,13 @@ async def sync_pass(client, directory: str | os.PathLike, account: Account,
         summary.conflicts = len(actions.conflicts)
         if options.dry_run:
             summary.plan = plan_as_json(actions)
-            for line in plan_lines(actions):
+            lines = plan_lines(actions)
+            for line in lines[:-1]:
                 reporter.line(line)
+            await _playlists(client, folder.root, index, names, server.songs, trash, options,
+                             reporter, summary, own_changes)
+            summary.plan["playlists"] = [action.as_json() for action in summary.playlists]
+            reporter.line(lines[-1])
             return summary
         sizes = {e.sha256: e.size for e in base_entries.values()}
         sizes.update(server.sizes)
@@ -129,6 +136,8 @@ async def sync_pass(client, directory: str | os.PathLike, account: Account,
         summary.changed_meanwhile = newer.songs != ledger.remote
         index.update_state(server=account.server, username=account.username,
                            last_sync=time.time())
+        await _playlists(client, folder.root, index, names, newer.songs, trash, options,
+                         reporter, summary, own_changes)
         return summary
     finally:
         index.close()
@@ -136,6 +145,28 @@ async def sync_pass(client, directory: str | os.PathLike, account: Account,
         summary.bytes_received = client.bytes_received - counters[1]
         summary.listing_bytes = client.listing_bytes - counters[2]
         summary.seconds = time.monotonic() - started
+
+
+async def _playlists(client, root: Path, index: FolderIndex, names: NameMap,
+                     library: dict[str, str], trash: Trash, options: PassOptions,
+                     reporter: Reporter, summary: Summary,
+                     own_changes: OwnChanges | None) -> None:
+    """DIR/Playlists both ways, once the songs are in step (folder.playlists): only with
+    --direction both, and not with --no-playlists."""
+    if not options.playlists or options.direction != "both":
+        return
+    work = PlaylistSync(client, root, index, names, library, trash, dry_run=options.dry_run,
+                        no_delete=options.no_delete, own_changes=own_changes)
+    try:
+        await work.run()
+    finally:
+        summary.playlists += work.actions
+        summary.skipped += work.skipped
+        for action in work.actions:
+            reporter.line(action.line(options.dry_run))
+        for path, why in work.failed:
+            summary.failed.append((path, why))
+            reporter.error(f"{path}: {why}")
 
 
 def _check_account(root: Path, index: FolderIndex, account: Account) -> None:
