@@ -30,6 +30,15 @@ from typing import Iterable, Iterator
 MARKER = ".musicsync"
 INDEX_NAME = "index.db"
 
+# Made when the folder first gets a playlist file: a folder without playlists keeps the
+# index it had (pages of its own, on a disk that may be nearly full).
+_PLAYLISTS = """
+CREATE TABLE IF NOT EXISTS playlists (
+    file TEXT PRIMARY KEY, playlist_id INTEGER NOT NULL UNIQUE, version INTEGER NOT NULL,
+    entries TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL)
+"""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY, disk TEXT NOT NULL, size INTEGER NOT NULL,
@@ -40,10 +49,6 @@ CREATE TABLE IF NOT EXISTS remote (
     path TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS names (local TEXT PRIMARY KEY, server TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS playlists (
-    file TEXT PRIMARY KEY, playlist_id INTEGER NOT NULL UNIQUE, version INTEGER NOT NULL,
-    entries TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL);
 """
 
 
@@ -191,14 +196,22 @@ class FolderIndex:
         """Forgets the last sync (base, server snapshot, cursor; not the scan's hashes): the
         next run starts afresh, deleting nothing on either side."""
         with self.transaction():
-            for table in ("base", "remote", "playlists"):
+            for table in ("base", "remote"):
                 self._db.execute(f"DELETE FROM {table}")
+            if self._has_playlists():
+                self._db.execute("DELETE FROM playlists")
             self._db.execute("DELETE FROM state WHERE key IN "
                              "('cursor', 'last_sync', 'server', 'username')")
 
     # -- playlist files -------------------------------------------------------------------
 
+    def _has_playlists(self) -> bool:
+        return self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                "AND name = 'playlists'").fetchone() is not None
+
     def playlists(self) -> dict[str, PlaylistFile]:
+        if not self._has_playlists():
+            return {}
         rows = self._db.execute("SELECT file, playlist_id, version, entries, sha256, size, "
                                 "mtime_ns FROM playlists")
         return {row[0]: PlaylistFile(row[0], row[1], row[2],
@@ -208,6 +221,7 @@ class FolderIndex:
     def put_playlist(self, record: PlaylistFile) -> None:
         """Remembers ``record`` (replacing what was kept for its file or its playlist)."""
         with self.transaction():
+            self._db.execute(_PLAYLISTS)
             self._db.execute("DELETE FROM playlists WHERE file = ? OR playlist_id = ?",
                              (record.file, record.playlist_id))
             self._db.execute("INSERT INTO playlists VALUES (?, ?, ?, ?, ?, ?, ?)", (
@@ -216,6 +230,8 @@ class FolderIndex:
                 record.sha256, record.size, record.mtime_ns))
 
     def drop_playlist(self, file: str) -> None:
+        if not self._has_playlists():
+            return
         with self.transaction():
             self._db.execute("DELETE FROM playlists WHERE file = ?", (file,))
 
