@@ -221,3 +221,24 @@ async def test_no_playlists_leaves_them_alone(logged_in, library, music):
     assert summary["playlists"] == []
     assert os.listdir(music / "Playlists") == ["Fresh.m3u8"]
     assert [p.name for p in await library.playlists.list()] == ["Mix"]
+
+
+async def test_a_rename_on_the_server_renames_the_file_and_missing_songs_stay_as_comments(
+        logged_in, library, music):
+    made = await library.playlists.create("Old", [HUMAN, OTHER, LAST])
+    await sync(logged_in, music)
+    await library.playlists.update(made.id, name="New")
+    await library.delete(OTHER)  # its entry stays in the playlist, missing
+    summary = await sync(logged_in, music)
+    assert (summary["deleted_local"], [(a["action"], a["file"]) for a in summary["playlists"]]
+            ) == (1, [("write", "Playlists/New.m3u8")])
+    assert sorted(os.listdir(music / "Playlists")) == ["New.m3u8"]
+    renamed = music / "Playlists" / "New.m3u8"
+    text = renamed.read_text("utf-8")
+    assert "# missing from the library: ../Other/Song.wav\n" in text
+    # An edit that keeps the missing line keeps the entry (moved Last first).
+    lines = text.splitlines()
+    renamed.write_text("\n".join(["#EXTM3U", *lines[-2:], *lines[1:-2]]) + "\n", "utf-8")
+    summary = await sync(logged_in, music)
+    assert [a["action"] for a in summary["playlists"]] == ["send"]
+    assert (await library.playlists.get(made.id)).hashes == [LAST, HUMAN, OTHER]
