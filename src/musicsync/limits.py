@@ -24,6 +24,14 @@ budget, so every answer stays under the 4 MiB a client accepts by default.
     MAX_PLAYLIST_NAME_CHARS  256  a playlist's name
     MAX_PLAYLIST_DESCRIPTION_CHARS 4096  a playlist's description
     MAX_SUBJECTS               8  ChangesRequest/WatchRequest.subjects
+    MAX_BROWSE_PAGE          500  Page.size of browsing and search (0 means
+                                  DEFAULT_BROWSE_PAGE, 100)
+    MAX_BROWSE_TOKEN_CHARS 16384  Page.token of browsing and search (a token holds up
+                                  to two tag values; players/pages.py)
+    MAX_SEARCH_QUERY_CHARS   200  SearchRequest.query
+    MAX_SEARCH_WORDS          10  words of a search query (letters and digits; the
+                                  rest separates words)
+    MAX_ALBUM_SONGS         1000  songs GetAlbum returns (disc and track order)
     (passwords: at most 1024 bytes of UTF-8, auth/rules.py; hashes: 64 hex
     characters, files.parse_hash.)
 
@@ -65,6 +73,12 @@ MAX_USERNAME_INPUT_CHARS = 256
 MAX_PLAYLIST_NAME_CHARS = 256
 MAX_PLAYLIST_DESCRIPTION_CHARS = 4096
 MAX_SUBJECTS = 8
+MAX_BROWSE_PAGE = 500
+DEFAULT_BROWSE_PAGE = 100
+MAX_BROWSE_TOKEN_CHARS = 16384
+MAX_SEARCH_QUERY_CHARS = 200
+MAX_SEARCH_WORDS = 10
+MAX_ALBUM_SONGS = 1000
 
 CLIENT_MESSAGE_BYTES = 4 * 1024 * 1024
 PAGE_BUDGET_BYTES = 1024 * 1024
