@@ -286,3 +286,34 @@ async def test_another_users_songs_are_never_found_listed_or_counted(songs, clie
     assert stats.song_count == 0 and not stats.recently_added and not stats.by_year
     # And Alice still sees hers.
     assert await songs.titles("shared") == ["Shared Word"]
+
+
+# -- The index of songs uploaded before search existed --------------------------------------
+
+async def test_upgrading_to_revision_0003_indexes_the_songs_already_there(settings, clock):
+    from musicsync.server import App
+
+    from .helpers import Client
+
+    async with App(settings, clock=clock) as app, Client(app) as client:
+        old = Songs(client, await register(client, "alice"))
+        await old.add("Jóga", "Björk", "Homogenic")
+    # Back to revision 0002, as a database from before browsing was: no index at all.
+    sqlite = not settings.database_url
+    statements = (["DROP TABLE search_fts"] if sqlite else []) + [
+        "DROP TABLE search_documents",
+        *(f"DROP INDEX {name}" for name in (
+            "ix_library_album", "ix_library_album_artist", "ix_library_genre",
+            "ix_library_year", "ix_library_created", "ix_song_stats_played")),
+        "UPDATE alembic_version SET version_num = '0002'"]
+    for statement in statements:
+        query(settings, statement)
+    async with App(settings, clock=clock) as app, Client(app) as client:
+        token = (await client.auth.Login(auth_pb2.LoginRequest(
+            username="alice", password=PASSWORD))).token
+        songs = Songs(client, token)
+        assert await songs.titles("bjork") == ["Jóga"]
+        assert query(settings, "SELECT version_num FROM alembic_version") == [("0003",)]
+        # And the upgraded index follows changes like a new one.
+        await songs.add("Hyperballad", "Björk", "Post")
+        assert sorted(await songs.titles("bjork")) == ["Hyperballad", "Jóga"]

@@ -14,27 +14,28 @@ matches come before album and artist matches, whole words before prefixes ("love
 "Love" before "Lovely"). Songs page by (score, id) keyset tokens.
 
 The first page also holds up to MAX_SEARCH_GROUPS albums whose name or album artist,
-and artists whose name, has every query word (as a word or a word's start), by name.
+and (album) artists whose name, has every query word (as a word or a word's start), by
+name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, case, func, literal, or_, select
+from sqlalchemy import and_, case, func, literal, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from ..db.models import LibraryEntry, SearchDocument
 from ..db.search_index import Scope, fold, matching
 from ..errors import InvalidArgument
 from ..limits import MAX_SEARCH_QUERY_CHARS, MAX_SEARCH_WORDS, check_chars
-from .browse import ALBUM_ARTIST, LIBRARY, Album, Artist, STATS, albums_of, albums_query
+from .browse import ALBUM_ARTIST, LIBRARY, Album, Artist, albums_of, albums_query
 from .pages import decode_token, encode_token
 
 # Albums and artists on a search's first page, at most.
 MAX_SEARCH_GROUPS = 20
 # Candidates looked at for those (matching rows grouped), before the exact check.
-_GROUP_CANDIDATES = 200
+_GROUP_CANDIDATES = 500
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,7 @@ def search(session: Session, user_id: int, query: str, size: int, token: str) ->
     songs = [entries[id_] for id_, _ in hits if id_ in entries]
     scores = [points for id_, points in hits if id_ in entries]
     next_token = encode_token("search", hits[-1][::-1]) if more else ""
-    albums, artists = ([], []) if after else (_albums(session, user_id, words),
-                                               _artists(session, user_id, words))
+    albums, artists = ([], []) if after else _albums_and_artists(session, user_id, words)
     return Found(songs, scores, next_token, albums, artists)
 
 
@@ -112,24 +112,31 @@ def token_after(score: int, library_id: int) -> str:
     return encode_token("search", (score, library_id))
 
 
-def _albums(session: Session, user_id: int, words: list[str]) -> list[Album]:
-    candidates = albums_of(session, session.execute(
-        albums_query(user_id)
-        .where(LIBRARY.c.id.in_(matching(session, words, Scope.ALBUMS)))
-        .order_by(LIBRARY.c.album, ALBUM_ARTIST).limit(_GROUP_CANDIDATES)))
-    return [album for album in candidates
-            if _has_words(f"{album.album} {album.album_artist}", words)][:MAX_SEARCH_GROUPS]
+def _albums_and_artists(session: Session, user_id: int, words: list[str]
+                        ) -> tuple[list[Album], list[Artist]]:
+    """Albums whose name or album artist, and album artists whose name, have every word.
 
-
-def _artists(session: Session, user_id: int, words: list[str]) -> list[Artist]:
-    rows = session.execute(
-        select(ALBUM_ARTIST.label("name"), func.count(LIBRARY.c.album.distinct()),
-               func.count(), func.coalesce(func.sum(STATS.c.play_count), 0),
-               func.max(LIBRARY.c.created_at))
-        .select_from(LIBRARY.outerjoin(STATS, STATS.c.library_id == LIBRARY.c.id))
+    One look at the index finds both (an artist's words are among its albums'): which
+    albums first, by their names only; then the figures of the few kept (the album names
+    alone as well steer SQLite to the index by album; the artists' to the one by artist).
+    """
+    names = session.execute(
+        select(LIBRARY.c.album, ALBUM_ARTIST).distinct()
         .where(LIBRARY.c.user_id == user_id,
-               LIBRARY.c.id.in_(matching(session, words, Scope.ARTISTS)))
-        .group_by(ALBUM_ARTIST).order_by(ALBUM_ARTIST).limit(_GROUP_CANDIDATES))
-    return [Artist(name, int(albums), int(songs), int(plays), int(added or 0))
-            for name, albums, songs, plays, added in rows
-            if _has_words(name, words)][:MAX_SEARCH_GROUPS]
+               LIBRARY.c.id.in_(matching(session, words, Scope.ALBUMS)))
+        .order_by(LIBRARY.c.album, ALBUM_ARTIST).limit(_GROUP_CANDIDATES)).all()
+    kept = [(album, artist) for album, artist in names
+            if _has_words(f"{album} {artist}", words)][:MAX_SEARCH_GROUPS]
+    albums = albums_of(session, session.execute(
+        albums_query(user_id).where(LIBRARY.c.album.in_({album for album, _ in kept}),
+                                    tuple_(LIBRARY.c.album, ALBUM_ARTIST).in_(kept))
+        .order_by(LIBRARY.c.album, ALBUM_ARTIST))) if kept else []
+    named = sorted({artist for _, artist in names if _has_words(artist, words)})
+    named = named[:MAX_SEARCH_GROUPS]
+    artists = [Artist(name, int(count), int(songs), 0, int(added or 0))
+               for name, count, songs, added in session.execute(
+                   select(ALBUM_ARTIST, func.count(LIBRARY.c.album.distinct()), func.count(),
+                          func.max(LIBRARY.c.created_at))
+                   .where(LIBRARY.c.user_id == user_id, ALBUM_ARTIST.in_(named))
+                   .group_by(ALBUM_ARTIST).order_by(ALBUM_ARTIST))] if named else []
+    return albums, artists

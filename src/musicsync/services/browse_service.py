@@ -29,7 +29,8 @@ def _sort(value: int) -> browse.Sort | int:
 
 def album_message(album: browse.Album) -> library_pb2.Album:
     return library_pb2.Album(
-        album_artist=clip(album.album_artist, MAX_TAG_CHARS), album=clip(album.album, MAX_TAG_CHARS),
+        album_artist=clip(album.album_artist, MAX_TAG_CHARS),
+        album=clip(album.album, MAX_TAG_CHARS),
         year=album.year, track_count=album.track_count, duration_ms=album.duration_ms,
         art_hash=album.art_hash, play_count=album.play_count)
 
@@ -59,11 +60,12 @@ class BrowseServicer(library_pb2_grpc.BrowseServiceServicer):
 
     def __init__(self, context: PlayerContext) -> None:
         self._context = context
+        self._stats = stats.StatsCache()
 
     async def ListArtists(self, request, context):
         user_id, size = current_principal().user_id, page_size(request.page.size)
         sort = _sort(request.sort)
-        page = await self._context.db.quick_read(lambda session: browse.list_artists(
+        page = await self._read_long(lambda session: browse.list_artists(
             session, user_id, sort, size, request.page.token))
         artists, token = _fitted(page, artist_message)
         return library_pb2.ListArtistsResponse(artists=artists, next_page_token=token)
@@ -81,7 +83,7 @@ class BrowseServicer(library_pb2_grpc.BrowseServiceServicer):
 
     async def ListGenres(self, request, context):
         user_id, size = current_principal().user_id, page_size(request.page.size)
-        page = await self._context.db.quick_read(lambda session: browse.list_genres(
+        page = await self._read_long(lambda session: browse.list_genres(
             session, user_id, size, request.page.token))
         genres, token = _fitted(page, lambda row: library_pb2.Genre(
             name=clip(row[0], MAX_TAG_CHARS), song_count=row[1]))
@@ -89,7 +91,7 @@ class BrowseServicer(library_pb2_grpc.BrowseServiceServicer):
 
     async def ListYears(self, request, context):
         user_id, size = current_principal().user_id, page_size(request.page.size)
-        page = await self._context.db.quick_read(lambda session: browse.list_years(
+        page = await self._read_long(lambda session: browse.list_years(
             session, user_id, size, request.page.token))
         years, token = _fitted(page, lambda row: library_pb2.Year(year=row[0],
                                                                   song_count=row[1]))
@@ -123,7 +125,8 @@ class BrowseServicer(library_pb2_grpc.BrowseServiceServicer):
 
     async def GetStats(self, request, context):
         user_id = current_principal().user_id
-        figures = await self._read_long(lambda session: stats.statistics(session, user_id))
+        figures = await self._read_long(lambda session: self._stats.statistics(session,
+                                                                                user_id))
         return library_pb2.GetStatsResponse(
             song_count=figures.total.songs, total_bytes=figures.total.bytes,
             total_duration_ms=figures.total.duration_ms,
