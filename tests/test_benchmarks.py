@@ -56,3 +56,10 @@ def test_small_uploads_benchmark_prints_its_result_line():
                             "resumable_p50_ms", "resumable_cpu_ms_per_upload"}
     assert figures["uploads_per_s"] > 0 and figures["cpu_ms_per_upload"] > 0
     assert figures["resumable_uploads_per_s"] > 0
+
+
+def test_library_benchmark_prints_its_result_line():
+    figures = result_line("bench/library.py", "--songs", "300", "--repeat", "3")
+    assert set(figures) == {"albums_ms", "search_ms", "stats_ms", "playlist_edit_ms",
+                            "plays_batch_ms", "art_cached_ms"}
+    assert figures["albums_ms"] > 0 and figures["search_ms"] > 0 and figures["stats_ms"] > 0

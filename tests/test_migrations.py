@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, select, text
+from sqlalchemy import Column, inspect, select, text
 
 from musicsync.db import Database
 from musicsync.db.migrations import (HEAD_REVISION, LATEST_VERSION, LEGACY_REVISION,
@@ -78,10 +78,18 @@ def differences_from_models(connection) -> list:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
+    # Alembic compares expression indexes by their text, which PostgreSQL rewrites ('' is
+    # ''::text): describe_schema compares them instead, as each database reads them back.
+    expression_indexes = {index.name for table in Base.metadata.tables.values()
+                          for index in table.indexes
+                          if any(not isinstance(part, Column) for part in index.expressions)}
     context = MigrationContext.configure(connection, opts={
         "compare_type": True, "compare_server_default": True,
-        "include_name": lambda name, kind, _parents: (kind != "table" or
-                                                      name in Base.metadata.tables)})
+        "include_name": lambda name, kind, _parents: (
+            (kind != "table" or name in Base.metadata.tables) and
+            (kind != "index" or name not in expression_indexes)),
+        "include_object": lambda _object, name, kind, _reflected, _compare_to: (
+            kind != "index" or name not in expression_indexes)})
     differences = compare_metadata(context, Base.metadata)
     if connection.dialect.name == "sqlite":
         # SQLAlchemy does not read ON DELETE back from SQLite (describe_schema asks SQLite),
@@ -122,12 +130,22 @@ def describe_schema(connection) -> dict:
                         for c in inspector.get_columns(table)},
             "primary_key": primary_key,
             "foreign_keys": foreign_keys,
-            "indexes": sorted((tuple(ix["column_names"]), bool(ix["unique"]))
+            # Expression indexes (browsing's, PostgreSQL's search index) by their expressions.
+            "indexes": sorted((ix["name"], tuple(map(str, ix.get("expressions") or
+                                                     ix["column_names"])), bool(ix["unique"]))
                               for ix in inspector.get_indexes(table)),
             "unique": sorted(tuple(uc["column_names"])
                              for uc in inspector.get_unique_constraints(table)),
             "never_reused": never_reused,
         }
+    if sqlite:
+        # SQLAlchemy skips SQLite's expression indexes, and triggers (the search index's
+        # FTS5 table is kept by triggers): compare their SQL, spaces and quotes aside.
+        schema["sqlite_master"] = sorted(
+            (kind, name, "".join(sql.replace('"', "").split()).lower())
+            for kind, name, sql in connection.exec_driver_sql(
+                "SELECT type, name, sql FROM sqlite_master "
+                "WHERE type IN ('index', 'trigger') AND sql IS NOT NULL"))
     return schema
 
 

@@ -38,6 +38,14 @@ budget, so every answer stays under the 4 MiB a client accepts by default.
                                   may be ahead of the server's clock (5 minutes)
     PLAY_BEFORE_ADDED_MS  90 days how long before the song entered the library a play
                                   may have started (players/listening.py says why)
+    MAX_BROWSE_PAGE          500  Page.size of browsing and search (0 means
+                                  DEFAULT_BROWSE_PAGE, 100)
+    MAX_BROWSE_TOKEN_CHARS 16384  Page.token of browsing and search (a token holds up
+                                  to two tag values; players/pages.py)
+    MAX_SEARCH_QUERY_CHARS   200  SearchRequest.query
+    MAX_SEARCH_WORDS          10  words of a search query (letters and digits; the
+                                  rest separates words)
+    MAX_ALBUM_SONGS         1000  songs GetAlbum returns (disc and track order)
     (passwords: at most 1024 bytes of UTF-8, auth/rules.py; hashes: 64 hex
     characters, files.parse_hash.)
 
@@ -89,6 +97,12 @@ MAX_PLAY_ID_CHARS = 64
 MAX_SECONDS_PLAYED = 24 * 3600
 PLAY_CLOCK_SKEW_MS = 5 * 60 * 1000
 PLAY_BEFORE_ADDED_MS = 90 * 24 * 3600 * 1000
+MAX_BROWSE_PAGE = 500
+DEFAULT_BROWSE_PAGE = 100
+MAX_BROWSE_TOKEN_CHARS = 16384
+MAX_SEARCH_QUERY_CHARS = 200
+MAX_SEARCH_WORDS = 10
+MAX_ALBUM_SONGS = 1000
 
 CLIENT_MESSAGE_BYTES = 4 * 1024 * 1024
 PAGE_BUDGET_BYTES = 1024 * 1024

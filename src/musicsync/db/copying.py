@@ -97,9 +97,14 @@ def _begin_explicitly(sync_engine) -> None:
 
 
 async def table_names(connection: AsyncConnection) -> list[str]:
-    """The tables the database holds (its default schema on PostgreSQL)."""
+    """The tables the database holds (its default schema on PostgreSQL), but SQLite's
+    full-text search tables: derived from search_documents, not copied (the target's
+    triggers fill them as its search_documents rows arrive)."""
     from sqlalchemy import inspect
-    return await connection.run_sync(lambda sync: inspect(sync).get_table_names())
+
+    from .search_index import FTS_TABLES
+    names = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
+    return [name for name in names if name not in FTS_TABLES]
 
 
 def in_key_order(table: Table, connection: AsyncConnection) -> Select:

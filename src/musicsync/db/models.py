@@ -22,6 +22,16 @@ Flag = Boolean().with_variant(Integer(), "sqlite")
 # these classes (migrations/__init__.py), and plain INSERTs rely on them.
 NO = text("0")
 EMPTY = text("''")
+# Whom an album belongs to: its album artist, or its artist when that tag is empty
+# (players/browse.py). Spelled as SQL, the same in the indexes below and in the queries
+# that use them: SQLite matches an index's expression only to the very same expression.
+ALBUM_ARTIST_SQL = "(CASE WHEN album_artist = '' THEN artist ELSE album_artist END)"
+# PostgreSQL's full-text vector of a search document: title weighs A, album B, artists C
+# (a query restricted to weights searches those columns alone). The GIN index is on this
+# very expression, and queries repeat it to use the index (db/search_index.py).
+SEARCH_VECTOR_SQL = ("(setweight(to_tsvector('simple'::regconfig, title), 'A') || "
+                     "setweight(to_tsvector('simple'::regconfig, album), 'B') || "
+                     "setweight(to_tsvector('simple'::regconfig, artist), 'C'))")
 
 
 class Base(DeclarativeBase):
@@ -112,6 +122,13 @@ class LibraryEntry(Base):
         UniqueConstraint("user_id", "sha256", name="uq_library_user_sha256"),
         Index("ix_library_sha256", "sha256"),
         Index("uq_library_user_path", "user_id", "path", unique=True),
+        # Browsing (revision 0003): albums by name and by artist, read page by page in
+        # index order; genres and years counted from the index alone; recently added.
+        Index("ix_library_album", "user_id", "album", text(ALBUM_ARTIST_SQL)),
+        Index("ix_library_album_artist", "user_id", text(ALBUM_ARTIST_SQL), "album"),
+        Index("ix_library_genre", "user_id", "genre"),
+        Index("ix_library_year", "user_id", "year"),
+        Index("ix_library_created", "user_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInt, primary_key=True)
@@ -243,7 +260,9 @@ class SongStats(Base):
     library entry keeps its id)."""
 
     __tablename__ = "song_stats"
-    __table_args__ = (Index("ix_song_stats_user", "user_id"),)
+    __table_args__ = (Index("ix_song_stats_user", "user_id"),
+                      # Recently played (statistics; revision 0003).
+                      Index("ix_song_stats_played", "user_id", "last_played_ms"))
 
     library_id: Mapped[int] = mapped_column(
         BigInt, ForeignKey("library.id", ondelete="CASCADE"), primary_key=True)
@@ -308,3 +327,24 @@ class ArtResized(Base):
     height: Mapped[int] = mapped_column(Integer, nullable=False)
     bytes: Mapped[int] = mapped_column(BigInt, nullable=False)
 
+
+
+class SearchDocument(Base):
+    """A song's words as search compares them (db/search_index.py): lowercased, diacritics
+    and punctuation gone, one space between words. Written with the library entry, in its
+    transaction; gone with it (ON DELETE CASCADE). The full-text index over it is SQLite's
+    FTS5 table ``search_fts`` (kept by triggers) or PostgreSQL's GIN index below."""
+
+    __tablename__ = "search_documents"
+    __table_args__ = (
+        Index("ix_search_documents_words", text(SEARCH_VECTOR_SQL),
+              postgresql_using="gin").ddl_if(dialect="postgresql"),
+    )
+
+    library_id: Mapped[int] = mapped_column(
+        BigInt, ForeignKey("library.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInt, nullable=False)
+    title: Mapped[str] = mapped_column(Text, nullable=False, default="", server_default=EMPTY)
+    album: Mapped[str] = mapped_column(Text, nullable=False, default="", server_default=EMPTY)
+    # The artist and the album artist.
+    artist: Mapped[str] = mapped_column(Text, nullable=False, default="", server_default=EMPTY)

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from ..db.dialect import PerDialect
 from ..db.models import Blob, LibraryEntry, Playlist, PlaylistEntry
+from ..db.search_index import index_entry
 from ..errors import FailedPrecondition
 from ..sync.changes import ChangeKind, next_seq, record_change
 from . import paths
@@ -152,6 +153,7 @@ def put_entry(session: Session, user_id: int, sha256: bytes, size: int,
         record_change(session, user_id, seq, ChangeKind.ADDED, sha256, now, replaces=old_sha)
         session.flush()
         relink_missing(session, user_id, sha256, replaced.id, path)
+        index_entry(session, replaced)
         return Stored(replaced, ChangeKind.ADDED, replaced=old_sha)
     if placement.path is not None:
         path = placement.path
@@ -165,7 +167,9 @@ def put_entry(session: Session, user_id: int, sha256: bytes, size: int,
     entry_id = session.connection().execute(_INSERT_ENTRY, values).scalar_one()
     record_change(session, user_id, seq, ChangeKind.ADDED, sha256, now)
     relink_missing(session, user_id, sha256, entry_id, path)
-    return Stored(LibraryEntry(id=entry_id, **values), ChangeKind.ADDED)
+    entry = LibraryEntry(id=entry_id, **values)
+    index_entry(session, entry)
+    return Stored(entry, ChangeKind.ADDED)
 
 
 def _update_in_place(session: Session, entry: LibraryEntry, placement: Placement,
@@ -191,6 +195,7 @@ def _update_in_place(session: Session, entry: LibraryEntry, placement: Placement
     entry.updated_at, entry.seq = now, seq
     record_change(session, entry.user_id, seq, ChangeKind.UPDATED, entry.sha256, now)
     session.flush()
+    index_entry(session, entry)
     return Stored(entry, ChangeKind.UPDATED, duplicate_of_path)
 
 
@@ -199,7 +204,8 @@ def move_entry(session: Session, user_id: int, sha256: bytes, path: str,
     """Gives an entry a new path (one UPDATED change; none if it is there already).
 
     Returns the entry (None if the user has none with this hash) and whether it moved;
-    FailedPrecondition if another entry holds the path."""
+    FailedPrecondition if another entry holds the path. (Its search document stays: a
+    path is not searched.)"""
     entry = entry_by_hash(session, user_id, sha256)
     if entry is None or entry.path == path:
         return entry, False
@@ -263,7 +269,8 @@ def free_path(session: Session, user_id: int, wanted: str,
 def remove_entry(session: Session, user_id: int, sha256: bytes, now: int) -> bool:
     """Deletes a song from the library, leaving a tombstone; False if it was not there.
 
-    Its playlist entries stay, "missing", with its last hash and path (see above)."""
+    Its playlist entries stay, "missing", with its last hash and path (see above); its
+    search document goes with it (ON DELETE CASCADE; db/search_index.py)."""
     connection = session.connection()
     connection.execute(_KEEP_LAST_KNOWN, {"owner": user_id, "song": sha256})
     removed = session.execute(
