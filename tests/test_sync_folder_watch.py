@@ -44,3 +44,27 @@ async def test_the_notices_of_a_passs_own_downloads_moves_and_deletes_start_no_p
         assert await asyncio.wait_for(running, 30) == 0
         await client.close()
         await library.close()
+
+
+async def test_a_playlist_made_on_the_server_reaches_a_watched_folder(app, tmp_path):
+    library = await signed_in(app)
+    client = Client(target_of(app), tokens=library.tokens)
+    root = tmp_path / "music"
+    root.mkdir()
+    song_a = await library.upload(write(tmp_path / "src", "a.wav", song("a")), path="a.wav")
+    watcher = Watcher(client, str(root), Account(target_of(app), "alice"), PassOptions(),
+                      Reporter(quiet=True))
+    running = asyncio.create_task(watcher.run())
+    try:
+        await wait_until(lambda: watcher.passes == 1 and (root / "a.wav").exists(),
+                         "the first pass")
+        # Only a playlist change: no song event starts the pass that writes its file.
+        await library.playlists.create("Evening", [song_a.hash])
+        playlist = root / "Playlists" / "Evening.m3u8"
+        await wait_until(playlist.exists, "the playlist's file", timeout=30)
+        assert "../a.wav" in playlist.read_text("utf-8").splitlines()
+    finally:
+        watcher.stop.set()
+        assert await asyncio.wait_for(running, 30) == 0
+        await client.close()
+        await library.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 
 import grpc
@@ -275,13 +275,15 @@ class Client:
         return ([ChangeEvent.from_proto(event) for event in page.events],
                 page.cursor or since, page.has_more)
 
-    async def watch(self, since: int = 0, *,
-                    heartbeat_seconds: int = 30) -> AsyncIterator[ChangeEvent | Heartbeat]:
+    async def watch(self, since: int = 0, *, heartbeat_seconds: int = 30,
+                    subjects: Sequence[int] = ()) -> AsyncIterator[ChangeEvent | Heartbeat]:
         """The change events after ``since``, then each new one as it happens, with
         heartbeats while nothing does; runs until the caller stops iterating or the server
-        ends the stream (see livefeed.LiveFeed for a feed that outlives dropped streams)."""
+        ends the stream (see livefeed.LiveFeed for a feed that outlives dropped streams).
+        ``subjects`` (sync.Subject values): what to hear of besides nothing but songs."""
         request = sync_pb2.WatchRequest(since=since, device=self._device(),
-                                        heartbeat_seconds=heartbeat_seconds)
+                                        heartbeat_seconds=heartbeat_seconds,
+                                        subjects=subjects)
         for attempt in (1, 2):
             call = self._sync.Watch(request, metadata=await self._metadata())
             try:

@@ -16,7 +16,7 @@ its feed was pruned: the caller decides how to start again).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import grpc
 
@@ -60,7 +60,8 @@ class LiveFeed:
                  on_drop: Callable[[ClientError | None, float], None] | None = None,
                  on_back: Callable[[], None] | None = None, heartbeat_seconds: int = 30,
                  first_pause: float = FIRST_PAUSE, max_pause: float = MAX_PAUSE,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 subjects: Sequence[int] = ()) -> None:
         self.client = client
         self.cursor = since
         self.on_drop = on_drop or (lambda error, pause: None)
@@ -69,6 +70,7 @@ class LiveFeed:
         self.first_pause = first_pause
         self.max_pause = max_pause
         self.sleep = sleep
+        self.subjects = subjects  # sync.Subject values; none: songs
         self.drops = 0  # streams lost so far
 
     async def __aiter__(self) -> AsyncIterator[ChangeEvent | Heartbeat]:
@@ -84,7 +86,8 @@ class LiveFeed:
                     dropped, pause = False, self.first_pause
                     self.on_back()
                 async for item in self.client.watch(
-                        self.cursor, heartbeat_seconds=self.heartbeat_seconds):
+                        self.cursor, heartbeat_seconds=self.heartbeat_seconds,
+                        subjects=self.subjects):
                     self.cursor = max(self.cursor, item.cursor)
                     yield item
             except ClientError as exc:

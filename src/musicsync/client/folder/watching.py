@@ -28,6 +28,7 @@ from pathlib import Path
 
 import grpc
 
+from ...proto import sync_pb2
 from ..errors import ClientError, NotSignedIn, Refused
 from ..livefeed import FIRST_PAUSE, MAX_PAUSE, LiveFeed, drop_reason
 from ..models import ChangeEvent
@@ -184,7 +185,7 @@ class Watcher:
         await _first(self.cursor_known.wait(), self.stop.wait())  # the first pass's cursor
         while not self.stop.is_set():
             feed = LiveFeed(self.client, self.cursor, on_drop=self._dropped,
-                            on_back=self._back)
+                            on_back=self._back, subjects=self._subjects())
             try:
                 async for item in feed:
                     if isinstance(item, ChangeEvent) and item.seq > self.cursor:
@@ -208,6 +209,12 @@ class Watcher:
                 while self.passes == passes and not self.stop.is_set():
                     await _first(self.pass_done.wait(), self.stop.wait())
                     self.pass_done.clear()
+
+    def _subjects(self) -> tuple[int, ...]:
+        """Songs, and playlists when the passes keep them (a change of one starts a pass)."""
+        if self.options.playlists and self.options.direction == "both":
+            return (sync_pb2.SUBJECT_SONG, sync_pb2.SUBJECT_PLAYLIST)
+        return ()
 
     def _dropped(self, error: ClientError | None, pause: float) -> None:
         if not self.outage:  # said once per outage
