@@ -138,6 +138,16 @@ def cli(tmp_path: Path):
 
 
 @pytest.fixture
+async def logged_in(app: App, library, cli):
+    """The `cli` signed in as alice (`musicsync login`, as a person does)."""
+    from .client_support import target_of
+    code, _, err = await cli("login", target_of(app), "--user", "alice", "--password-stdin",
+                             stdin=PASSWORD + "\n")
+    assert code == 0, err
+    return cli
+
+
+@pytest.fixture
 async def library(app: App):
     """A musicsync.client Client signed in as alice (registered by it)."""
     from .client_support import signed_in

@@ -25,14 +25,6 @@ from .helpers import free_port
 DAY = 24 * 3600
 
 
-@pytest.fixture
-async def logged_in(app, library, cli) -> Cli:
-    code, _, err = await cli("login", target_of(app), "--user", "alice", "--password-stdin",
-                             stdin=PASSWORD + "\n")
-    assert code == 0, err
-    return cli
-
-
 # -- login, whoami, logout ---------------------------------------------------------------
 
 async def test_login_keeps_the_sign_in_in_a_private_file_and_whoami_names_it(app, library, cli):

@@ -4,21 +4,11 @@ their library path; a stale save merged with another device's edit."""
 
 from __future__ import annotations
 
-import pytest
-
 from musicsync.client import Client
 from musicsync.client.playlists import merge
 
-from .client_support import Cli, song_file, target_of
+from .client_support import song_file, target_of
 from .conftest import PASSWORD
-
-
-@pytest.fixture
-async def logged_in(app, library, cli) -> Cli:
-    code, _, err = await cli("login", target_of(app), "--user", "alice", "--password-stdin",
-                             stdin=PASSWORD + "\n")
-    assert code == 0, err
-    return cli
 
 
 async def upload_songs(library, folder, *paths: str) -> dict[str, str]:

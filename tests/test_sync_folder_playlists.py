@@ -18,14 +18,6 @@ from .conftest import PASSWORD
 from .folder_helpers import sha, song, write
 
 
-@pytest.fixture
-async def logged_in(app, library, cli) -> Cli:
-    code, _, err = await cli("login", target_of(app), "--user", "alice", "--password-stdin",
-                             stdin=PASSWORD + "\n")
-    assert code == 0, err
-    return cli
-
-
 async def sync(cli: Cli, folder: Path, *options: str) -> dict:
     """`musicsync sync folder --json ...` that succeeds: its summary."""
     folder.mkdir(parents=True, exist_ok=True)
