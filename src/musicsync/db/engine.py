@@ -133,6 +133,11 @@ class Database:
         """Whether the database answers a trivial query now (for the health service)."""
         return True
 
+    async def long_read(self, work: Callable[[Session], T]) -> T:
+        """As quick_read, for reads that may group a whole library (browsing, search,
+        statistics): apart from the quick reads every call makes."""
+        return await self.quick_read(work)
+
     def writer_engine(self) -> AsyncEngine:
         """The engine migrations run on (each transaction the only writer)."""
         raise NotImplementedError

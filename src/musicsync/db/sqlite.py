@@ -62,6 +62,8 @@ WRITE_QUEUE_TIMEOUT = 10.0
 _BEGIN_OPTION = "musicsync_begin"
 # Threads (and connections) for quick reads: they take well under a millisecond.
 QUICK_READERS = 2
+# Threads (and connections) for long reads: a search or a page of albums, tens of ms.
+LONG_READERS = 2
 
 T = TypeVar("T")
 
@@ -84,12 +86,10 @@ class SQLiteDatabase(Database):
         self._write_turn = asyncio.Lock()
         self._writing: asyncio.Task | None = None
         self._write_lock = _WriterLock(self.path.with_name(self.path.name + "-write-lock"))
-        self._quick_engine = create_engine(make_url(self.url).set(drivername="sqlite+pysqlite"),
-                                           pool_size=QUICK_READERS, max_overflow=0)
-        _install_sqlite_hooks(self._quick_engine)
-        self._quick_sessions = sessionmaker(self._quick_engine, expire_on_commit=False)
-        self._quick_threads = ThreadPoolExecutor(QUICK_READERS,
-                                                 thread_name_prefix="musicsync-db-read")
+        self._quick = _ReadPool(self.url, QUICK_READERS, "musicsync-db-read")
+        # Long reads (browsing, search, statistics) have threads of their own, so they never
+        # hold up the one-row lookups every call makes.
+        self._long = _ReadPool(self.url, LONG_READERS, "musicsync-db-long-read")
         self._group_engine = create_engine(make_url(self.url).set(drivername="sqlite+pysqlite"),
                                            pool_size=1, max_overflow=0)
         _install_sqlite_hooks(self._group_engine)
@@ -144,12 +144,11 @@ class SQLiteDatabase(Database):
         For short reads on a hot path: ``work`` must not block for long, and what it
         returns must be loaded (plain values or fully loaded rows).
         """
-        return await asyncio.get_running_loop().run_in_executor(
-            self._quick_threads, self._quick_read, work)
+        return await self._quick.run(work)
 
-    def _quick_read(self, work: Callable[[Session], T]) -> T:
-        with self._quick_sessions() as session:
-            return work(session)
+    async def long_read(self, work: Callable[[Session], T]) -> T:
+        """As quick_read, for reads that may group a whole library, on threads of their own."""
+        return await self._long.run(work)
 
     def writer_engine(self):
         """The engine whose transactions begin IMMEDIATE (for migrations)."""
@@ -157,12 +156,36 @@ class SQLiteDatabase(Database):
 
     async def close(self) -> None:
         # Reads still running belong to calls already cancelled; let them end.
-        await asyncio.to_thread(self._quick_threads.shutdown)
-        self._quick_engine.dispose()
+        await self._quick.close()
+        await self._long.close()
         await self._group.close()
         self._group_engine.dispose()
         await self.engine.dispose()
         self._write_lock.close()
+
+
+class _ReadPool:
+    """Read transactions run whole in worker threads, on a plain sqlite3 engine over the
+    database file: one hand-off per read instead of aiosqlite's one per statement and fetch.
+    Threads and connections are made at first use."""
+
+    def __init__(self, url: str, threads: int, name: str) -> None:
+        self._engine = create_engine(make_url(url).set(drivername="sqlite+pysqlite"),
+                                     pool_size=threads, max_overflow=0)
+        _install_sqlite_hooks(self._engine)
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        self._threads = ThreadPoolExecutor(threads, thread_name_prefix=name)
+
+    async def run(self, work: Callable[[Session], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self._run, work)
+
+    def _run(self, work: Callable[[Session], T]) -> T:
+        with self._sessions() as session:
+            return work(session)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._threads.shutdown)
+        self._engine.dispose()
 
 
 class _WriterLock:

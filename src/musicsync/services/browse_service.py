@@ -102,7 +102,7 @@ class BrowseServicer(library_pb2_grpc.BrowseServiceServicer):
         key = request.album
         album_artist = check_chars(key.album_artist, "album.album_artist", MAX_TAG_CHARS)
         name = check_chars(key.album, "album.album", MAX_TAG_CHARS)
-        album, songs = await self._context.db.quick_read(lambda session: browse.get_album(
+        album, songs = await self._read_long(lambda session: browse.get_album(
             session, user_id, album_artist, name))
         messages = [file_entry(song) for song in songs]
         fit = within_budget(messages, 3 * PAGE_BUDGET_BYTES)
@@ -140,6 +140,5 @@ class BrowseServicer(library_pb2_grpc.BrowseServiceServicer):
 
     async def _read_long(self, work: Callable):
         """``work(session)`` in a read transaction of its own: for reads that may group a
-        whole library (quick_read's few threads serve the one-row lookups of every call)."""
-        async with self._context.db.read() as session:
-            return await session.run_sync(work)
+        whole library (db.long_read: apart from the one-row lookups of every call)."""
+        return await self._context.db.long_read(work)
