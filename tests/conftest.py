@@ -55,7 +55,7 @@ def clock() -> FakeClock:
 BOTH_DATABASES = frozenset({
     "test_auth", "test_auth_throttling", "test_file_transfer", "test_file_resumable",
     "test_file_limits", "test_sync", "test_sync_convergence", "test_maintenance", "test_paths",
-    "test_listening", "test_playlists", "test_cover_art", "test_browse",
+    "test_listening", "test_playlists", "test_cover_art", "test_browse", "test_player_feed",
 })
 
 
