@@ -90,9 +90,7 @@ class SQLiteDatabase(Database):
         # Long reads (browsing, search, statistics) have threads of their own, so they never
         # hold up the one-row lookups every call makes.
         self._long = _ReadPool(self.url, LONG_READERS, "musicsync-db-long-read")
-        self._group_engine = create_engine(make_url(self.url).set(drivername="sqlite+pysqlite"),
-                                           pool_size=1, max_overflow=0)
-        _install_sqlite_hooks(self._group_engine)
+        self._group_engine = _plain_engine(self.url, connections=1)
         self._group = GroupCommit(
             self._group_engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"}),
             self._write_turn_held)
@@ -170,9 +168,7 @@ class _ReadPool:
     Threads and connections are made at first use."""
 
     def __init__(self, url: str, threads: int, name: str) -> None:
-        self._engine = create_engine(make_url(url).set(drivername="sqlite+pysqlite"),
-                                     pool_size=threads, max_overflow=0)
-        _install_sqlite_hooks(self._engine)
+        self._engine = _plain_engine(url, connections=threads)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         self._threads = ThreadPoolExecutor(threads, thread_name_prefix=name)
 
@@ -256,6 +252,16 @@ def _switch_to_wal(cursor) -> None:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+
+
+def _plain_engine(url: str, *, connections: int):
+    """A sync engine on the sqlite3 module over the same file, at most ``connections``
+    connections, with the server's pragmas and explicit BEGINs (for work run whole in a
+    worker thread: quick and long reads, grouped writes)."""
+    engine = create_engine(make_url(url).set(drivername="sqlite+pysqlite"),
+                           pool_size=connections, max_overflow=0)
+    _install_sqlite_hooks(engine)
+    return engine
 
 
 def _install_sqlite_hooks(sync_engine) -> None:
