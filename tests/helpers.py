@@ -178,3 +178,23 @@ def query(settings, statement: str, *params) -> list[tuple]:
             await connection.close()
     with ThreadPoolExecutor(1) as thread:  # a loop of its own, whoever calls
         return thread.submit(asyncio.run, run()).result()
+
+
+def downgrade(settings, revision: str) -> None:
+    """Takes the test server's database (SQLite or PostgreSQL) back to schema ``revision``
+    through the revisions' downgrades, as an older musicsync had left it."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from musicsync.db import Database
+    from musicsync.db.migrations import runner
+
+    async def run() -> None:
+        db = Database(settings.database_url or str(settings.data_dir / "musicsync.db"))
+        try:
+            async with db.writer_engine().begin() as connection:
+                await connection.run_sync(runner.downgrade, revision)
+        finally:
+            await db.close()
+    with ThreadPoolExecutor(1) as thread:  # a loop of its own, whoever calls
+        thread.submit(asyncio.run, run()).result()

@@ -8,10 +8,11 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from musicsync.db.migrations import HEAD_REVISION
 from musicsync.proto import auth_pb2, file_pb2, library_pb2, library_pb2_grpc
 
 from .conftest import PASSWORD, REGISTRATION_KEY
-from .helpers import query, status_of
+from .helpers import downgrade, query, status_of
 from .transfer import upload, wav_bytes
 
 
@@ -269,6 +270,84 @@ async def test_statistics_match_figures_computed_by_hand(songs, settings, clock)
     assert [s.title for s in figures.recently_played] == ["b", "a", "c"]
 
 
+def running_totals(settings) -> tuple[list, list]:
+    """The statistics' running totals (db/summaries.py), and the same figures computed
+    from the library and its songs' plays afresh; sorted alike."""
+    from musicsync.db.summaries import afresh
+
+    computed = afresh("postgresql" if settings.database_url else "sqlite")
+    return ([sorted(query(settings, f"SELECT * FROM {table}")) for table in computed],
+            [sorted(query(settings, select)) for select in computed.values()])
+
+
+async def test_statistics_totals_follow_uploads_replaces_moves_deletes_and_plays(
+        songs, settings, clock, client, app):
+    listening = library_pb2_grpc.ListeningServiceStub(client.channel)
+
+    async def plays(song, count: int) -> None:
+        clock.advance(1)
+        start = int(clock.now * 1000) - 60_000
+        await listening.RecordPlays(library_pb2.RecordPlaysRequest(plays=[
+            library_pb2.Play(id=f"{song.hash[:8]}-{clock.now}-{n}", hash=song.hash,
+                             started_at_ms=start + n, seconds_played=100, completed=True)
+            for n in range(count)]), metadata=client.meta(songs.token))
+
+    one = await songs.add("one", "Alpha", "First", year=2000, path="a/one.wav")
+    two = await songs.add("two", "Alpha", "First", year=2000, path="a/two.wav")
+    three = await songs.add("three", "Beta", "Second", year=1990, path="b/three.wav")
+    await plays(one, 3)
+    await plays(two, 2)
+    await plays(three, 5)
+    kept, afresh = running_totals(settings)
+    assert kept == afresh and len(kept[0]) == 2 and len(kept[1]) == 2
+    # A tag edit moves the song's bytes to another year and its plays to another album.
+    two = await songs.add("two", "Gamma", "Third", year=2011, path="a/two.wav",
+                          replaces=two.hash)
+    # A move to another extension moves it to another format.
+    await client.file.Move(file_pb2.MoveRequest(hash=one.hash, path="a/one.flac"),
+                           metadata=client.meta(songs.token))
+    await plays(three, 1)
+    await client.file.Delete(file_pb2.DeleteRequest(hash=three.hash),
+                             metadata=client.meta(songs.token))
+    kept, afresh = running_totals(settings)
+    assert kept == afresh
+    figures = await songs.call("GetStats", library_pb2.GetStatsRequest())
+    assert figures.song_count == 2
+    assert sorted((f.name, f.songs) for f in figures.by_format) == [("flac", 1), ("wav", 1)]
+    assert [(y.name, y.songs) for y in figures.by_year] == [("2000", 1), ("2011", 1)]
+    assert [(t.name, t.songs) for t in figures.top_artists] == [("Alpha", 3), ("Gamma", 2)]
+    assert [(a.album, a.play_count) for a in figures.top_albums] == [("First", 3), ("Third", 2)]
+    # Another user's songs and plays are theirs; deleting them leaves alice's untouched.
+    bob = Songs(client, await register(client, "bob"))
+    await bob.add("bob's", "Alpha", "First", year=2000)
+    await app.accounts.delete_user("bob")
+    kept, afresh = running_totals(settings)
+    assert kept == afresh and len(kept[0]) == 2
+    await app.accounts.delete_user("alice")
+    assert running_totals(settings) == ([[], []], [[], []])
+
+
+async def test_upgrading_to_revision_0004_totals_the_songs_and_plays_already_there(
+        songs, settings, clock, client, app):
+    first = await songs.add("a", "Alpha", "First", year=2000, path="a.wav")
+    await songs.add("b", "Beta", "Second", year=1990, path="b.mp3.wav")
+    user_id = query(settings, "SELECT id FROM users WHERE username = 'alice'")[0][0]
+    library_id = query(settings, "SELECT id FROM library WHERE sha256 = ?",
+                       bytes.fromhex(first.hash))[0][0]
+    query(settings, "INSERT INTO song_stats (library_id, user_id, play_count) VALUES (?, ?, 4)",
+          library_id, user_id)
+    before = running_totals(settings)
+    assert before[0] == before[1] and before[0][1] == [(user_id, "Alpha", "First", 4)]
+    await app.stop()
+    downgrade(settings, "0003")
+    assert query(settings, "SELECT version_num FROM alembic_version") == [("0003",)]
+    from musicsync.server import App
+
+    async with App(settings, clock=clock):
+        assert query(settings, "SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
+        assert running_totals(settings) == before
+
+
 # -- Isolation -----------------------------------------------------------------------------
 
 async def test_another_users_songs_are_never_found_listed_or_counted(songs, client):
@@ -299,21 +378,14 @@ async def test_upgrading_to_revision_0003_indexes_the_songs_already_there(settin
         old = Songs(client, await register(client, "alice"))
         await old.add("Jóga", "Björk", "Homogenic")
     # Back to revision 0002, as a database from before browsing was: no index at all.
-    sqlite = not settings.database_url
-    statements = (["DROP TABLE search_fts"] if sqlite else []) + [
-        "DROP TABLE search_documents",
-        *(f"DROP INDEX {name}" for name in (
-            "ix_library_album", "ix_library_album_artist", "ix_library_genre",
-            "ix_library_year", "ix_library_created", "ix_song_stats_played")),
-        "UPDATE alembic_version SET version_num = '0002'"]
-    for statement in statements:
-        query(settings, statement)
+    downgrade(settings, "0002")
+    assert query(settings, "SELECT version_num FROM alembic_version") == [("0002",)]
     async with App(settings, clock=clock) as app, Client(app) as client:
         token = (await client.auth.Login(auth_pb2.LoginRequest(
             username="alice", password=PASSWORD))).token
         songs = Songs(client, token)
         assert await songs.titles("bjork") == ["Jóga"]
-        assert query(settings, "SELECT version_num FROM alembic_version") == [("0003",)]
+        assert query(settings, "SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
         # And the upgraded index follows changes like a new one.
         await songs.add("Hyperballad", "Björk", "Post")
         assert sorted(await songs.titles("bjork")) == ["Hyperballad", "Jóga"]

@@ -20,6 +20,7 @@ from musicsync.config import Settings
 from musicsync.db import Database
 from musicsync.db.migrations import migrate
 from musicsync.db.models import Base
+from musicsync.db.summaries import SUMMARIES
 from musicsync.ops.db_copy import Checksum
 from musicsync.proto import auth_pb2, file_pb2, sync_pb2
 from musicsync.server import App
@@ -31,6 +32,8 @@ from .transfer import upload, upload_requests, wav_bytes
 
 PHONE = sync_pb2.Device(id="phone-install-1", name="Pixel")
 TABLES = [table.name for table in Base.metadata.sorted_tables]
+# And the statistics' running totals: not copied, rebuilt by the target's triggers.
+ALL_TABLES = [*Base.metadata.sorted_tables, *SUMMARIES.sorted_tables]
 
 
 @dataclass
@@ -114,7 +117,7 @@ def sqlite_rows(path: Path) -> dict[str, dict]:
     with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as connection:
         return {table.name: _by_key(table, connection.execute(
             f"SELECT {', '.join(c.name for c in table.columns)} FROM {table.name}").fetchall())
-            for table in Base.metadata.sorted_tables}
+            for table in ALL_TABLES}
 
 
 async def postgres_rows(url: str) -> dict[str, dict]:
@@ -122,7 +125,7 @@ async def postgres_rows(url: str) -> dict[str, dict]:
     connection = await asyncpg.connect(url)
     try:
         rows = {}
-        for table in Base.metadata.sorted_tables:
+        for table in ALL_TABLES:
             found = await connection.fetch(
                 f"SELECT {', '.join(c.name for c in table.columns)} FROM {table.name}")
             rows[table.name] = _by_key(table, [tuple(record) for record in found])
@@ -186,7 +189,7 @@ def with_password(url: str) -> tuple[str, str]:
 async def test_every_table_copies_row_for_row_and_a_server_on_the_copy_serves_it(
         home, tmp_path, capsys):
     original = sqlite_rows(database_of(home.settings))
-    assert all(original[name] for name in TABLES), "every table holds something to copy"
+    assert all(original[table.name] for table in ALL_TABLES), "every table holds something"
 
     assert await copy(database_of(home.settings), tmp_path / "copy.db") == 0
 

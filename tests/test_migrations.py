@@ -146,6 +146,13 @@ def describe_schema(connection) -> dict:
             for kind, name, sql in connection.exec_driver_sql(
                 "SELECT type, name, sql FROM sqlite_master "
                 "WHERE type IN ('index', 'trigger') AND sql IS NOT NULL"))
+    else:
+        # Nor PostgreSQL's triggers and their functions (the statistics' running totals).
+        schema["triggers"] = sorted(connection.exec_driver_sql(
+            "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal"))
+        schema["functions"] = sorted(connection.exec_driver_sql(
+            "SELECT proname, prosrc FROM pg_proc "
+            "WHERE pronamespace = current_schema()::regnamespace"))
     return schema
 
 

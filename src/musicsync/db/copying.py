@@ -98,13 +98,14 @@ def _begin_explicitly(sync_engine) -> None:
 
 async def table_names(connection: AsyncConnection) -> list[str]:
     """The tables the database holds (its default schema on PostgreSQL), but SQLite's
-    full-text search tables: derived from search_documents, not copied (the target's
-    triggers fill them as its search_documents rows arrive)."""
+    full-text search tables and the statistics' running totals: derived from other
+    tables, not copied (the target's triggers fill them as those tables' rows arrive)."""
     from sqlalchemy import inspect
 
+    from . import summaries
     from .search_index import FTS_TABLES
     names = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
-    return [name for name in names if name not in FTS_TABLES]
+    return [name for name in names if name not in FTS_TABLES and name not in summaries.TABLES]
 
 
 def in_key_order(table: Table, connection: AsyncConnection) -> Select:

@@ -38,7 +38,7 @@ from . import legacy
 log = logging.getLogger(__name__)
 
 # The newest revision in versions/ (tests/test_migrations.py checks it).
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 # The revision whose schema is legacy version 4: where databases from before Alembic start.
 LEGACY_REVISION = "0001"
 # PRAGMA user_version of an SQLite database that Alembic manages (see above).
@@ -154,6 +154,9 @@ async def _create(conn: AsyncConnection) -> None:
         # The search index's FTS5 table is no model (PostgreSQL's GIN index is).
         from ..search_index import create_sqlite_index
         await conn.run_sync(create_sqlite_index)
+    # Nor are the statistics' running totals and their triggers.
+    from .. import summaries
+    await conn.run_sync(summaries.create)
     # Alembic's own table, as Alembic makes it.
     await conn.execute(text(
         "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "

@@ -60,3 +60,17 @@ def upgrade(connection: Connection, *, stamp: str | None = None) -> None:
             except CommandError:
                 raise too_new(repr(found), repr(HEAD_REVISION)) from None
         environment.run_migrations()
+
+
+def downgrade(connection: Connection, revision: str) -> None:
+    """Back to ``revision`` inside the connection's transaction (tests of an upgrade start
+    from a database as an older musicsync left it)."""
+    script = scripts()
+
+    def steps(found, _context):
+        return script._downgrade_revs(revision, found)
+
+    environment = EnvironmentContext(config(), script, fn=steps, destination_rev=revision)
+    with environment:
+        environment.configure(connection=connection, transactional_ddl=True)
+        environment.run_migrations()
