@@ -136,7 +136,7 @@ def list_albums(session: Session, user_id: int, sort: Sort, size: int, token: st
         aggregate = {"year": func.max(LIBRARY.c.year), "added_at": func.max(LIBRARY.c.created_at),
                      "plays": _plays()}[label]
         names = [LIBRARY.c.album, ALBUM_ARTIST]
-        after = decode_token(token, listing, "iss")
+        after = decode_token(token, listing, "nss" if sort == Sort.YEAR else "iss")
         if after:
             query = query.having(_after_aggregate(aggregate, after[0], descending, names,
                                                   after[1:]))
@@ -198,7 +198,7 @@ def list_genres(session: Session, user_id: int, size: int, token: str) -> Page:
 
 def list_years(session: Session, user_id: int, size: int, token: str) -> Page:
     """A page of (year, songs), oldest first (0: songs without a year)."""
-    after = decode_token(token, "years", "i")
+    after = decode_token(token, "years", "n")
     query = (select(LIBRARY.c.year, func.count()).where(LIBRARY.c.user_id == user_id)
              .where(LIBRARY.c.year > after[0] if after else LIBRARY.c.year >= 0)
              .group_by(LIBRARY.c.year).order_by(LIBRARY.c.year).limit(size + 1))
@@ -211,7 +211,7 @@ def get_album(session: Session, user_id: int, album_artist: str, album: str, siz
     """An album's figures (all its songs') and a page of its songs by disc, track and path
     (then id: unique, so pages never repeat or skip a song)."""
     listing = scoped("album-songs", user_id, album_artist, album)
-    after = decode_token(token, listing, "iisi")
+    after = decode_token(token, listing, "nnsi")
     in_album = (LIBRARY.c.user_id == user_id, LIBRARY.c.album == album,
                 ALBUM_ARTIST == album_artist)
     found = albums_of(session, session.execute(albums_query(user_id).where(*in_album[1:])))

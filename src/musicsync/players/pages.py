@@ -9,7 +9,8 @@ this server gives.
 
 A listing of one user's or one album's rows names them in its listing (``scoped``): a
 token given for another user, album or listing is INVALID_ARGUMENT, as is one that is not
-a token (bad base64, wrong shape, an integer past 64 bits, text a database cannot hold).
+a token (bad base64, wrong shape, an integer past its column's, text a database cannot
+hold).
 A token is a position, not a permission: the query around it still reads only the
 caller's rows, so a token a client makes up can at most skip some of its own.
 """
@@ -26,8 +27,10 @@ from dataclasses import dataclass
 from ..errors import InvalidArgument
 from ..limits import DEFAULT_BROWSE_PAGE, MAX_BROWSE_PAGE, MAX_BROWSE_TOKEN_CHARS
 
-_TYPES = {"s": str, "i": int}
-_INT64 = range(-2 ** 63, 2 ** 63)
+_TYPES = {"s": str, "i": int, "n": int}
+# What an integer of a token may be: a BIGINT ("i") or an INTEGER column's value ("n"):
+# past them PostgreSQL refuses the comparison, which must be the client's error.
+_RANGES = {"i": range(-2 ** 63, 2 ** 63), "n": range(-2 ** 31, 2 ** 31)}
 
 
 def page_size(size: int) -> int:
@@ -69,7 +72,8 @@ def encode_token(listing: str, values: tuple) -> str:
 
 def decode_token(token: str, listing: str, shape: str) -> tuple | None:
     """The sort key a token continues after (None for the first page): ``shape`` spells
-    its values' types, "s" for text and "i" for an integer ("si": text, then integer)."""
+    its values' types, "s" for text, "i" for a 64-bit integer and "n" for a 32-bit one
+    ("si": text, then integer)."""
     if not token:
         return None
     if len(token) <= MAX_BROWSE_TOKEN_CHARS:
@@ -89,8 +93,8 @@ def _fits(value, kind: str) -> bool:
     """Whether a token's value has its type and could come from a database row."""
     if type(value) is not _TYPES[kind]:
         return False
-    if kind == "i":
-        return value in _INT64
+    if kind in _RANGES:
+        return value in _RANGES[kind]
     try:
         value.encode("utf-8")  # no lone surrogates (JSON's "\ud800")
     except UnicodeError:
