@@ -5,6 +5,9 @@ isolation between users. Runs on SQLite and PostgreSQL (conftest.BOTH_DATABASES)
 
 from __future__ import annotations
 
+import base64
+import json
+
 import grpc
 import pytest
 
@@ -227,6 +230,88 @@ async def test_get_album_lists_songs_in_disc_then_track_order(songs):
     assert code == grpc.StatusCode.NOT_FOUND
 
 
+async def album_page(songs: Songs, album: str, size: int, token: str = "",
+                     album_artist: str = "A") -> library_pb2.GetAlbumResponse:
+    return await songs.call("GetAlbum", library_pb2.GetAlbumRequest(
+        album=library_pb2.AlbumKey(album_artist=album_artist, album=album),
+        page=library_pb2.Page(size=size, token=token)))
+
+
+def forged(token: str, *values) -> str:
+    """``token`` with its position (the values after the listing's name) replaced."""
+    listing = json.loads(base64.urlsafe_b64decode(token))[0]
+    return base64.urlsafe_b64encode(json.dumps([listing, *values]).encode()).decode()
+
+
+async def test_an_albums_songs_page_each_once_in_disc_track_path_order(songs, monkeypatch):
+    from musicsync.services import browse_service
+    made = []
+    for n in range(30):  # discs and tracks repeat: the path orders songs of one place
+        made.append(await songs.add(f"s{n}", "A", "Big", disc=1 + n % 2, track=n % 4,
+                                    path=f"Big/{(n * 7) % 30:02d}.wav", seconds=0.05))
+    await songs.add("elsewhere", "A", "Other", path="Other/1.wav", seconds=0.05)
+    order = [song.title for song in sorted(made, key=lambda s: (s.disc, s.track, s.path))]
+    duration = sum(song.duration_ms for song in made)
+    seen, sizes, token = [], [], ""
+    while True:
+        page = await album_page(songs, "Big", 7, token)
+        assert (page.album.track_count, page.album.duration_ms) == (30, duration)
+        seen += [song.title for song in page.songs]
+        sizes.append(len(page.songs))
+        token = page.next_page_token
+        if not token:
+            break
+    assert (seen, sizes) == (order, [7, 7, 7, 7, 2])
+    # A client from before paging sends no page: the whole album, as it always had.
+    old = await songs.call("GetAlbum", library_pb2.GetAlbumRequest(
+        album=library_pb2.AlbumKey(album_artist="A", album="Big")))
+    assert [song.title for song in old.songs] == order and old.next_page_token == ""
+    # Past MAX_ALBUM_SONGS it gets the first ones, and a token for the rest.
+    monkeypatch.setattr(browse_service, "MAX_ALBUM_SONGS", 10)
+    old = await songs.call("GetAlbum", library_pb2.GetAlbumRequest(
+        album=library_pb2.AlbumKey(album_artist="A", album="Big")))
+    assert [song.title for song in old.songs] == order[:10] and old.album.track_count == 30
+    rest = await album_page(songs, "Big", 0, old.next_page_token)
+    assert [song.title for song in rest.songs] == order[10:] and rest.next_page_token == ""
+
+
+async def test_album_page_tokens_garbage_forged_or_of_another_album_are_invalid_argument(
+        songs):
+    for n in range(3):
+        await songs.add(f"s{n}", "A", "Set", track=n + 1, seconds=0.05)
+    await songs.add("o1", "A", "Other", seconds=0.05)
+    await songs.add("o2", "A", "Other", seconds=0.05)
+    token = (await album_page(songs, "Set", 1)).next_page_token
+    other = (await album_page(songs, "Other", 1)).next_page_token
+    albums = (await songs.call("ListAlbums", library_pb2.ListAlbumsRequest(
+        page=library_pb2.Page(size=1)))).next_page_token
+    # A position made up by the client reads only its own album's songs, after it.
+    made_up = await album_page(songs, "Set", 5, forged(token, 0, 2, "", 0))
+    assert [song.title for song in made_up.songs] == ["s1", "s2"]
+    for bad in ("not a token", "x" * 20000, other, albums, forged(token, 0, 1, "p"),
+                forged(token, 0, 2 ** 40, "p", 1), forged(token, 0, 1, "p", 2 ** 64),
+                forged(token, 0, 1, "p\x00", 1), forged(token, "0", 1, "p", 1),
+                forged(token, 0, 1, "\udfff", 1), forged(token, 0, 1.5, "p", 1)):
+        code, message = await status_of(album_page(songs, "Set", 1, bad))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, bad
+        assert "page.token is not a token of this listing" in message
+    code, message = await status_of(album_page(songs, "Set", 501))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "500" in message
+
+
+async def test_forged_year_positions_past_an_integer_are_invalid_argument_not_internal(songs):
+    await songs.add("s", "A", "Set", year=1999, seconds=0.05)
+    encode = lambda *values: base64.urlsafe_b64encode(  # noqa: E731
+        json.dumps(values).encode()).decode()
+    for call in (songs.call("ListYears", library_pb2.ListYearsRequest(
+                     page=library_pb2.Page(token=encode("years", 2 ** 40)))),
+                 songs.call("ListAlbums", library_pb2.ListAlbumsRequest(
+                     sort=library_pb2.SORT_ORDER_YEAR,
+                     page=library_pb2.Page(token=encode("albums:3", 2 ** 40, "a", "b"))))):
+        code, message = await status_of(call)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "page.token" in message
+
+
 async def test_page_bounds_are_invalid_argument(songs):
     for size in (-1, 501):
         code, message = await status_of(songs.call("ListAlbums", library_pb2.ListAlbumsRequest(
@@ -389,3 +474,17 @@ async def test_upgrading_to_revision_0003_indexes_the_songs_already_there(settin
         # And the upgraded index follows changes like a new one.
         await songs.add("Hyperballad", "Björk", "Post")
         assert sorted(await songs.titles("bjork")) == ["Hyperballad", "Jóga"]
+
+
+async def test_an_album_page_token_of_another_user_continues_nothing(songs, client):
+    bob = Songs(client, await register(client, "bob"))
+    for who in (songs, bob):  # the same album key in both libraries
+        for n in range(2):
+            await who.add(f"{who.token[-6:]}{n}", "A", "Same", track=n + 1, seconds=0.05)
+    alices = (await album_page(songs, "Same", 1)).next_page_token
+    bobs = (await album_page(bob, "Same", 1)).next_page_token
+    for who, token in ((bob, alices), (songs, bobs)):
+        code, message = await status_of(album_page(who, "Same", 1, token))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "token" in message
+    mine = await album_page(songs, "Same", 5, alices)
+    assert [song.title for song in mine.songs] == [f"{songs.token[-6:]}1"]

@@ -6,6 +6,8 @@ and linked again when uploaded again; the limits; one user never seeing another'
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 
 import grpc
 import pytest
@@ -275,6 +277,102 @@ async def test_a_deleted_song_stays_missing_and_is_linked_again_when_uploaded_ag
     assert await device.hashes(made.id) == [a2, a2]
 
 
+# -- listing page by page ------------------------------------------------------------------
+
+async def list_page(device: Device, size: int = 0, token: str = ""
+                    ) -> library_pb2.ListPlaylistsResponse:
+    return await device.call("ListPlaylists", library_pb2.ListPlaylistsRequest(
+        page=library_pb2.Page(size=size, token=token)))
+
+
+async def every_page(device: Device, size: int) -> list[list[library_pb2.Playlist]]:
+    pages, token = [], ""
+    while True:
+        page = await list_page(device, size, token)
+        pages.append(list(page.playlists))
+        token = page.next_page_token
+        if not token:
+            return pages
+
+
+def forged(token: str, *values) -> str:
+    """``token`` with its position (the values after the listing's name) replaced."""
+    listing = json.loads(base64.urlsafe_b64decode(token))[0]
+    return base64.urlsafe_b64encode(json.dumps([listing, *values]).encode()).decode()
+
+
+async def test_pages_of_1200_playlists_list_each_once_by_name_and_old_clients_get_all(
+        device, monkeypatch):
+    monkeypatch.setattr(playlist_domain, "MAX_PLAYLISTS_PER_USER", 1200)
+    names = [f"list {n:04d}" for n in range(1200)]
+    shuffled = names[1::2] + names[::2]  # made out of order: the list sorts them
+    for start in range(0, len(shuffled), 50):
+        await asyncio.gather(*(device.create(name, description=f"about {name}")
+                               for name in shuffled[start:start + 50]))
+    pages = await every_page(device, 500)
+    assert [len(page) for page in pages] == [500, 500, 200]
+    assert [p.name for page in pages for p in page] == names
+    assert all(p.description == f"about {p.name}" for page in pages for p in page)
+    pages = await every_page(device, 0)  # 0: the default page of 100
+    assert [len(page) for page in pages] == [100] * 12
+    assert [p.name for page in pages for p in page] == names
+    # A client from before paging sends no page: all of them in one answer, no token.
+    old = await device.call("ListPlaylists", library_pb2.ListPlaylistsRequest())
+    assert [p.name for p in old.playlists] == names and old.next_page_token == ""
+
+
+async def test_playlists_made_or_deleted_between_pages_never_repeat_or_skip_one(device):
+    made = {name: await device.create(name) for name in "bdfhj"}
+    first = await list_page(device, 2)
+    assert [p.name for p in first.playlists] == ["b", "d"]
+    # Deleting a row already seen and adding one before the position move no later row.
+    await device.call("DeletePlaylist", library_pb2.DeletePlaylistRequest(id=made["b"].id))
+    await device.create("a")
+    await device.create("g")
+    second = await list_page(device, 2, first.next_page_token)
+    third = await list_page(device, 2, second.next_page_token)
+    assert [p.name for p in [*second.playlists, *third.playlists]] == ["f", "g", "h", "j"]
+    assert third.next_page_token == ""
+
+
+async def test_a_page_of_long_descriptions_ends_early_and_continues(device, monkeypatch):
+    from musicsync.services import playlist_service
+    for name in "abc":
+        await device.create(name, description=name * 4096)
+    monkeypatch.setattr(playlist_service, "PAGE_BUDGET_BYTES", 5000)  # one fits, not two
+    first = await list_page(device, 3)
+    assert [(p.name, p.description) for p in first.playlists] == [("a", "a" * 4096)]
+    rest = await every_page_from(device, first.next_page_token)
+    assert [(p.name, len(p.description)) for p in rest] == [("b", 4096), ("c", 4096)]
+
+
+async def every_page_from(device: Device, token: str) -> list[library_pb2.Playlist]:
+    found = []
+    while token:
+        page = await list_page(device, 3, token)
+        found += page.playlists
+        token = page.next_page_token
+    return found
+
+
+async def test_a_garbage_or_forged_page_token_is_invalid_argument(device):
+    for name in "abc":
+        await device.create(name)
+    token = (await list_page(device, 1)).next_page_token
+    assert [p.name for p in (await list_page(device, 5, forged(token, "az", 0))).playlists] == [
+        "b", "c"]  # a position made up by the client: only its own rows, after it
+    albums_token = base64.urlsafe_b64encode(json.dumps(["albums:1", "a", "b"]).encode()).decode()
+    for bad in ("not a token", "x" * 20000, albums_token, forged(token, "a"),
+                forged(token, "a", "1"), forged(token, "a", 2 ** 64), forged(token, "a\x00", 1),
+                forged(token, "\ud800", 1), forged(token, "a", True)):
+        code, message = await status_of(list_page(device, 1, bad))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, bad
+        assert "page.token is not a token of this listing" in message
+    for size in (-1, 501):
+        code, message = await status_of(list_page(device, size))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "between 1 and 500" in message
+
+
 # -- limits --------------------------------------------------------------------------------
 
 async def test_limits_are_named_when_reached(device, monkeypatch):
@@ -335,6 +433,7 @@ async def test_another_users_playlists_are_never_shown_listed_or_touched(device,
     for attempt in attempts:
         code, message = await status_of(attempt)
         assert code == grpc.StatusCode.NOT_FOUND and "you have no playlist" in message
+    assert list((await list_page(bob, 1)).playlists) == []  # nor page by page
     # Alice's songs are not bob's to put in a playlist of his.
     code, _ = await status_of(bob.create("Bob's", a))
     assert code == grpc.StatusCode.NOT_FOUND
@@ -344,3 +443,19 @@ async def test_another_users_playlists_are_never_shown_listed_or_touched(device,
     feed = await client.sync.Changes(sync_pb2.ChangesRequest(
         subjects=[sync_pb2.SUBJECT_PLAYLIST]), metadata=bob.meta())
     assert list(feed.events) == []
+
+
+async def test_a_page_token_of_another_user_continues_nothing(device, client):
+    for name in ("Alice's first", "Alice's second"):
+        await device.create(name)
+    bob = await register(client, "bob")
+    for name in ("Bob's first", "Bob's second"):
+        await bob.create(name)
+    alices = (await list_page(device, 1)).next_page_token
+    bobs = (await list_page(bob, 1)).next_page_token
+    for who, token in ((bob, alices), (device, bobs)):
+        code, message = await status_of(list_page(who, 1, token))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "token" in message
+        assert "Alice" not in message and "Bob" not in message
+    # Each still pages through their own.
+    assert [p.name for p in (await list_page(bob, 5, bobs)).playlists] == ["Bob's second"]

@@ -13,8 +13,8 @@ album listed for a genre or a year counts its songs of that genre or year.
 Orders: by name (album, then album artist), by artist (album artist, then album): both
 read page by page from an index, a page costing the same at any depth. By year (oldest
 first), recently added (newest first) and most played (most first) group the whole
-library for each page, ties ordered by name. Every listing pages with keyset tokens
-(pages.py).
+library for each page, ties ordered by name. An album's songs come by disc, track and
+path (then id). Every listing, and an album's songs, page with keyset tokens (pages.py).
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from sqlalchemy.orm import Session
 
 from ..db.models import ALBUM_ARTIST_SQL, LibraryEntry, SongStats
 from ..errors import InvalidArgument, NotFound
-from ..limits import MAX_ALBUM_SONGS
-from .pages import decode_token, encode_token
+from .pages import Page, decode_token, scoped
 
 LIBRARY = LibraryEntry.__table__
 STATS = SongStats.__table__
@@ -65,19 +64,6 @@ class Artist:
     song_count: int
     play_count: int
     added_at: int
-
-
-@dataclass(frozen=True)
-class Page:
-    """Rows of a page, and how to make the token of the position after any of them."""
-
-    rows: list
-    more: bool
-    listing: str
-    key: object  # row -> its sort key (a tuple of str and int)
-
-    def token_after(self, index: int) -> str:
-        return encode_token(self.listing, self.key(self.rows[index]))
 
 
 def _plays() -> object:
@@ -150,7 +136,7 @@ def list_albums(session: Session, user_id: int, sort: Sort, size: int, token: st
         aggregate = {"year": func.max(LIBRARY.c.year), "added_at": func.max(LIBRARY.c.created_at),
                      "plays": _plays()}[label]
         names = [LIBRARY.c.album, ALBUM_ARTIST]
-        after = decode_token(token, listing, "iss")
+        after = decode_token(token, listing, "nss" if sort == Sort.YEAR else "iss")
         if after:
             query = query.having(_after_aggregate(aggregate, after[0], descending, names,
                                                   after[1:]))
@@ -212,7 +198,7 @@ def list_genres(session: Session, user_id: int, size: int, token: str) -> Page:
 
 def list_years(session: Session, user_id: int, size: int, token: str) -> Page:
     """A page of (year, songs), oldest first (0: songs without a year)."""
-    after = decode_token(token, "years", "i")
+    after = decode_token(token, "years", "n")
     query = (select(LIBRARY.c.year, func.count()).where(LIBRARY.c.user_id == user_id)
              .where(LIBRARY.c.year > after[0] if after else LIBRARY.c.year >= 0)
              .group_by(LIBRARY.c.year).order_by(LIBRARY.c.year).limit(size + 1))
@@ -220,16 +206,21 @@ def list_years(session: Session, user_id: int, size: int, token: str) -> Page:
     return Page(rows[:size], len(rows) > size, "years", lambda row: (row[0],))
 
 
-def get_album(session: Session, user_id: int, album_artist: str, album: str
-              ) -> tuple[Album, list[LibraryEntry]]:
-    """An album's figures and its songs by disc, track and path (at most MAX_ALBUM_SONGS)."""
+def get_album(session: Session, user_id: int, album_artist: str, album: str, size: int,
+              token: str) -> tuple[Album, Page]:
+    """An album's figures (all its songs') and a page of its songs by disc, track and path
+    (then id: unique, so pages never repeat or skip a song)."""
+    listing = scoped("album-songs", user_id, album_artist, album)
+    after = decode_token(token, listing, "nnsi")
     in_album = (LIBRARY.c.user_id == user_id, LIBRARY.c.album == album,
                 ALBUM_ARTIST == album_artist)
     found = albums_of(session, session.execute(albums_query(user_id).where(*in_album[1:])))
     if not found:
         raise NotFound(f"your library has no album {album!r} by {album_artist!r}")
-    songs = list(session.scalars(
-        select(LibraryEntry).where(*in_album)
-        .order_by(LibraryEntry.disc, LibraryEntry.track, LibraryEntry.path)
-        .limit(MAX_ALBUM_SONGS)))
-    return found[0], songs
+    order = (LibraryEntry.disc, LibraryEntry.track, LibraryEntry.path, LibraryEntry.id)
+    query = select(LibraryEntry).where(*in_album)
+    if after:
+        query = query.where(tuple_(*order) > tuple_(*after))
+    songs = list(session.scalars(query.order_by(*order).limit(size + 1)))
+    return found[0], Page(songs[:size], len(songs) > size, listing,
+                          lambda song: (song.disc, song.track, song.path, song.id))

@@ -11,6 +11,8 @@
   flight becomes stale, and devices hear of it from the song's own DELETED/ADDED event.
 - Every change of a playlist (created, renamed, described, edited, deleted) takes the
   next version and records one change event (subject PLAYLIST) in the same transaction.
+- A user's playlists are listed all at once (older clients) or page by page, by name
+  then id, with keyset tokens (pages.py).
 - Edits are operations (insert at, remove at, move) applied in order, atomically, to the
   version the device based them on: a playlist changed since answers Aborted naming the
   current version, nothing applied. The device fetches it, rebases its operations on
@@ -24,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,6 +38,7 @@ from ..limits import (MAX_PLAYLIST_DESCRIPTION_CHARS, MAX_PLAYLIST_ENTRIES,
                       MAX_PLAYLIST_OPERATIONS, MAX_PLAYLISTS_PER_USER, check_chars)
 from ..sync.changes import ChangeKind, Subject, next_seq, record_change
 from ..sync.notifier import ChangeNotifier
+from .pages import Page, decode_token, scoped
 
 DEFAULT_PAGE = 500
 MAX_PAGE = 1000
@@ -260,6 +263,23 @@ class Playlists:
                                              .order_by(Playlist.name, Playlist.id)))
             session.expunge_all()
             return playlists
+
+        return await self._db.quick_read(read)
+
+    async def page_of_user(self, user_id: int, size: int, token: str) -> Page:
+        """A page of the user's playlists by name (then id), after ``token``'s position."""
+        listing = scoped("playlists", user_id)
+        after = decode_token(token, listing, "si")
+        query = select(Playlist).where(Playlist.user_id == user_id)
+        if after:
+            query = query.where(tuple_(Playlist.name, Playlist.id) > tuple_(*after))
+
+        def read(session: Session):
+            playlists = list(session.scalars(query.order_by(Playlist.name, Playlist.id)
+                                             .limit(size + 1)))
+            session.expunge_all()
+            return Page(playlists[:size], len(playlists) > size, listing,
+                        lambda playlist: (playlist.name, playlist.id))
 
         return await self._db.quick_read(read)
 

@@ -88,14 +88,18 @@ class GetPlaylistResponse(_message.Message):
     def __init__(self, playlist: _Optional[_Union[Playlist, _Mapping]] = ...) -> None: ...
 
 class ListPlaylistsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page",)
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    page: Page
+    def __init__(self, page: _Optional[_Union[Page, _Mapping]] = ...) -> None: ...
 
 class ListPlaylistsResponse(_message.Message):
-    __slots__ = ("playlists",)
+    __slots__ = ("playlists", "next_page_token")
     PLAYLISTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     playlists: _containers.RepeatedCompositeFieldContainer[Playlist]
-    def __init__(self, playlists: _Optional[_Iterable[_Union[Playlist, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, playlists: _Optional[_Iterable[_Union[Playlist, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class UpdatePlaylistRequest(_message.Message):
     __slots__ = ("id", "name", "description", "base_version")
@@ -421,18 +425,22 @@ class ListYearsResponse(_message.Message):
     def __init__(self, years: _Optional[_Iterable[_Union[Year, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetAlbumRequest(_message.Message):
-    __slots__ = ("album",)
+    __slots__ = ("album", "page")
     ALBUM_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
     album: AlbumKey
-    def __init__(self, album: _Optional[_Union[AlbumKey, _Mapping]] = ...) -> None: ...
+    page: Page
+    def __init__(self, album: _Optional[_Union[AlbumKey, _Mapping]] = ..., page: _Optional[_Union[Page, _Mapping]] = ...) -> None: ...
 
 class GetAlbumResponse(_message.Message):
-    __slots__ = ("album", "songs")
+    __slots__ = ("album", "songs", "next_page_token")
     ALBUM_FIELD_NUMBER: _ClassVar[int]
     SONGS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     album: Album
     songs: _containers.RepeatedCompositeFieldContainer[_file_pb2.FileEntry]
-    def __init__(self, album: _Optional[_Union[Album, _Mapping]] = ..., songs: _Optional[_Iterable[_Union[_file_pb2.FileEntry, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, album: _Optional[_Union[Album, _Mapping]] = ..., songs: _Optional[_Iterable[_Union[_file_pb2.FileEntry, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
     __slots__ = ("query", "page")

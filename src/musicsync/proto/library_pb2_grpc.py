@@ -87,7 +87,8 @@ class PlaylistServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListPlaylists(self, request, context):
-        """The caller's playlists (without their entries), by name.
+        """The caller's playlists (without their entries), by name: page by page
+        when the request has a page, all at once without (ListPlaylistsRequest).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -653,7 +654,7 @@ class BrowseServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetAlbum(self, request, context):
-        """An album's songs in disc and track order.
+        """An album's figures and its songs in disc and track order, page by page.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -3,6 +3,8 @@
 Decodes requests, asks players/browse.py, search.py and stats.py, and encodes their rows.
 Pages end early at the byte budget (convert.within_budget), their token then continuing
 after the last row sent, so every answer stays under the 4 MiB a client accepts.
+GetAlbum without a page answers as it did before it paged (older clients): up to
+MAX_ALBUM_SONGS songs within UNPAGED_ALBUM_BUDGET_BYTES, with a token when more remain.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ from collections.abc import Callable
 
 from ..errors import InvalidArgument
 from ..interceptors import current_principal
-from ..limits import MAX_TAG_CHARS, PAGE_BUDGET_BYTES, check_chars, clip
+from ..limits import MAX_ALBUM_SONGS, MAX_TAG_CHARS, PAGE_BUDGET_BYTES, check_chars, clip
 from ..players import browse, search, stats
 from ..players.context import PlayerContext
-from ..players.pages import page_size
+from ..players.pages import Page, page_size
 from ..proto import library_pb2, library_pb2_grpc
 from .convert import encoded_size, file_entry, within_budget
+
+# GetAlbum without a page (older clients): up to MAX_ALBUM_SONGS songs within this much.
+UNPAGED_ALBUM_BUDGET_BYTES = 3 * PAGE_BUDGET_BYTES
 
 _SORTS = {int(sort) for sort in browse.Sort} | {library_pb2.SORT_ORDER_UNSPECIFIED}
 
@@ -45,10 +50,11 @@ def count_message(count: stats.Count) -> library_pb2.Count:
                              bytes=count.bytes, duration_ms=count.duration_ms)
 
 
-def _fitted(page: browse.Page, encode: Callable) -> tuple[list, str]:
+def _fitted(page: Page, encode: Callable, budget: int = PAGE_BUDGET_BYTES
+            ) -> tuple[list, str]:
     """A page's messages within the byte budget, and the token of what comes next."""
     messages = [encode(row) for row in page.rows]
-    fit = within_budget(messages)
+    fit = within_budget(messages, budget)
     if fit < len(messages):
         return messages[:fit], page.token_after(fit - 1)
     return messages, page.token_after(len(messages) - 1) if page.more else ""
@@ -102,11 +108,17 @@ class BrowseServicer(library_pb2_grpc.BrowseServiceServicer):
         key = request.album
         album_artist = check_chars(key.album_artist, "album.album_artist", MAX_TAG_CHARS)
         name = check_chars(key.album, "album.album", MAX_TAG_CHARS)
-        album, songs = await self._read_long(lambda session: browse.get_album(
-            session, user_id, album_artist, name))
-        messages = [file_entry(song) for song in songs]
-        fit = within_budget(messages, 3 * PAGE_BUDGET_BYTES)
-        return library_pb2.GetAlbumResponse(album=album_message(album), songs=messages[:fit])
+        if request.HasField("page"):
+            size, token, budget = (page_size(request.page.size), request.page.token,
+                                   PAGE_BUDGET_BYTES)
+        else:
+            # Older clients page nothing: as many songs as they always had in one answer.
+            size, token, budget = MAX_ALBUM_SONGS, "", UNPAGED_ALBUM_BUDGET_BYTES
+        album, page = await self._read_long(lambda session: browse.get_album(
+            session, user_id, album_artist, name, size, token))
+        songs, token = _fitted(page, file_entry, budget)
+        return library_pb2.GetAlbumResponse(album=album_message(album), songs=songs,
+                                            next_page_token=token)
 
     async def Search(self, request, context):
         user_id, size = current_principal().user_id, page_size(request.page.size)

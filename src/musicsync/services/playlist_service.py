@@ -5,13 +5,16 @@ from __future__ import annotations
 from ..errors import InvalidArgument
 from ..interceptors import current_principal
 from ..library.files import parse_hash
+from ..limits import PAGE_BUDGET_BYTES
 from ..players import playlists
 from ..players.context import PlayerContext
+from ..players.pages import page_size
 from ..players.playlists import Insert, Move, Playlists, Remove, ShownEntry
 from ..proto import library_pb2, library_pb2_grpc
 from .convert import encoded_size, path, playlist_message, within_budget
 
-# ListPlaylists answers with descriptions while they fit in this much.
+# ListPlaylists without a page (older clients) answers with descriptions while they fit in
+# this much; its pages keep them and end early instead, before PAGE_BUDGET_BYTES.
 LIST_BUDGET_BYTES = 3 * 1024 * 1024
 
 
@@ -37,11 +40,20 @@ class PlaylistServicer(library_pb2_grpc.PlaylistServiceServicer):
         return library_pb2.GetPlaylistResponse(playlist=message)
 
     async def ListPlaylists(self, request, context):
-        found = [playlist_message(p) for p in await self._playlists.of_user(
-            current_principal().user_id)]
+        user_id = current_principal().user_id
+        if request.HasField("page"):
+            size = page_size(request.page.size)
+            page = await self._playlists.page_of_user(user_id, size, request.page.token)
+            found = [playlist_message(p) for p in page.rows]
+            fit = within_budget(found, PAGE_BUDGET_BYTES)  # long descriptions: a shorter page
+            token = page.token_after(fit - 1) if fit < len(found) or page.more else ""
+            return library_pb2.ListPlaylistsResponse(playlists=found[:fit],
+                                                     next_page_token=token)
+        # Older clients page nothing: every playlist in one answer, as before paging.
+        found = [playlist_message(p) for p in await self._playlists.of_user(user_id)]
         if encoded_size(found) > LIST_BUDGET_BYTES:
-            # 1,000 long descriptions would pass 4 MiB (the list has no pages): without
-            # them it stays near 1 MiB. GetPlaylist has each one.
+            # 1,000 long descriptions would pass 4 MiB: without them it stays near 1 MiB.
+            # GetPlaylist has each one (and pages of this list have them).
             for message in found:
                 message.description = ""
         return library_pb2.ListPlaylistsResponse(playlists=found)
