@@ -299,7 +299,7 @@ async def test_album_page_tokens_garbage_forged_or_of_another_album_are_invalid_
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "500" in message
 
 
-async def test_forged_year_positions_past_an_integer_are_invalid_argument_not_internal(songs):
+async def test_forged_positions_past_an_integer_are_invalid_argument_not_internal(songs):
     await songs.add("s", "A", "Set", year=1999, seconds=0.05)
     encode = lambda *values: base64.urlsafe_b64encode(  # noqa: E731
         json.dumps(values).encode()).decode()
@@ -307,7 +307,9 @@ async def test_forged_year_positions_past_an_integer_are_invalid_argument_not_in
                      page=library_pb2.Page(token=encode("years", 2 ** 40)))),
                  songs.call("ListAlbums", library_pb2.ListAlbumsRequest(
                      sort=library_pb2.SORT_ORDER_YEAR,
-                     page=library_pb2.Page(token=encode("albums:3", 2 ** 40, "a", "b"))))):
+                     page=library_pb2.Page(token=encode("albums:3", 2 ** 40, "a", "b")))),
+                 songs.call("Search", library_pb2.SearchRequest(  # a score is an INTEGER
+                     query="set", page=library_pb2.Page(token=encode("search", 2 ** 40, 1))))):
         code, message = await status_of(call)
         assert code == grpc.StatusCode.INVALID_ARGUMENT and "page.token" in message
 

@@ -45,7 +45,7 @@ budget, so every answer stays under the 4 MiB a client accepts by default.
     MAX_SEARCH_QUERY_CHARS   200  SearchRequest.query
     MAX_SEARCH_WORDS          10  words of a search query (letters and digits; the
                                   rest separates words)
-    MAX_ALBUM_SONGS         1000  songs GetAlbum returns (disc and track order)
+    MAX_ALBUM_SONGS         1000  songs GetAlbum returns without a page (older clients)
     (passwords: at most 1024 bytes of UTF-8, auth/rules.py; hashes: 64 hex
     characters, files.parse_hash.)
 

@@ -81,7 +81,7 @@ def _score(document, words: list[str]):
 def search(session: Session, user_id: int, query: str, size: int, token: str) -> Found:
     """A page of the user's songs best first (and on the first page, albums and artists)."""
     words = query_words(query)
-    after = decode_token(token, "search", "ii")
+    after = decode_token(token, "search", "ni")  # a score (INTEGER), a library id
     if not words:
         return Found([], [], "", [], [])
     document = SearchDocument.__table__.alias("document")
