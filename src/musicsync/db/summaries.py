@@ -93,15 +93,20 @@ def _sqlite_ddl() -> tuple[str, ...]:
                 f"duration_ms = duration_ms - {row}.duration_ms WHERE {key}; "
                 f"DELETE FROM library_totals WHERE {key} AND songs <= 0;")
 
-    def add_plays(row: str, plays: str) -> str:
+    def add_plays(row: str, plays: str, *, may_fall: bool = True) -> str:
         # The song's album as the library row has it now (the row is there: see the doc).
-        return (f"INSERT INTO album_plays (user_id, album_artist, album, plays) "
-                f"SELECT user_id, {_album_artist('library')}, album, {plays} FROM library "
-                f"WHERE id = {row}.library_id ON CONFLICT (user_id, album_artist, album) "
-                "DO UPDATE SET plays = plays + excluded.plays; "
-                "DELETE FROM album_plays WHERE plays <= 0 AND (user_id, album_artist, album) "
-                f"IN (SELECT user_id, {_album_artist('library')}, album FROM library "
-                f"WHERE id = {row}.library_id);")
+        added = (f"INSERT INTO album_plays (user_id, album_artist, album, plays) "
+                 f"SELECT user_id, {_album_artist('library')}, album, {plays} FROM library "
+                 f"WHERE id = {row}.library_id ON CONFLICT (user_id, album_artist, album) "
+                 "DO UPDATE SET plays = plays + excluded.plays; ")
+        if not may_fall:
+            return added
+        # Key by key (a row value IN a subquery scanned every album of every user).
+        song = f"FROM library WHERE id = {row}.library_id"
+        return added + (
+            f"DELETE FROM album_plays WHERE user_id = (SELECT user_id {song}) "
+            f"AND album_artist = (SELECT {_album_artist('library')} {song}) "
+            f"AND album = (SELECT album {song}) AND plays <= 0;")
 
     def plays_of(row: str) -> str:
         return f"(SELECT play_count FROM song_stats WHERE library_id = {row}.id)"
@@ -137,9 +142,14 @@ def _sqlite_ddl() -> tuple[str, ...]:
         f"({album_changed}) AND {plays_of('new')} <> 0 BEGIN "
         f"{move_plays('old', '-')} {move_plays('new', '')} END",
         f"CREATE TRIGGER album_plays_counted AFTER INSERT ON song_stats WHEN "
-        f"new.play_count <> 0 BEGIN {add_plays('new', 'new.play_count')} END",
+        f"new.play_count > 0 BEGIN {add_plays('new', 'new.play_count', may_fall=False)} END",
+        # Play counts only grow (RecordPlays); a fall would be counted too, and an album
+        # left at zero dropped.
         f"CREATE TRIGGER album_plays_recounted AFTER UPDATE OF play_count ON song_stats WHEN "
-        f"new.play_count <> old.play_count BEGIN "
+        f"new.play_count > old.play_count BEGIN "
+        f"{add_plays('new', 'new.play_count - old.play_count', may_fall=False)} END",
+        f"CREATE TRIGGER album_plays_discounted AFTER UPDATE OF play_count ON song_stats WHEN "
+        f"new.play_count < old.play_count BEGIN "
         f"{add_plays('new', 'new.play_count - old.play_count')} END",
         # A song's stats deleted alone (its library row stays): no-op when the row is gone.
         f"CREATE TRIGGER album_plays_uncounted AFTER DELETE ON song_stats WHEN "

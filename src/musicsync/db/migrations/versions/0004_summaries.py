@@ -81,31 +81,36 @@ SQLITE = (
     "album) DO UPDATE SET plays = plays + excluded.plays; DELETE FROM album_plays WHERE "
     "user_id = new.user_id AND album_artist = (CASE WHEN new.album_artist = '' THEN "
     "new.artist ELSE new.album_artist END) AND album = new.album AND plays <= 0; END",
-    "CREATE TRIGGER album_plays_counted AFTER INSERT ON song_stats WHEN new.play_count <> 0"
-    " BEGIN INSERT INTO album_plays (user_id, album_artist, album, plays) SELECT user_id, "
+    "CREATE TRIGGER album_plays_counted AFTER INSERT ON song_stats WHEN new.play_count > 0 "
+    "BEGIN INSERT INTO album_plays (user_id, album_artist, album, plays) SELECT user_id, "
     "(CASE WHEN library.album_artist = '' THEN library.artist ELSE library.album_artist "
     "END), album, new.play_count FROM library WHERE id = new.library_id ON CONFLICT "
-    "(user_id, album_artist, album) DO UPDATE SET plays = plays + excluded.plays; DELETE "
-    "FROM album_plays WHERE plays <= 0 AND (user_id, album_artist, album) IN (SELECT "
-    "user_id, (CASE WHEN library.album_artist = '' THEN library.artist ELSE "
-    "library.album_artist END), album FROM library WHERE id = new.library_id); END",
+    "(user_id, album_artist, album) DO UPDATE SET plays = plays + excluded.plays;  END",
     "CREATE TRIGGER album_plays_recounted AFTER UPDATE OF play_count ON song_stats WHEN "
-    "new.play_count <> old.play_count BEGIN INSERT INTO album_plays (user_id, album_artist,"
-    " album, plays) SELECT user_id, (CASE WHEN library.album_artist = '' THEN "
-    "library.artist ELSE library.album_artist END), album, new.play_count - old.play_count "
-    "FROM library WHERE id = new.library_id ON CONFLICT (user_id, album_artist, album) DO "
-    "UPDATE SET plays = plays + excluded.plays; DELETE FROM album_plays WHERE plays <= 0 "
-    "AND (user_id, album_artist, album) IN (SELECT user_id, (CASE WHEN library.album_artist"
-    " = '' THEN library.artist ELSE library.album_artist END), album FROM library WHERE id "
-    "= new.library_id); END",
+    "new.play_count > old.play_count BEGIN INSERT INTO album_plays (user_id, album_artist, "
+    "album, plays) SELECT user_id, (CASE WHEN library.album_artist = '' THEN library.artist"
+    " ELSE library.album_artist END), album, new.play_count - old.play_count FROM library "
+    "WHERE id = new.library_id ON CONFLICT (user_id, album_artist, album) DO UPDATE SET "
+    "plays = plays + excluded.plays;  END",
+    "CREATE TRIGGER album_plays_discounted AFTER UPDATE OF play_count ON song_stats WHEN "
+    "new.play_count < old.play_count BEGIN INSERT INTO album_plays (user_id, album_artist, "
+    "album, plays) SELECT user_id, (CASE WHEN library.album_artist = '' THEN library.artist"
+    " ELSE library.album_artist END), album, new.play_count - old.play_count FROM library "
+    "WHERE id = new.library_id ON CONFLICT (user_id, album_artist, album) DO UPDATE SET "
+    "plays = plays + excluded.plays; DELETE FROM album_plays WHERE user_id = (SELECT "
+    "user_id FROM library WHERE id = new.library_id) AND album_artist = (SELECT (CASE WHEN "
+    "library.album_artist = '' THEN library.artist ELSE library.album_artist END) FROM "
+    "library WHERE id = new.library_id) AND album = (SELECT album FROM library WHERE id = "
+    "new.library_id) AND plays <= 0; END",
     "CREATE TRIGGER album_plays_uncounted AFTER DELETE ON song_stats WHEN old.play_count <>"
     " 0 BEGIN INSERT INTO album_plays (user_id, album_artist, album, plays) SELECT user_id,"
     " (CASE WHEN library.album_artist = '' THEN library.artist ELSE library.album_artist "
     "END), album, -old.play_count FROM library WHERE id = old.library_id ON CONFLICT "
     "(user_id, album_artist, album) DO UPDATE SET plays = plays + excluded.plays; DELETE "
-    "FROM album_plays WHERE plays <= 0 AND (user_id, album_artist, album) IN (SELECT "
-    "user_id, (CASE WHEN library.album_artist = '' THEN library.artist ELSE "
-    "library.album_artist END), album FROM library WHERE id = old.library_id); END",
+    "FROM album_plays WHERE user_id = (SELECT user_id FROM library WHERE id = "
+    "old.library_id) AND album_artist = (SELECT (CASE WHEN library.album_artist = '' THEN "
+    "library.artist ELSE library.album_artist END) FROM library WHERE id = old.library_id) "
+    "AND album = (SELECT album FROM library WHERE id = old.library_id) AND plays <= 0; END",
 )
 POSTGRES = (
     "CREATE TABLE library_totals (user_id BIGINT NOT NULL, format TEXT NOT NULL, codec TEXT"
@@ -236,7 +241,8 @@ def downgrade() -> None:
         for trigger in ("library_totals_added", "library_totals_removed",
                         "library_totals_changed", "album_plays_song_removed",
                         "album_plays_song_retagged", "album_plays_counted",
-                        "album_plays_recounted", "album_plays_uncounted"):
+                        "album_plays_recounted", "album_plays_discounted",
+                        "album_plays_uncounted"):
             op.execute(f"DROP TRIGGER {trigger}")
     op.execute("DROP TABLE album_plays")
     op.execute("DROP TABLE library_totals")
