@@ -17,7 +17,8 @@ outlives its songs.
   album can no longer be looked up).
 - PostgreSQL: statement triggers over transition tables, one write per key a statement
   touches (row triggers made loading or deleting 100,000 songs at once quadratic: each
-  update of a row in a transaction leaves a version behind). Albums touched are counted
+  update of a row in a transaction leaves a version behind). Plays changed add their
+  difference to their albums; albums whose songs are retagged or deleted are counted
   again from their few songs, which holds whatever order cascades run in.
 
 Like the search index's FTS5 table these are derived data, not models: ``create`` makes
@@ -158,9 +159,8 @@ def _sqlite_ddl() -> tuple[str, ...]:
 
 
 RECOUNT = "album_plays_recount(k.owner, k.artist, k.title)"
-# Songs whose play count an UPDATE of song_stats changed (a rating is no reason to count).
-RECOUNTED = ("SELECT n.library_id FROM changed_rows n JOIN old_rows o USING (library_id) "
-             "WHERE n.play_count <> o.play_count")
+DROP_EMPTY_ALBUMS = ("DELETE FROM album_plays WHERE plays <= 0 "
+                     "AND user_id IN (SELECT user_id FROM changed_rows); ")
 
 
 def _postgres_ddl() -> tuple[str, ...]:
@@ -182,12 +182,23 @@ def _postgres_ddl() -> tuple[str, ...]:
                 "songs = t.songs + EXCLUDED.songs, bytes = t.bytes + EXCLUDED.bytes, "
                 "duration_ms = t.duration_ms + EXCLUDED.duration_ms; ")
 
+    def placed(rows: str) -> str:
+        return f"SELECT id, user_id, {_album_artist(rows)} AS artist, album FROM {rows}"
+
     def keys(rows: str) -> str:
         return f"SELECT DISTINCT user_id, {_album_artist(rows)}, album FROM {rows}"
 
-    def albums_of(ids: str) -> str:
-        return (f"SELECT DISTINCT user_id, {_album_artist('library')}, album FROM library "
-                f"WHERE id IN ({ids})")
+    def add_plays(changes: str) -> str:
+        # Each song's row looked up by id (LIMIT keeps the planner from making it a join,
+        # which read the whole library to hash it: transition tables look small to it).
+        return ("INSERT INTO album_plays AS a (user_id, album_artist, album, plays) "
+                "SELECT l.user_id, l.album_artist, l.album, sum(c.plays) "
+                f"FROM ({changes}) AS c CROSS JOIN LATERAL (SELECT user_id, "
+                f"{_album_artist('library')} AS album_artist, album FROM library "
+                "WHERE id = c.library_id LIMIT 1) AS l "
+                "GROUP BY 1, 2, 3 HAVING sum(c.plays) <> 0 "
+                "ON CONFLICT (user_id, album_artist, album) "
+                "DO UPDATE SET plays = a.plays + EXCLUDED.plays; ")
 
     drop_empty = ("DELETE FROM library_totals WHERE songs <= 0 "
                   "AND user_id IN (SELECT user_id FROM old_rows); ")
@@ -219,22 +230,27 @@ def _postgres_ddl() -> tuple[str, ...]:
         "CREATE FUNCTION album_plays_follow_songs() RETURNS trigger LANGUAGE plpgsql AS $$ "
         "BEGIN IF TG_OP = 'DELETE' THEN "
         f"PERFORM {RECOUNT} FROM ({keys('old_rows')}) AS k (owner, artist, title); "
+        # Retagged songs' albums before and after: rows of one table not in the other
+        # (EXCEPT hashes both; a join of transition tables may loop over one per row).
         f"ELSE PERFORM {RECOUNT} FROM ("
-        f"SELECT user_id, {_album_artist('o')}, album FROM old_rows o "
-        f"WHERE EXISTS (SELECT 1 FROM new_rows n WHERE n.id = o.id AND "
-        f"(n.user_id, {_album_artist('n')}, n.album) IS DISTINCT FROM "
-        f"(o.user_id, {_album_artist('o')}, o.album)) "
-        f"UNION SELECT user_id, {_album_artist('n')}, album FROM new_rows n "
-        f"WHERE EXISTS (SELECT 1 FROM old_rows o WHERE o.id = n.id AND "
-        f"(n.user_id, {_album_artist('n')}, n.album) IS DISTINCT FROM "
-        f"(o.user_id, {_album_artist('o')}, o.album))) AS k (owner, artist, title); "
+        f"SELECT user_id, artist, album FROM ({placed('old_rows')} EXCEPT "
+        f"{placed('new_rows')}) AS before UNION "
+        f"SELECT user_id, artist, album FROM ({placed('new_rows')} EXCEPT "
+        f"{placed('old_rows')}) AS after) AS k (owner, artist, title); "
         "END IF; RETURN NULL; END $$",
+        # Plays changed: each album gets the difference, in one statement (songs whose
+        # library row is gone went with it: album_plays_follow_songs counted those).
         "CREATE FUNCTION album_plays_follow_stats() RETURNS trigger LANGUAGE plpgsql AS $$ "
-        "BEGIN IF TG_OP = 'UPDATE' THEN "
-        f"PERFORM {RECOUNT} FROM ({albums_of(RECOUNTED)}) "
-        "AS k (owner, artist, title); "
-        f"ELSE PERFORM {RECOUNT} FROM ({albums_of('SELECT library_id FROM changed_rows')}) "
-        "AS k (owner, artist, title); END IF; RETURN NULL; END $$",
+        "BEGIN IF TG_OP = 'INSERT' THEN "
+        + add_plays("SELECT library_id, play_count AS plays FROM changed_rows") +
+        "ELSIF TG_OP = 'UPDATE' THEN "
+        # Not old joined to new: transition tables have no statistics, and the planner
+        # loops over one for each row of the other. (Counts only grow here: a fall would
+        # leave an album at zero, which statistics pass over.)
+        + add_plays("SELECT library_id, play_count AS plays FROM changed_rows UNION ALL "
+                    "SELECT library_id, -play_count FROM old_rows") +
+        "ELSE " + add_plays("SELECT library_id, -play_count AS plays FROM changed_rows") +
+        DROP_EMPTY_ALBUMS + "END IF; RETURN NULL; END $$",
         "CREATE TRIGGER library_totals_added AFTER INSERT ON library "
         "REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT "
         "EXECUTE FUNCTION library_totals_follow()",

@@ -31,10 +31,10 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from ..db.dialect import PerDialect, greatest
+from ..db.dialect import UpsertMany, greatest
 from ..db.models import Change, LibraryEntry, PlayRecord, SongStats
 from ..errors import InvalidArgument, NotFound
 from ..limits import (MAX_PLAY_ID_CHARS, MAX_SECONDS_PLAYED, PLAY_BEFORE_ADDED_MS,
@@ -106,12 +106,8 @@ class _Song:
     created_at: int
 
 
-def _build_add_plays(insert_):
-    """Adds a batch's counts to a song's row (made if it has none), one statement a song."""
-    statement = insert_(_STATS).values(
-        library_id=bindparam("library_id"), user_id=bindparam("user_id"),
-        play_count=bindparam("play_count"), skip_count=bindparam("skip_count"),
-        last_played_ms=bindparam("last_played_ms"))
+def _add_to_stats(statement):
+    """Adds a batch's counts to its songs' rows (made where there are none)."""
     added = statement.excluded
     return statement.on_conflict_do_update(
         index_elements=[_STATS.c.library_id],
@@ -120,7 +116,10 @@ def _build_add_plays(insert_):
                   last_played_ms=greatest(_STATS.c.last_played_ms, added.last_played_ms)))
 
 
-_ADD_PLAYS = PerDialect(_build_add_plays)
+# One statement a batch on PostgreSQL: its triggers keeping the plays by album
+# (db/summaries.py) run once a batch, not once a song.
+_ADD_PLAYS = UpsertMany(_STATS, ("library_id", "user_id", "play_count", "skip_count",
+                                 "last_played_ms"), _add_to_stats)
 
 
 class Listening:
@@ -229,7 +228,7 @@ class Listening:
                 return outcomes, None
             connection = session.connection()
             connection.execute(_INSERT_PLAY, rows)
-            connection.execute(_ADD_PLAYS.on(connection), [
+            _ADD_PLAYS.execute(connection, [
                 dict(library_id=library_id, user_id=user_id, play_count=plays_,
                      skip_count=skips, last_played_ms=last)
                 for library_id, (plays_, skips, last, _) in counts.items()])

@@ -103,15 +103,16 @@ def _top_played(session: Session, user_id: int, stats: Stats) -> None:
     fall by name the same way on every database (collations differ)."""
     plays = ALBUM_PLAYS.c
     artist_plays = func.sum(plays.plays)
+    played = (plays.user_id == user_id) & (plays.plays > 0)
     by_artist = (select(plays.album_artist, artist_plays.label("plays"))
-                 .where(plays.user_id == user_id).group_by(plays.album_artist))
+                 .where(played).group_by(plays.album_artist))
     totals = by_artist.subquery().c.plays
     tenth = session.scalar(select(totals).order_by(totals.desc()).offset(TOP - 1).limit(1)) or 0
     artists = session.execute(by_artist.having(artist_plays >= tenth)).all()
     stats.top_artists = [Count(name, int(total)) for name, total in
                          sorted(artists, key=lambda row: (-int(row[1]), row[0]))[:TOP]]
-    albums = select(plays.album_artist, plays.album, plays.plays).where(plays.user_id == user_id)
-    tenth = session.scalar(select(plays.plays).where(plays.user_id == user_id)
+    albums = select(plays.album_artist, plays.album, plays.plays).where(played)
+    tenth = session.scalar(select(plays.plays).where(played)
                            .order_by(plays.plays.desc()).offset(TOP - 1).limit(1)) or 0
     top = sorted(session.execute(albums.where(plays.plays >= tenth)),
                  key=lambda row: (-int(row[2]), row[1], row[0]))[:TOP]
