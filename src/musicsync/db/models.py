@@ -26,13 +26,6 @@ EMPTY = text("''")
 # (players/browse.py). Spelled as SQL, the same in the indexes below and in the queries
 # that use them: SQLite matches an index's expression only to the very same expression.
 ALBUM_ARTIST_SQL = "(CASE WHEN album_artist = '' THEN artist ELSE album_artist END)"
-# PostgreSQL's full-text vector of a search document: title weighs A, album B, artists C
-# (a query restricted to weights searches those columns alone). The GIN index is on this
-# very expression, and queries repeat it to use the index (db/search_index.py).
-SEARCH_VECTOR_SQL = ("(setweight(to_tsvector('simple'::regconfig, title), 'A') || "
-                     "setweight(to_tsvector('simple'::regconfig, album), 'B') || "
-                     "setweight(to_tsvector('simple'::regconfig, artist), 'C'))")
-
 
 class Base(DeclarativeBase):
     pass
@@ -333,13 +326,10 @@ class SearchDocument(Base):
     """A song's words as search compares them (db/search_index.py): lowercased, diacritics
     and punctuation gone, one space between words. Written with the library entry, in its
     transaction; gone with it (ON DELETE CASCADE). The full-text index over it is SQLite's
-    FTS5 table ``search_fts`` (kept by triggers) or PostgreSQL's GIN index below."""
+    FTS5 table ``search_fts`` (kept by triggers) or PostgreSQL's GIN index: neither is in
+    the models (search_index.create_index makes them)."""
 
     __tablename__ = "search_documents"
-    __table_args__ = (
-        Index("ix_search_documents_words", text(SEARCH_VECTOR_SQL),
-              postgresql_using="gin").ddl_if(dialect="postgresql"),
-    )
 
     library_id: Mapped[int] = mapped_column(
         BigInt, ForeignKey("library.id", ondelete="CASCADE"), primary_key=True)

@@ -10,10 +10,10 @@ Over those rows each dialect keeps its own index:
 
 - SQLite: ``search_fts``, an FTS5 table with external content (the documents), tokenizer
   ``unicode61 remove_diacritics 2`` and prefix indexes of 1 to 3 characters, kept in step
-  by triggers on ``search_documents``. It is not a model: ``create_sqlite_index`` makes it
+  by triggers on ``search_documents``. It is not a model: ``create_index`` makes it
   for a new database (migrations._create) and revision 0003 for an upgraded one.
 - PostgreSQL: a GIN index over the weighted tsvector of the documents
-  (models.SEARCH_VECTOR_SQL; title A, album B, artists C); queries are prefix tsqueries
+  (SEARCH_VECTOR_SQL; title A, album B, artists C); queries are prefix tsqueries
   (``word:*``). Diacritics are folded here in Python, so no ``unaccent`` extension.
 
 ``matching(bind, words, scope)`` is the one question the domain asks: the library ids
@@ -31,11 +31,22 @@ from sqlalchemy import Connection, Select, select, text
 from sqlalchemy.orm import Session
 
 from .dialect import PerDialect, dialect_name
-from .models import SEARCH_VECTOR_SQL, SearchDocument
+from .models import SearchDocument
 
 # Letters NFKD does not take apart, spelled as people type them without the mark.
 _PLAIN = str.maketrans({"ø": "o", "ł": "l", "đ": "d", "ð": "d", "ħ": "h", "ı": "i",
                         "æ": "ae", "œ": "oe", "þ": "th", "ŋ": "n"})
+
+# PostgreSQL's full-text vector of a search document: title weighs A, album B, artists C
+# (a query restricted to weights searches those columns alone). The GIN index is on this
+# very expression, and queries repeat it to use the index.
+SEARCH_VECTOR_SQL = ("(setweight(to_tsvector('simple'::regconfig, title), 'A') || "
+                     "setweight(to_tsvector('simple'::regconfig, album), 'B') || "
+                     "setweight(to_tsvector('simple'::regconfig, artist), 'C'))")
+# Not a model's Index: its postgresql_using made SQLAlchemy import its PostgreSQL dialect
+# on every start, SQLite's too (some 2 MiB of a server's memory).
+GIN_INDEX = "ix_search_documents_words"
+POSTGRES_DDL = (f"CREATE INDEX {GIN_INDEX} ON search_documents USING gin ({SEARCH_VECTOR_SQL})",)
 
 # The FTS5 table and the triggers that keep it in step with search_documents.
 FTS_TABLE = "search_fts"
@@ -102,9 +113,10 @@ def index_entry(session: Session, entry) -> None:
     connection.execute(_UPSERT.on(connection), document_of(entry))
 
 
-def create_sqlite_index(connection: Connection) -> None:
-    """The FTS5 table and its triggers (see above), in an SQLite database."""
-    for statement in SQLITE_DDL:
+def create_index(connection: Connection) -> None:
+    """The full-text index (see above): the FTS5 table and its triggers, or the GIN index."""
+    sqlite = dialect_name(connection) == "sqlite"
+    for statement in SQLITE_DDL if sqlite else POSTGRES_DDL:
         connection.exec_driver_sql(statement)
 
 

@@ -150,12 +150,9 @@ async def _create(conn: AsyncConnection) -> None:
 
     log.info("creating the database schema (revision %s)", HEAD_REVISION)
     await conn.run_sync(Base.metadata.create_all)
-    if conn.dialect.name == "sqlite":
-        # The search index's FTS5 table is no model (PostgreSQL's GIN index is).
-        from ..search_index import create_sqlite_index
-        await conn.run_sync(create_sqlite_index)
-    # Nor are the statistics' running totals and their triggers.
-    from .. import summaries
+    # The full-text index and the statistics' running totals are no models.
+    from .. import search_index, summaries
+    await conn.run_sync(search_index.create_index)
     await conn.run_sync(summaries.create)
     # Alembic's own table, as Alembic makes it.
     await conn.execute(text(
