@@ -123,6 +123,21 @@ async def test_fsck_repair_marks_a_corrupt_blob_until_it_is_uploaded_again(
     assert code == 0, out
 
 
+async def test_fsck_finds_statistics_totals_edited_by_hand_and_repair_recomputes_them(
+        client, alice, settings, capsys):
+    await upload(client, SONG, file_pb2.FileMetadata(filename="one.wav"))
+    before = query(settings, "SELECT * FROM library_totals")
+    query(settings, "UPDATE library_totals SET songs = songs + 5")
+    code, out = await run_cli(capsys, "fsck", *where(settings))
+    assert code == 1 and "stats-totals" in out and "library_totals" in out
+    assert "album_plays" not in out
+    code, out = await run_cli(capsys, "fsck", "--repair", *where(settings))
+    assert code == 1 and "computed afresh" in out
+    assert query(settings, "SELECT * FROM library_totals") == before
+    code, out = await run_cli(capsys, "fsck", *where(settings))
+    assert code == 0 and "all is well" in out, out
+
+
 async def test_fsck_quick_mode_skips_rehashing(client, alice, settings, capsys):
     await upload(client, SONG)
     path = blob_path(settings, sha(SONG))

@@ -304,6 +304,26 @@ def fill_statements(dialect: str, format_sql: str | None = None) -> tuple[str, .
                  f"{select}" for name, select in afresh(dialect, format_sql).items())
 
 
+def disagreeing(connection: Connection) -> list[str]:
+    """The tables whose rows differ from the figures computed afresh (``musicsync fsck``:
+    triggers keep them right; a hand edit of the database may not)."""
+    found = []
+    for table, computed in afresh(connection.dialect.name).items():
+        count = "songs" if table == "library_totals" else "plays"
+        kept = connection.exec_driver_sql(f"SELECT * FROM {table} WHERE {count} <> 0")
+        if sorted(map(tuple, kept)) != sorted(map(tuple, connection.exec_driver_sql(computed))):
+            found.append(table)
+    return found
+
+
+def rebuild(connection: Connection) -> None:
+    """Both tables computed afresh (``musicsync fsck --repair``), in the caller's write."""
+    for table in TABLES:
+        connection.exec_driver_sql(f"DELETE FROM {table}")
+    for statement in fill_statements(connection.dialect.name):
+        connection.exec_driver_sql(statement)
+
+
 def create(connection: Connection) -> None:
     """The tables and their triggers (see above), in a database without them."""
     ddl = SQLITE_DDL if connection.dialect.name == "sqlite" else POSTGRES_DDL

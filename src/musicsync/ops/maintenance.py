@@ -37,6 +37,7 @@ from sqlalchemy import delete, exists, func, select, update
 from ..auth.accounts import LeftBehind
 from ..config import Settings
 from ..db import Database
+from ..db import summaries
 from ..db.models import ArtImage, ArtResized, Blob, LibraryEntry
 from ..errors import StorageUnavailable
 from ..library.entries import blob_is_referenced
@@ -54,7 +55,8 @@ class Finding:
     """One problem fsck found, and what --repair did about it."""
 
     # missing | corrupt | size-mismatch | orphan-blob | orphan-row, and for cover
-    # pictures and their resized copies: missing-art | corrupt-art | art-size
+    # pictures and their resized copies: missing-art | corrupt-art | art-size; and
+    # stats-totals for the statistics' running totals (``sha256`` then names the table)
     kind: str
     sha256: str
     detail: str
@@ -177,7 +179,21 @@ class Maintenance:
             if repair:
                 finding.repaired = await self._forget_row(sha)
             report.findings.append(finding)
+        await self._check_totals(repair, report)
         return report
+
+    async def _check_totals(self, repair: bool, report: FsckReport) -> None:
+        """The statistics' running totals against the library and its plays."""
+        async with self.db.read() as session:
+            tables = await session.run_sync(lambda sync: summaries.disagreeing(
+                sync.connection()))
+        if tables and repair:
+            async with self.db.write() as session:
+                await session.run_sync(lambda sync: summaries.rebuild(sync.connection()))
+        for table in tables:
+            report.findings.append(Finding(
+                "stats-totals", table, "the statistics' running totals differ from the "
+                "library and its plays", "computed afresh" if repair else ""))
 
     async def _check_blob(self, sha: bytes, size: int, row: tuple[int, bool, int] | None,
                           listed: bool, rehash: bool, report: FsckReport) -> Finding | None:
