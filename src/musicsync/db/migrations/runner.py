@@ -12,6 +12,8 @@ and ``HEAD_REVISION`` moved to it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic.config import Config
@@ -37,19 +39,26 @@ def scripts() -> ScriptDirectory:
     return ScriptDirectory.from_config(config())
 
 
+@contextmanager
+def _environment(connection: Connection, destination: str,
+                 steps: Callable[[ScriptDirectory, str | None], list]):
+    """Alembic's environment on ``connection`` moving to ``destination`` by ``steps``."""
+    script = scripts()
+    environment = EnvironmentContext(config(), script, destination_rev=destination,
+                                     fn=lambda found, _context: steps(script, found))
+    with environment:
+        # The caller's transaction holds every step: Alembic begins none of its own.
+        environment.configure(connection=connection, transactional_ddl=True)
+        yield script, environment
+
+
 def upgrade(connection: Connection, *, stamp: str | None = None) -> None:
     """Upgrade to the head inside the connection's transaction, stamping ``stamp`` first.
 
     Raises SchemaTooNew when the database's revision is not one of ours."""
-    script = scripts()
-
-    def steps(found, _context):
-        return script._upgrade_revs("head", found)
-
-    environment = EnvironmentContext(config(), script, fn=steps, destination_rev="head")
-    with environment:
-        # The caller's transaction holds every step: Alembic begins none of its own.
-        environment.configure(connection=connection, transactional_ddl=True)
+    with _environment(connection, "head",
+                      lambda script, found: script._upgrade_revs("head", found)
+                      ) as (script, environment):
         context = environment.get_context()
         if stamp is not None:
             context.stamp(script, stamp)
@@ -65,12 +74,7 @@ def upgrade(connection: Connection, *, stamp: str | None = None) -> None:
 def downgrade(connection: Connection, revision: str) -> None:
     """Back to ``revision`` inside the connection's transaction (tests of an upgrade start
     from a database as an older musicsync left it)."""
-    script = scripts()
-
-    def steps(found, _context):
-        return script._downgrade_revs(revision, found)
-
-    environment = EnvironmentContext(config(), script, fn=steps, destination_rev=revision)
-    with environment:
-        environment.configure(connection=connection, transactional_ddl=True)
+    with _environment(connection, revision,
+                      lambda script, found: script._downgrade_revs(revision, found)
+                      ) as (_script, environment):
         environment.run_migrations()
