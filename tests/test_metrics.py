@@ -108,12 +108,17 @@ async def test_scrape_includes_process_memory(metered):
 
 
 async def test_two_servers_in_one_process_keep_separate_counts(metered, tmp_path):
+    key = rpc("musicsync_rpc_total", "sync.SyncService", "GetSync", "UNAUTHENTICATED")
+    theirs = {}
+
+    async def counted() -> bool:  # as the call ends on the server (see above)
+        theirs.update(await samples(other.metrics_port))
+        return key in theirs
     async with App(make_settings(tmp_path / "other", metrics_port=0)) as other:
         async with Client(other) as client:
             await status_of(client.sync.GetSync(empty_pb2.Empty()))
-        theirs = await samples(other.metrics_port)
+        await wait_until(counted, "the other server's refused GetSync to be counted")
     ours = await samples(metered.metrics_port)
-    key = rpc("musicsync_rpc_total", "sync.SyncService", "GetSync", "UNAUTHENTICATED")
     assert theirs[key] == 1
     assert key not in ours
 
