@@ -34,11 +34,13 @@ $(MOTO_VENV)/.installed:
 	$(MOTO_VENV)/bin/python -m pip install --quiet '$(MOTO_SPEC)'
 	touch $@
 
-# Three pytest workers (pytest-xdist): most of a test's time is spent waiting on servers,
-# sockets and disks, so on a 2-core machine three take the suite from 15 to 8 minutes (four
-# were slower). Each worker has its own moto and PostgreSQL cluster; `make test
-# TEST_WORKERS=0` runs in one process.
-TEST_WORKERS ?= 3
+# pytest workers (pytest-xdist); 0 runs the suite in this one process, as CI does. Most of
+# a test's time is spent waiting on servers, sockets and disks, so on a 2-core machine
+# `make test TEST_WORKERS=3` takes the suite from 15 to 8 minutes (four were slower; each
+# worker has its own moto and PostgreSQL cluster). Not the default yet: under that load a
+# `musicsync sync --watch` subprocess once died at start with grpc's "epoll_wait error: Bad
+# file descriptor" (test_sync_folder), to be understood first.
+TEST_WORKERS ?= 0
 test: $(VENV)/.installed-dev $(MOTO_VENV)/.installed protos-check postgres-bin
 	MOTO_PYTHON=$(abspath $(MOTO_VENV))/bin/python $(BIN)/python -m pytest \
 		-n $(TEST_WORKERS) $(PYTEST_ARGS)
