@@ -114,7 +114,9 @@ async def test_resumable_upload_over_s3_continues_where_it_stopped(s3_client, s3
 async def test_storage_outage_gives_unavailable_and_not_serving_then_recovers(tmp_path, clock):
     with MotoServer() as moto:
         bucket = new_bucket()
-        settings = make_settings(tmp_path / "data", storage_timeout=2,
+        # Stopped moto refuses connections at once: the timeout only has to let a busy
+        # machine's moto answer the uploads before and after (2 s once did not).
+        settings = make_settings(tmp_path / "data", storage_timeout=10,
                                  **moto.server.settings(bucket))
         async with App(settings, clock=clock) as app, Client(app) as client:
             await registered(client)
@@ -142,7 +144,8 @@ async def test_storage_outage_gives_unavailable_and_not_serving_then_recovers(tm
 async def test_server_starts_while_storage_is_down_and_serves_once_it_is_up(tmp_path, clock):
     moto = MotoServer(free_port())  # not started yet: nothing listens there
     bucket = new_bucket()
-    settings = make_settings(tmp_path / "data", storage_timeout=2, **moto.server.settings(bucket))
+    settings = make_settings(tmp_path / "data", storage_timeout=10,  # as above
+                             **moto.server.settings(bucket))
     async with App(settings, clock=clock) as app, Client(app) as client:
         await registered(client)
         assert await health(client, "file.FileService") == NOT_SERVING
